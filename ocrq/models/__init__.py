@@ -1,0 +1,1 @@
+"""Model repository (on-disk, versioned), registry (loaded, per process), runtimes."""

@@ -1,0 +1,53 @@
+"""The runtime interface: one ONNX-exported network, numpy in, numpy out.
+
+Every model ocrq ships has exactly one input and one output (NCHW float32 in,
+a float32 tensor out), so the interface is a single ``run``. Stages only see
+this interface; a backend (ONNX Runtime, torch) is chosen by settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ocrq.errors import UnknownRuntime
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    backend: str  # "onnxruntime" | "torch"
+    device: str  # "cpu" | "cuda:0" ...
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Run one forward pass on a float32 NCHW batch; returns float32."""
+        ...
+
+    def close(self) -> None: ...
+
+
+RUNTIMES = ("onnxruntime", "torch")
+
+
+def load_runtime(
+    backend: str,
+    onnx_path: Path,
+    *,
+    device: str = "cpu",
+    threads: int = 0,
+    fp16: bool = False,
+) -> Runtime:
+    """Create a runtime for ``onnx_path``; backends are imported lazily."""
+    if backend == "onnxruntime":
+        from ocrq.models.runtimes.onnxruntime import OnnxRuntime
+
+        return OnnxRuntime(onnx_path, device=device, threads=threads)
+    if backend == "torch":
+        from ocrq.models.runtimes.torch import TorchRuntime  # type: ignore[import-not-found]
+
+        return TorchRuntime(onnx_path, device=device, threads=threads, fp16=fp16)
+    raise UnknownRuntime(
+        f"unknown runtime {backend!r}; known runtimes: {', '.join(RUNTIMES)}",
+        known=list(RUNTIMES),
+    )

@@ -1,0 +1,87 @@
+"""The one place that reads ``OCRQ_*`` environment variables.
+
+Everything else receives a :class:`Settings` instance; nothing reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+def _default_data_dir() -> Path:
+    # platformdirs: the XDG-correct per-user data directory on Linux/macOS/Windows.
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("ocrq", appauthor=False))
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- models and runtime -------------------------------------------------
+    model_root: Path = field(default_factory=lambda: _default_data_dir() / "models")
+    runtime: str = "onnxruntime"  # onnxruntime | torch
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    threads: int = 0  # intra-op threads per model session; 0 = all cores
+    fp16: bool = False  # torch runtime on CUDA only
+
+    # --- input limits -------------------------------------------------------
+    max_image_pixels: int = 60_000_000  # refuse before decoding (decompression bombs)
+    max_image_side: int = 20_000
+    max_upload_bytes: int = 32 * 1024 * 1024
+
+    # --- service ------------------------------------------------------------
+    broker_url: str = "redis://localhost:6379/0"
+    redis_url: str = "redis://localhost:6379/1"
+    database_url: str = field(
+        default_factory=lambda: f"sqlite:///{_default_data_dir() / 'ocrq.sqlite3'}"
+    )
+    plans_file: Path | None = None  # None: the plans bundled with ocrq
+    queue_gpu: str = "gpu"
+    queue_cpu: str = "cpu"
+    queue_webhooks: str = "webhooks"
+    image_ttl_s: int = 3600
+    result_cache_ttl_s: int = 3600
+    result_retention_days: int = 30
+    recognize_batch_lines: int = 32
+    webhook_secret: str = "change-me"
+    webhook_max_attempts: int = 8
+    allow_private_urls: bool = False
+    worker_name: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``OCRQ_<FIELD>`` variables (upper-case field names)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"OCRQ_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.type, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _convert(annotation: Any, raw: str) -> Any:
+    kind = str(annotation)
+    if kind.startswith("Path"):
+        return Path(raw).expanduser()
+    if kind == "bool":
+        return _bool(raw)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    return raw
