@@ -20,6 +20,9 @@ def _register() -> None:
     from ocrq.cli.run import run
 
     main.add_command(run)
+    from ocrq.cli.eval import eval_command
+
+    main.add_command(eval_command)
 
 
 _register()
