@@ -4,15 +4,23 @@ A :class:`LoadedModel` is immutable: a stage call holds a reference to one for
 its whole duration, so swapping the active version never changes the model
 under a running call — it finishes on the version it started with, and the
 next call picks up the new one.
+
+Versions are chosen in this order: an explicit ``get(name, version)``, the
+versions pinned for the current bid (a canary, see :meth:`ModelRegistry.for_bid`),
+the globally active version, the desired version (:class:`Desired`), the latest
+version in the repository.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import threading
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from ocrq.errors import ModelLoadError, OcrqError
@@ -21,6 +29,10 @@ from ocrq.models.runtimes import Runtime, load_runtime
 from ocrq.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Versions pinned for the code running in this context (a task of one bid).
+# A ContextVar, not an attribute: threads and tasks of other bids never see it.
+_PINS: ContextVar[Mapping[str, int] | None] = ContextVar("ocrq_model_pins", default=None)
 
 
 class Status(enum.StrEnum):
@@ -50,6 +62,37 @@ class VersionState:
     device: str = ""
     backend: str = ""
     since: float = field(default_factory=time.time)
+    active: bool = False  # the global active version of ``name``
+    bids: tuple[str, ...] = ()  # bids pinned to this version (canaries)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name, "version": self.version, "status": str(self.status),
+            "reason": self.reason, "device": self.device, "backend": self.backend,
+            "since": self.since, "active": self.active, "bids": list(self.bids),
+        }
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Which versions should serve: globally, and per bid (canaries)."""
+
+    versions: Mapping[str, int] = field(default_factory=dict)
+    bids: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"versions": dict(self.versions),
+                "bids": {b: dict(v) for b, v in self.bids.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Desired:
+        versions = data.get("versions") or {}
+        bids = data.get("bids") or {}
+        assert isinstance(versions, Mapping) and isinstance(bids, Mapping)
+        return cls(
+            {str(k): int(v) for k, v in versions.items()},
+            {str(b): {str(k): int(v) for k, v in pins.items()} for b, pins in bids.items()},
+        )
 
 
 class ModelRegistry:
@@ -62,7 +105,9 @@ class ModelRegistry:
         self._active: dict[str, LoadedModel] = {}
         self._loaded: dict[tuple[str, int], LoadedModel] = {}
         self._states: dict[tuple[str, int], VersionState] = {}
-        self._wanted: dict[str, int] = {}  # pinned versions; absent = latest
+        self._wanted: dict[str, int] = {}  # desired global versions; absent = latest
+        self._bid_pins: dict[str, dict[str, int]] = {}
+        self._key_locks: dict[tuple[str, int], threading.Lock] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
@@ -71,22 +116,92 @@ class ModelRegistry:
         return cls(repo, settings)
 
     # --- reading -------------------------------------------------------------
-    def get(self, name: str) -> LoadedModel:
-        """The active version of ``name`` (loads it on first use)."""
+    def get(self, name: str, version: int | None = None) -> LoadedModel:
+        """The model to use for ``name`` now (loads it on first use).
+
+        ``version`` (or a pin of the current bid) selects a specific version,
+        loaded beside the active one; if that version cannot load, the active
+        version serves instead so a bad canary never fails a job.
+        """
+        if version is None:
+            pins = _PINS.get()
+            if pins:
+                version = pins.get(name)
+        if version is not None:
+            return self._get_version(name, version)
         model = self._active.get(name)  # dict read is atomic; no lock on the hot path
         if model is not None:
             return model
         with self._lock:
             model = self._active.get(name)
             if model is None:
-                model_spec(name)
-                version = self._wanted.get(name) or self.repository.latest(name)
-                model = self.load(name, version)
+                model = self._load_first_good(name)
                 self._active[name] = model
+                self._refresh_flags(name)
             return model
+
+    def _load_first_good(self, name: str) -> LoadedModel:
+        """The wanted (else latest) version; if it cannot load, the newest one that can.
+
+        A worker that starts while the desired version is broken on disk still
+        serves the previous version (FAILED stays visible in ``states``).
+        """
+        model_spec(name)
+        version = self._wanted.get(name) or self.repository.latest(name)
+        try:
+            return self.load(name, version)
+        except OcrqError as first:
+            for older in sorted(self.repository.versions(name), reverse=True):
+                state = self._states.get((name, older))
+                if older == version or (state and state.status is Status.FAILED):
+                    continue
+                try:
+                    model = self.load(name, older)
+                except OcrqError:
+                    continue
+                log.warning("model %s v%s unusable (%s); serving v%s instead",
+                            name, version, first, older)
+                return model
+            raise
+
+    def _get_version(self, name: str, version: int) -> LoadedModel:
+        active = self._active.get(name)
+        if active is not None and active.version == version:
+            return active
+        model = self._loaded.get((name, version))
+        if model is not None:
+            return model
+        state = self._states.get((name, version))
+        if state is not None and state.status is Status.FAILED:
+            return self._active_or_load(name) if _PINS.get() else self._raise_failed(state)
+        try:
+            model = self.load(name, version)
+        except OcrqError:
+            if _PINS.get():  # a pinned (canary) version: fall back to the active one
+                return self._active_or_load(name)
+            raise
+        self._refresh_flags(name)
+        return model
+
+    def _active_or_load(self, name: str) -> LoadedModel:
+        token = _PINS.set(None)
+        try:
+            return self.get(name)
+        finally:
+            _PINS.reset(token)
+
+    @staticmethod
+    def _raise_failed(state: VersionState) -> LoadedModel:
+        raise ModelLoadError(
+            f"model {state.name!r} version {state.version} failed to load: {state.reason}",
+            model=state.name, version=state.version,
+        )
 
     def versions_in_use(self, names: Iterable[str]) -> dict[str, int]:
         return {n: self.get(n).version for n in names}
+
+    def active_versions(self) -> dict[str, int]:
+        return {name: m.version for name, m in self._active.items()}
 
     def states(self) -> list[VersionState]:
         with self._lock:
@@ -96,70 +211,168 @@ class ModelRegistry:
         for name in names:
             self.get(name)
 
+    @contextlib.contextmanager
+    def using(self, versions: Mapping[str, int] | None) -> Iterator[None]:
+        """Serve ``versions`` (name -> version) to ``get`` calls in this context."""
+        token = _PINS.set(dict(versions) if versions else None)
+        try:
+            yield
+        finally:
+            _PINS.reset(token)
+
+    def for_bid(self, bid: str | None) -> contextlib.AbstractContextManager[None]:
+        """Context in which ``get`` returns the versions pinned for ``bid``, if any."""
+        return self.using(self._bid_pins.get(bid) if bid else None)
+
+    def bid_pins(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {b: dict(p) for b, p in self._bid_pins.items()}
+
     # --- changing ------------------------------------------------------------
     def load(self, name: str, version: int) -> LoadedModel:
         """Load (or return the already loaded) ``name``/``version``; not activated."""
         key = (name, version)
+        model_spec(name)
         with self._lock:
-            if key in self._loaded:
-                return self._loaded[key]
-            self._states[key] = VersionState(name, version, Status.LOADING)
-        try:
-            manifest = self.repository.manifest(name, version)
-            self.repository.verify(manifest)
-            runtime = load_runtime(
-                self.settings.runtime,
-                manifest.weights_path,
-                device=self.settings.device,
-                threads=self.settings.threads,
-                fp16=self.settings.fp16,
-            )
-        except OcrqError as exc:
-            self._fail(key, str(exc))
-            raise
-        except Exception as exc:  # a broken ONNX file raises backend-specific errors
-            self._fail(key, f"{type(exc).__name__}: {exc}")
-            raise ModelLoadError(
-                f"model {name!r} version {version} failed to load: {exc}",
-                model=name, version=version,
-            ) from exc
-        model = LoadedModel(name, version, manifest, runtime)
-        with self._lock:
-            self._loaded[key] = model
-            self._states[key] = VersionState(
-                name, version, Status.READY, device=runtime.device, backend=runtime.backend
-            )
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # one load per version at a time; others wait and share it
+            with self._lock:
+                if key in self._loaded:
+                    return self._loaded[key]
+                self._set_state(key, Status.LOADING)
+            try:
+                manifest = self.repository.manifest(name, version)
+                self.repository.verify(manifest)
+                runtime = load_runtime(
+                    self.settings.runtime,
+                    manifest.weights_path,
+                    device=self.settings.device,
+                    threads=self.settings.threads,
+                    fp16=self.settings.fp16,
+                )
+            except OcrqError as exc:
+                self._fail(key, str(exc))
+                raise
+            except Exception as exc:  # a broken ONNX file raises backend-specific errors
+                self._fail(key, f"{type(exc).__name__}: {exc}")
+                raise ModelLoadError(
+                    f"model {name!r} version {version} failed to load: {exc}",
+                    model=name, version=version,
+                ) from exc
+            model = LoadedModel(name, version, manifest, runtime)
+            with self._lock:
+                self._loaded[key] = model
+                self._set_state(key, Status.READY, device=runtime.device, backend=runtime.backend)
         log.info("loaded %s v%s on %s (%s)", name, version, runtime.device, runtime.backend)
         return model
 
-    def activate(self, name: str, version: int) -> LoadedModel:
+    def activate(self, name: str, version: int, *, keep_previous: bool = False) -> LoadedModel:
         """Load ``version`` beside the current one, then swap atomically.
 
-        If loading fails the previous version stays active and the error is raised.
+        If loading fails the previous version stays active and the error is
+        raised. The previous version is unloaded unless ``keep_previous`` or a
+        bid still pins it; calls already holding it finish on it.
         """
         model = self.load(name, version)
         with self._lock:
+            previous = self._active.get(name)
             self._wanted[name] = version
             self._active[name] = model
+            self._refresh_flags(name)
+        log.info("activated %s v%s (was %s)", name, version,
+                 previous.version if previous else "none")
+        if previous is not None and previous.version != version and not keep_previous:
+            self._unload_if_unused(name, previous.version)
         return model
+
+    def apply(self, desired: Desired) -> dict[str, str]:
+        """Bring this process to ``desired``; returns {"name vN": error} for failures.
+
+        Models this process never loaded only get their wanted version recorded
+        (they load lazily on first use); loaded ones are swapped now.
+        """
+        errors: dict[str, str] = {}
+        with self._lock:
+            self._bid_pins = {b: dict(p) for b, p in desired.bids.items() if p}
+            for name, version in desired.versions.items():
+                if name not in self._active:
+                    self._wanted[name] = version
+        for name, version in desired.versions.items():
+            current = self._active.get(name)
+            if current is None or current.version == version:
+                continue
+            try:
+                self.activate(name, version)
+            except OcrqError as exc:
+                errors[f"{name} v{version}"] = exc.message
+        # Canary versions of models in use load now, not inside the first job.
+        for pins in desired.bids.values():
+            for name, version in pins.items():
+                if name in self._active and (name, version) not in self._loaded:
+                    try:
+                        self.load(name, version)
+                    except OcrqError as exc:
+                        errors[f"{name} v{version}"] = exc.message
+        with self._lock:
+            for name in {n for n, _ in self._states}:
+                self._refresh_flags(name)
+            unused = [k for k in self._loaded if not self._in_use(*k)]
+        for name, version in unused:
+            self._unload_if_unused(name, version)
+        return errors
 
     def unload(self, name: str, version: int) -> None:
         key = (name, version)
         with self._lock:
             active = self._active.get(name)
             if active is not None and active.version == version:
-                raise OcrqError(f"model {name!r} version {version} is active; activate another first")
+                raise OcrqError(
+                    f"model {name!r} version {version} is active; activate another first"
+                )
             model = self._loaded.pop(key, None)
             if model is None:
-                self._states.pop(key, None)
+                if key in self._states and self._states[key].status is not Status.FAILED:
+                    self._states.pop(key, None)
                 return
-            self._states[key] = VersionState(name, version, Status.UNLOADING)
-        # Calls already holding ``model`` keep a reference; the runtime is
-        # freed when the last of them returns (we only drop ours).
+            self._set_state(key, Status.UNLOADING, device=model.runtime.device,
+                            backend=model.runtime.backend)
+        # Calls already holding ``model`` keep a reference; the state goes away
+        # (and the runtime is freed) when the last of them drops it.
+        weakref.finalize(model, self._forget, key)
+        del model
+
+    def _forget(self, key: tuple[str, int]) -> None:
         with self._lock:
-            self._states.pop(key, None)
+            state = self._states.get(key)
+            if state is not None and state.status is Status.UNLOADING:
+                del self._states[key]
+
+    def _unload_if_unused(self, name: str, version: int) -> None:
+        with self._lock:
+            if self._in_use(name, version):
+                return
+            self.unload(name, version)
+
+    def _in_use(self, name: str, version: int) -> bool:
+        active = self._active.get(name)
+        if active is not None and active.version == version:
+            return True
+        return any(p.get(name) == version for p in self._bid_pins.values())
+
+    def _set_state(self, key: tuple[str, int], status: Status, **kw: str) -> None:
+        self._states[key] = VersionState(key[0], key[1], status, **kw)
+        self._refresh_flags(key[0])
+
+    def _refresh_flags(self, name: str) -> None:
+        with self._lock:
+            active = self._active.get(name)
+            for (n, v), state in self._states.items():
+                if n != name:
+                    continue
+                state.active = active is not None and active.version == v
+                state.bids = tuple(sorted(b for b, p in self._bid_pins.items() if p.get(n) == v))
 
     def _fail(self, key: tuple[str, int], reason: str) -> None:
         with self._lock:
-            self._states[key] = VersionState(key[0], key[1], Status.FAILED, reason=reason)
+            self._set_state(key, Status.FAILED, reason=reason)
         log.error("model %s v%s failed to load: %s", key[0], key[1], reason)
