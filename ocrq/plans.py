@@ -1,0 +1,147 @@
+"""Execution plans: ``bid`` + ``tid`` -> ordered steps with hardware and options.
+
+Loaded from YAML (the bundled ``plans.yaml`` unless ``settings.plans_file``),
+validated once, then resolved per request. Unknown names raise
+:class:`UnknownPlan` listing the known ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ocrq.errors import OcrqError
+from ocrq.settings import Settings
+
+STEPS = ("rotate", "detect", "recognize", "reorder")
+REQUIRED = ("detect", "recognize", "reorder")  # the result document needs all three
+HARDWARE = ("gpu", "cpu")
+
+
+class UnknownPlan(OcrqError):
+    code = "unknown_plan"
+
+
+class InvalidPlans(OcrqError):
+    code = "invalid_plans"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    hardware: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    bid: str
+    tid: str
+    steps: tuple[Step, ...]
+
+    def step(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bid": self.bid, "tid": self.tid,
+                "steps": [{"step": s.name, "hardware": s.hardware, "options": s.options}
+                          for s in self.steps]}
+
+
+class Plans:
+    def __init__(self, data: dict[str, Any], source: str = "<dict>") -> None:
+        self.source = source
+        self.default_bid: str = str(data.get("default_bid", "default"))
+        tids = data.get("tids") or {}
+        bids = data.get("bids") or {}
+        if not isinstance(tids, dict) or not tids:
+            raise InvalidPlans(f"{source}: 'tids' must be a non-empty mapping")
+        self._tids = {str(k): _steps(v, f"{source}: tid {k}") for k, v in tids.items()}
+        self._bids: dict[str, dict[str, Any]] = {str(k): dict(v or {}) for k, v in bids.items()}
+        self._bids.setdefault(self.default_bid, {})
+        # Resolve every combination now: a broken override fails at load, not mid-request.
+        for bid in self._bids:
+            for tid in self._tids:
+                self.resolve(bid, tid)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Plans:
+        if path is None:
+            text = resources.files("ocrq").joinpath("plans.yaml").read_text("utf-8")
+            return cls(yaml.safe_load(text), "ocrq/plans.yaml")
+        return cls(yaml.safe_load(Path(path).read_text("utf-8")) or {}, str(path))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Plans:
+        return cls.load(settings.plans_file)
+
+    @property
+    def bids(self) -> list[str]:
+        return sorted(self._bids)
+
+    @property
+    def tids(self) -> list[str]:
+        return sorted(self._tids)
+
+    def resolve(self, bid: str | None, tid: str | None) -> Plan:
+        bid = bid or self.default_bid
+        tid = tid or "ocr"
+        if bid not in self._bids:
+            raise UnknownPlan(f"unknown bid {bid!r}; known: {', '.join(self.bids)}",
+                              field="bid", known=self.bids)
+        if tid not in self._tids:
+            raise UnknownPlan(f"unknown tid {tid!r}; known: {', '.join(self.tids)}",
+                              field="tid", known=self.tids)
+        steps = self._tids[tid]
+        override = self._bids[bid].get(tid)
+        if override:
+            steps = _apply_override(steps, override, f"{self.source}: bid {bid} tid {tid}")
+        return Plan(bid=bid, tid=tid, steps=steps)
+
+
+def _steps(spec: Any, where: str) -> tuple[Step, ...]:
+    raw = spec.get("steps") if isinstance(spec, dict) else None
+    if not isinstance(raw, list) or not raw:
+        raise InvalidPlans(f"{where}: 'steps' must be a non-empty list")
+    steps: list[Step] = []
+    for item in raw:
+        if isinstance(item, str):
+            item = {"step": item}
+        name = str(item.get("step", ""))
+        hw = str(item.get("hardware", "gpu"))
+        if name not in STEPS:
+            raise InvalidPlans(f"{where}: unknown step {name!r}; known: {', '.join(STEPS)}")
+        if hw not in HARDWARE:
+            raise InvalidPlans(f"{where}: step {name}: hardware must be one of {HARDWARE}")
+        steps.append(Step(name, hw, dict(item.get("options") or {})))
+    names = [s.name for s in steps]
+    if names != [s for s in STEPS if s in names] or any(r not in names for r in REQUIRED):
+        raise InvalidPlans(f"{where}: steps {names} must follow rotate? -> detect -> "
+                           "recognize -> reorder")
+    bl = steps[names.index("recognize")].options.get("batch_lines")
+    if bl is not None and (not isinstance(bl, int) or bl < 1):
+        raise InvalidPlans(f"{where}: recognize.batch_lines must be a positive integer")
+    return tuple(steps)
+
+
+def _apply_override(base: tuple[Step, ...], override: dict[str, Any], where: str
+                    ) -> tuple[Step, ...]:
+    if "steps" in override:
+        return _steps(override, where)
+    options = override.get("options") or {}
+    hardware = override.get("hardware") or {}
+    for name in [*options, *hardware]:
+        if name not in STEPS:
+            raise InvalidPlans(f"{where}: unknown step {name!r} in override")
+    out = []
+    for s in base:
+        opts = copy.deepcopy(s.options)
+        opts.update(options.get(s.name) or {})
+        out.append(Step(s.name, str(hardware.get(s.name, s.hardware)), opts))
+    return _steps({"steps": [{"step": s.name, "hardware": s.hardware, "options": s.options}
+                             for s in out]}, where)

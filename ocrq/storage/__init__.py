@@ -1,0 +1,22 @@
+"""Persistence: SQL system of record (jobs, results, webhook deliveries),
+Redis blob store for images and Redis status cache for polling.
+
+No Flask, no Celery here; callers pass in a :class:`Database` and Redis clients.
+"""
+
+from ocrq.storage.blobs import BlobStore, ImageExpired
+from ocrq.storage.cache import StatusCache
+from ocrq.storage.db import Database
+from ocrq.storage.models import TERMINAL, Delivery, Job, JobStatus, Result
+
+__all__ = [
+    "TERMINAL",
+    "BlobStore",
+    "Database",
+    "Delivery",
+    "ImageExpired",
+    "Job",
+    "JobStatus",
+    "Result",
+    "StatusCache",
+]

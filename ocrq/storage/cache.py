@@ -1,0 +1,79 @@
+"""Job status in Redis, so polling never touches the database while a job is hot.
+
+One hash per job, every field JSON-encoded. Updates go through Lua scripts that
+refuse to change a job already in a terminal state: a cancel is never undone by
+a worker that finishes late, and a late failure never overwrites a success.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis import Redis
+
+# KEYS[1]=hash; ARGV[1]=ttl, ARGV[2]=only_if_exists (0/1), ARGV[3..]=field,value pairs.
+# Returns 1 updated, 0 refused (terminal), -1 missing.
+_UPDATE = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then
+  if ARGV[2] == '1' then return -1 end
+else
+  for _, t in ipairs({'"succeeded"', '"failed"', '"cancelled"'}) do if st == t then return 0 end end
+end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
+
+class StatusCache:
+    prefix = "ocrq:job:"
+
+    def __init__(self, redis: Redis, ttl_s: int) -> None:
+        self.redis = redis
+        self.ttl_s = ttl_s
+        self._update = redis.register_script(_UPDATE)
+
+    def key(self, job_id: str) -> str:
+        return f"{self.prefix}{job_id}"
+
+    def put(self, job_id: str, doc: dict[str, Any]) -> None:
+        """Write (or refresh) the whole cached document."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.key(job_id), mapping={k: json.dumps(v) for k, v in doc.items()})
+        pipe.expire(self.key(job_id), self.ttl_s)
+        pipe.execute()
+
+    def update(self, job_id: str, **fields: Any) -> int:
+        """1 updated, 0 refused because the job is terminal, -1 not cached."""
+        argv: list[Any] = [self.ttl_s, 1]
+        for k, v in fields.items():
+            argv += [k, json.dumps(v)]
+        return int(self._update(keys=[self.key(job_id)], args=argv))
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(self.key(job_id))
+        if not raw:
+            return None
+        return {k.decode(): json.loads(v) for k, v in raw.items()}  # type: ignore[union-attr]
+
+    def status(self, job_id: str) -> str | None:
+        raw = self.redis.hget(self.key(job_id), "status")
+        return None if raw is None else json.loads(raw)  # type: ignore[arg-type]
+
+    def incr_done(self, job_id: str) -> int:
+        # HINCRBY on a JSON-encoded integer works: "3" is valid JSON and a valid int.
+        return int(self.redis.hincrby(self.key(job_id), "batches_done", 1))  # type: ignore[arg-type]
+
+    # Celery task ids of a job, so a cancel can revoke what has not run yet.
+    def add_tasks(self, job_id: str, task_ids: list[str]) -> None:
+        if task_ids:
+            k = f"{self.key(job_id)}:tasks"
+            pipe = self.redis.pipeline()
+            pipe.sadd(k, *task_ids)
+            pipe.expire(k, self.ttl_s)
+            pipe.execute()
+
+    def tasks(self, job_id: str) -> list[str]:
+        return sorted(m.decode() for m in self.redis.smembers(f"{self.key(job_id)}:tasks"))  # type: ignore[union-attr]

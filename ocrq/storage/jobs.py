@@ -1,0 +1,130 @@
+"""Access functions for jobs, results and webhook deliveries.
+
+Every status change goes through :func:`transition`, which refuses to move a
+job out of a terminal state, so a cancel can never be overwritten by a late
+worker write (and vice versa).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ocrq.storage.db import Database
+from ocrq.storage.models import TERMINAL, Delivery, Job, JobStatus, Result, utcnow
+
+
+def create_job(db: Database, **fields: Any) -> tuple[Job, bool]:
+    """Insert a job; with an idempotency key already used for the bid, return
+    the existing job instead. Returns (job, created)."""
+    key, bid = fields.get("idempotency_key"), fields["bid"]
+    if key:
+        existing = find_idempotent(db, bid, key)
+        if existing is not None:
+            return existing, False
+    try:
+        with db.session() as s:
+            job = Job(**fields)
+            s.add(job)
+        return job, True
+    except IntegrityError:
+        # Two requests with the same key raced; the unique constraint picked a winner.
+        existing = find_idempotent(db, bid, key) if key else None
+        if existing is None:
+            raise
+        return existing, False
+
+
+def find_idempotent(db: Database, bid: str, key: str) -> Job | None:
+    with db.session() as s:
+        return s.scalars(select(Job).where(Job.bid == bid, Job.idempotency_key == key)).first()
+
+
+def get_job(db: Database, job_id: str) -> Job | None:
+    with db.session() as s:
+        return s.get(Job, job_id)
+
+
+def transition(db: Database, job_id: str, **fields: Any) -> bool:
+    """Update a non-terminal job; False if it is already terminal (or missing)."""
+    with db.session() as s:
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.not_in([str(t) for t in TERMINAL]))
+            .values(**fields)
+        )
+        return res.rowcount > 0
+
+
+def finish_job(
+    db: Database,
+    job_id: str,
+    status: JobStatus,
+    *,
+    error: dict[str, Any] | None = None,
+    document: dict[str, Any] | None = None,
+) -> bool:
+    """Move a job to a terminal state (storing its result) in one transaction."""
+    assert status in TERMINAL
+    now = utcnow()
+    with db.session() as s:
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.not_in([str(t) for t in TERMINAL]))
+            .values(status=str(status), error=error, finished_at=now, stage=None)
+        )
+        if res.rowcount == 0:
+            return False
+        if document is not None:
+            s.add(Result(job_id=job_id, document=document,
+                         models=document.get("models", {}), created_at=now))
+        return True
+
+
+def set_progress(db: Database, job_id: str, done: int, total: int | None) -> None:
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id)
+                  .values(batches_done=done, batches_total=total))
+
+
+def get_result(db: Database, job_id: str) -> dict[str, Any] | None:
+    with db.session() as s:
+        row = s.get(Result, job_id)
+        return None if row is None else row.document
+
+
+def record_delivery(db: Database, **fields: Any) -> Delivery:
+    with db.session() as s:
+        d = Delivery(**fields)
+        s.add(d)
+    return d
+
+
+def deliveries(db: Database, job_id: str) -> list[Delivery]:
+    with db.session() as s:
+        return list(s.scalars(select(Delivery).where(Delivery.job_id == job_id)
+                              .order_by(Delivery.attempt, Delivery.id)))
+
+
+def count_jobs(db: Database) -> int:
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+def purge(db: Database, retention_days: int, now: datetime | None = None) -> int:
+    """Delete finished jobs (with their results and deliveries) older than the retention."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    with db.session() as s:
+        old = select(Job.id).where(Job.created_at < cutoff,
+                                   Job.status.in_([str(t) for t in TERMINAL]))
+        ids = list(s.scalars(old))
+        if not ids:
+            return 0
+        # Explicit child deletes: SQLite only cascades with foreign_keys=ON.
+        s.execute(delete(Delivery).where(Delivery.job_id.in_(ids)))
+        s.execute(delete(Result).where(Result.job_id.in_(ids)))
+        s.execute(delete(Job).where(Job.id.in_(ids)))
+        return len(ids)

@@ -1,0 +1,86 @@
+"""SQLAlchemy 2 models: the system of record for jobs, results and webhook deliveries."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Microsecond timestamps on MariaDB too (its DATETIME defaults to whole seconds).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)  # stored naive UTC: same on SQLite and MariaDB
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Once a job is in one of these it never changes again (cancel vs. late worker writes).
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class Job(Base):
+    __tablename__ = "ocrq_jobs"
+    __table_args__ = (UniqueConstraint("bid", "idempotency_key", name="uq_jobs_bid_idem"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    bid: Mapped[str] = mapped_column(String(64))
+    tid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.QUEUED)
+    stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    image_name: Mapped[str] = mapped_column(String(255))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    batches_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    batches_done: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class Result(Base):
+    __tablename__ = "ocrq_results"
+
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("ocrq_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The PageResult document (same shape as `ocrq run --json`), model versions included.
+    document: Mapped[dict[str, Any]] = mapped_column()
+    models: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Delivery(Base):
+    """One webhook delivery attempt (every attempt is a row, successful or not)."""
+
+    __tablename__ = "ocrq_webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("ocrq_jobs.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ok: Mapped[bool] = mapped_column(default=False)
+    duration_ms: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
