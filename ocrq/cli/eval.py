@@ -49,7 +49,7 @@ def eval_command(
         samples = load_manifest(manifest_dir, limit=limit)
         # Build every engine first: a missing peer fails before minutes of work.
         built = [build_engine(name, threads) for name in dict.fromkeys(engines)]
-        results = [evaluate(e, samples, progress=sys.stderr.isatty()) for e in built]
+        results = evaluate(built, samples, progress=sys.stderr.isatty())
     except OcrqError as exc:
         raise click.ClickException(exc.message) from exc
     if as_json:

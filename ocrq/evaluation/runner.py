@@ -28,31 +28,41 @@ class EngineResult:
 
 
 def evaluate(
-    engine: EvalEngine,
+    engines: Sequence[EvalEngine],
     samples: Sequence[Sample],
     *,
     progress: bool = False,
     warm_up: bool = True,
-) -> EngineResult:
-    """Score ``engine`` on every sample, in order.
+) -> list[EngineResult]:
+    """Score every engine on every sample; one result per engine, in order.
 
-    With ``warm_up`` the first image is run once untimed first, so lazy model
-    loading and first-call allocations do not land in seconds per page.
+    The engines take turns page by page: each image is decoded once, and a
+    change in background load hits all engines alike, so seconds per page stay
+    comparable within one run. With ``warm_up`` each engine first reads the
+    first image untimed, so lazy model loading and first-call allocations do
+    not land in seconds per page.
     """
     from tqdm import tqdm
 
     if warm_up and samples:
-        engine.predict(samples[0].load(), samples[0].path)
-    pages: list[PageScore] = []
-    bar = tqdm(samples, desc=engine.name, unit="page", disable=not progress, leave=False)
-    for sample in bar:
-        image = sample.load()
-        pred = engine.predict(image, sample.path)
-        height, width = image.shape[:2]
-        pages.append(
-            score_page(sample.name, pred.lines, sample.truth(), width, height, pred.seconds)
-        )
-    return EngineResult(engine.name, pages)
+        first = samples[0].load()
+        for engine in engines:
+            engine.predict(first, samples[0].path)
+    pages: list[list[PageScore]] = [[] for _ in engines]
+    bar = tqdm(total=len(samples) * len(engines), unit="page", disable=not progress, leave=False)
+    with bar:
+        for sample in samples:
+            image = sample.load()
+            height, width = image.shape[:2]
+            truth = sample.truth()
+            for engine, scores in zip(engines, pages, strict=True):
+                bar.set_description(f"{engine.name} {sample.name}")
+                pred = engine.predict(image, sample.path)
+                scores.append(
+                    score_page(sample.name, pred.lines, truth, width, height, pred.seconds)
+                )
+                bar.update()
+    return [EngineResult(e.name, p) for e, p in zip(engines, pages, strict=True)]
 
 
 def format_table(results: Sequence[EngineResult]) -> str:
