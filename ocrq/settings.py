@@ -32,6 +32,7 @@ class Settings:
     device: str = "cpu"  # cpu | cuda | cuda:N
     threads: int = 0  # intra-op threads per model session; 0 = all cores
     fp16: bool = False  # torch runtime on CUDA only
+    torch_compile: bool = False  # torch runtime: torch.compile(dynamic=True) at load
 
     # --- input limits -------------------------------------------------------
     max_image_pixels: int = 60_000_000  # refuse before decoding (decompression bombs)

@@ -37,6 +37,7 @@ def load_runtime(
     device: str = "cpu",
     threads: int = 0,
     fp16: bool = False,
+    torch_compile: bool = False,
 ) -> Runtime:
     """Create a runtime for ``onnx_path``; backends are imported lazily."""
     if backend == "onnxruntime":
@@ -44,9 +45,11 @@ def load_runtime(
 
         return OnnxRuntime(onnx_path, device=device, threads=threads)
     if backend == "torch":
-        from ocrq.models.runtimes.torch import TorchRuntime  # type: ignore[import-not-found]
+        from ocrq.models.runtimes.torch import TorchRuntime
 
-        return TorchRuntime(onnx_path, device=device, threads=threads, fp16=fp16)
+        return TorchRuntime(
+            onnx_path, device=device, threads=threads, fp16=fp16, compile=torch_compile
+        )
     raise UnknownRuntime(
         f"unknown runtime {backend!r}; known runtimes: {', '.join(RUNTIMES)}",
         known=list(RUNTIMES),

@@ -1,0 +1,116 @@
+"""Torch backend: the ONNX models run through :mod:`.onnx_torch`, on CPU or CUDA.
+
+Meant for GPU workers (on this CPU, ONNX Runtime is about twice as fast, so
+CPU workers keep it). ``run`` is a pure function of its batch: a GPU worker may
+concatenate recognition crops of several jobs along the batch axis, call
+``run`` once and split the rows back; calls from several threads are safe.
+A missing GPU is not an error: the runtime falls back to CPU with a warning so
+a GPU worker still starts (and CI runs) on a machine without one.
+
+This module is only imported when the torch backend is selected
+(``load_runtime("torch", ...)``), so torch never loads in ONNX Runtime workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ocrq.errors import OcrqError
+from ocrq.models.runtimes.onnx_torch import OnnxModule, load_module
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    """``cpu`` / ``cuda`` / ``cuda:N`` -> the device actually used (CPU if no such GPU)."""
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda" or device.startswith("cuda:"):
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if torch.cuda.is_available() and index < torch.cuda.device_count():
+            return f"cuda:{index}"
+        log.warning("device %s requested but torch sees no such CUDA device; using CPU", device)
+        return "cpu"
+    raise OcrqError(f"unknown device {device!r}; use cpu, cuda or cuda:N", device=device)
+
+
+class TorchRuntime:
+    backend = "torch"
+
+    def __init__(
+        self,
+        onnx_path: Path | str,
+        *,
+        device: str = "cpu",
+        threads: int = 0,
+        fp16: bool = False,
+        compile: bool = False,
+        warmup_shape: tuple[int, ...] | None = None,
+    ) -> None:
+        onnx_path = Path(onnx_path)
+        if threads > 0:
+            torch.set_num_threads(threads)  # process-wide, like ORT's intra-op pool
+        self.device = resolve_device(device)
+        self.fp16 = fp16 and self.device.startswith("cuda")
+        if fp16 and not self.fp16:
+            log.warning("fp16 needs CUDA; %s runs in fp32 on CPU", onnx_path)
+        self.dtype = torch.float16 if self.fp16 else torch.float32
+        module = load_module(onnx_path, label=_label(onnx_path))
+        module.to(self.device)
+        if self.fp16:
+            module.half()
+        self.module: OnnxModule = module
+        self.compiled = compile
+        # dynamic=True: one graph for all batch sizes and widths instead of a
+        # recompile per new shape.
+        self._forward: Any = torch.compile(module, dynamic=True) if compile else module
+        self.warmup_shape = warmup_shape or _warmup_shape(onnx_path, module.input_dims)
+        self.run(np.zeros(self.warmup_shape, np.float32))  # first call pays the setup, not a job
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            y = self._forward(x.to(self.device, dtype=self.dtype))
+            return y.float().cpu().numpy()
+
+    def close(self) -> None:
+        self._forward = None
+        self.module = None  # type: ignore[assignment]
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    def __repr__(self) -> str:
+        return f"TorchRuntime({self.module.label if self.module else '-'}, {self.device}, " \
+               f"{'fp16' if self.fp16 else 'fp32'}{', compiled' if self.compiled else ''})"
+
+
+def _label(path: Path) -> str:
+    # Repository layout <root>/<model>/<version>/model.onnx -> "model 'str' version 1 (path)"
+    if path.parent.name.isdigit():
+        return f"model {path.parent.parent.name!r} version {path.parent.name} ({path})"
+    return str(path)
+
+
+def _warmup_shape(path: Path, dims: tuple[int | None, ...]) -> tuple[int, ...]:
+    """A valid input shape: static graph dims, else the version's manifest input spec.
+
+    Dynamic sizes the manifest does not fix default to two multiples of its
+    ``multiple`` (detection needs multiples of 32) or 64.
+    """
+    spec: dict[str, Any] = {}
+    manifest = path.parent / "manifest.json"
+    if manifest.is_file():
+        spec = json.loads(manifest.read_text(encoding="utf-8")).get("input", {})
+    fallback = 2 * int(spec.get("multiple") or 32)
+    shape = [d or 0 for d in dims] if dims else [0, 3, 0, 0]
+    shape[0] = 1
+    if len(shape) == 4:
+        shape[2] = shape[2] or int(spec.get("height") or fallback)
+        shape[3] = shape[3] or int(spec.get("width") or fallback)
+    return tuple(s or fallback for s in shape)
