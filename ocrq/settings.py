@@ -55,6 +55,10 @@ class Settings:
     recognize_batch_lines: int = 32
     webhook_secret: str = "change-me"
     webhook_max_attempts: int = 8
+    webhook_backoff_s: float = 2.0  # delay before the 2nd attempt; doubles each time
+    webhook_backoff_max_s: float = 600.0
+    webhook_timeout_s: float = 10.0
+    task_time_limit_s: int = 300  # hard limit per stage task (soft limit 30 s earlier)
     allow_private_urls: bool = False
     worker_name: str = ""
 

@@ -66,6 +66,7 @@ def finish_job(
     *,
     error: dict[str, Any] | None = None,
     document: dict[str, Any] | None = None,
+    **fields: Any,
 ) -> bool:
     """Move a job to a terminal state (storing its result) in one transaction."""
     assert status in TERMINAL
@@ -74,7 +75,7 @@ def finish_job(
         res = s.execute(
             update(Job)
             .where(Job.id == job_id, Job.status.not_in([str(t) for t in TERMINAL]))
-            .values(status=str(status), error=error, finished_at=now, stage=None)
+            .values(status=str(status), error=error, finished_at=now, stage=None, **fields)
         )
         if res.rowcount == 0:
             return False

@@ -1,0 +1,51 @@
+"""The Celery app, configured in one place from :class:`Settings`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from ocrq.settings import Settings
+
+
+class CeleryConfig:
+    """Every Celery setting ocrq uses (time limits, acks, serialisation, queues)."""
+
+    def __init__(self, settings: Settings) -> None:
+        s = settings
+        self.broker_url = s.broker_url
+        # Chords need a result backend; Redis keeps the join counters and batch results.
+        self.result_backend = s.redis_url
+        self.result_expires = s.image_ttl_s
+        self.task_serializer = "json"
+        self.result_serializer = "json"
+        self.accept_content = ["json"]
+        self.task_queues = [Queue(q) for q in (s.queue_gpu, s.queue_cpu, s.queue_webhooks)]
+        self.task_default_queue = s.queue_cpu
+        self.task_time_limit = s.task_time_limit_s
+        self.task_soft_time_limit = max(1, s.task_time_limit_s - 30)
+        # Stage tasks ack after they ran (a killed worker's task is redelivered) and are
+        # rejected, not acked, when the worker process dies under them.
+        self.task_acks_late = True
+        self.task_reject_on_worker_lost = True
+        # Redis redelivers unacked messages after this; longer than any task + ETA wait.
+        self.broker_transport_options = {"visibility_timeout": 2 * 3600}
+        self.result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+        self.broker_connection_retry_on_startup = True
+        self.worker_prefetch_multiplier = 1  # GPU workers must not hoard; CPU use the same
+        self.worker_send_task_events = True  # Flower
+        self.task_send_sent_event = True
+        self.worker_hijack_root_logger = False
+        self.include = ["ocrq.pipeline.tasks"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def create_celery_app(settings: Settings, name: str = "ocrq") -> Celery:
+    app = Celery(name)
+    app.config_from_object(CeleryConfig(settings).as_dict())
+    app.ocrq_settings = settings  # type: ignore[attr-defined]
+    return app

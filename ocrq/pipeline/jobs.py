@@ -1,0 +1,89 @@
+"""Intake and cancel: validate, record, store the image, enqueue the canvas.
+
+Called by the web views (and usable from any Python client); no Flask here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from kombu.utils.uuid import uuid
+
+from ocrq.images import decode_image
+from ocrq.pipeline import canvas, work
+from ocrq.pipeline.routing import Router
+from ocrq.pipeline.state import Services
+from ocrq.storage import JobStatus
+from ocrq.storage import jobs as store
+from ocrq.webhooks import check_url
+
+log = logging.getLogger(__name__)
+
+
+def submit(
+    services: Services,
+    app: Celery,
+    data: bytes,
+    name: str,
+    *,
+    bid: str | None = None,
+    tid: str | None = None,
+    callback_url: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Validate everything, then record and enqueue. Returns (document, created).
+
+    Nothing is written or enqueued unless the plan, the callback URL and the
+    image are all valid (each raises an :class:`~ocrq.errors.OcrqError`).
+    """
+    s = services.settings
+    plan = services.plans.resolve(bid, tid)
+    if callback_url:
+        check_url(callback_url, s.allow_private_urls)
+    if idempotency_key:
+        existing = store.find_idempotent(services.db, plan.bid, idempotency_key)
+        if existing is not None:
+            return work.document(services, existing.id) or {}, False
+    image = decode_image(data, name, s)  # full decode: corrupt pixel data is caught here too
+    height, width = image.shape[:2]
+    job_id = uuid().replace("-", "")
+    job, created = store.create_job(
+        services.db, id=job_id, bid=plan.bid, tid=plan.tid, status=str(JobStatus.QUEUED),
+        idempotency_key=idempotency_key or None, callback_url=callback_url or None,
+        image_name=name[:255], width=width, height=height, batches_done=0,
+    )
+    if not created:  # lost an idempotency race: the other request's job is the answer
+        return work.document(services, job.id) or {}, False
+    key = services.blobs.put(job_id, data)
+    services.cache.put(job_id, work.flat_from_row(job, None))
+    batch_lines = (plan.step("recognize").options.get("batch_lines")  # type: ignore[union-attr]
+                   or s.recognize_batch_lines)
+    ctx = {"job_id": job_id, "image_key": key, "name": name, "width": width, "height": height,
+           "queues": Router(s).queues(plan), "batch_lines": int(batch_lines),
+           "callback": bool(callback_url), "models": {}, "timings_ms": {}}
+    sig, ids = canvas.start(app, ctx)
+    services.cache.add_tasks(job_id, ids)
+    try:
+        sig.apply_async()
+    except Exception as exc:  # broker down: the job must not sit in "queued" forever
+        work.finish(services, job_id, JobStatus.FAILED,
+                    error={"code": "enqueue_failed", "message": str(exc)})
+        raise
+    return work.document(services, job_id) or {}, True
+
+
+def cancel(services: Services, app: Celery, job_id: str) -> dict[str, Any] | None:
+    """Mark cancelled (if not finished) and revoke the tasks that have not run."""
+    doc = work.document(services, job_id)
+    if doc is None:
+        return None
+    if work.finish(services, job_id, JobStatus.CANCELLED,
+                   error={"code": "cancelled", "message": "cancelled by the client"}):
+        ids = services.cache.tasks(job_id)
+        if ids:
+            # Running tasks finish (no terminate: a killed ONNX call could wedge a child);
+            # everything else is dropped by the workers, and stages also check the status.
+            app.control.revoke(ids)
+    return work.document(services, job_id)

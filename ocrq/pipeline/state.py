@@ -1,0 +1,109 @@
+"""Per-process service handles (DB, Redis, stores, plans) and, in workers, the Engine.
+
+Nothing is created at import time. Workers call :func:`configure` before the
+pool forks and :func:`init_process` in each child (worker_process_init), so the
+models load once per worker process and DB/Redis sockets are never shared
+across a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from redis import Redis
+
+from ocrq.plans import Plans
+from ocrq.settings import Settings
+from ocrq.storage import BlobStore, Database, StatusCache
+
+log = logging.getLogger(__name__)
+
+
+class Services:
+    """The handles both the web process and the workers use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+
+    @cached_property
+    def redis(self) -> Redis:
+        return Redis.from_url(self.settings.redis_url)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return BlobStore(self.redis, self.settings.image_ttl_s)
+
+    @cached_property
+    def cache(self) -> StatusCache:
+        return StatusCache(self.redis, self.settings.result_cache_ttl_s)
+
+    @cached_property
+    def plans(self) -> Plans:
+        return Plans.from_settings(self.settings)
+
+
+RecognizeFn = Callable[[np.ndarray, int, Sequence[Any], Sequence[bool] | None], dict[str, Any]]
+
+
+class WorkerState(Services):
+    """Services plus the Engine; one per worker process."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._engine: Any = None
+        self._lock = threading.Lock()
+        # Seam for the GPU worker (issue 5): replace with a function that merges
+        # recognition batches of several jobs into one forward pass.
+        self.recognize: RecognizeFn | None = None
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    from ocrq.engine import Engine  # heavy: onnxruntime, cv2
+
+                    self._engine = Engine.from_settings(self.settings)
+        return self._engine
+
+    def step_recognize(self, image: np.ndarray, rotation: int, polygons: Sequence[Any],
+                       flipped: Sequence[bool] | None) -> dict[str, Any]:
+        fn = self.recognize or self.engine.step_recognize
+        return fn(image, rotation, polygons, flipped)
+
+
+_settings: Settings | None = None
+_state: WorkerState | None = None
+_preload = True
+
+
+def configure(settings: Settings, preload: bool = True) -> None:
+    """Set the settings this process (and its forked children) use; ``preload``:
+    load the models when a worker process starts (False for webhook-only workers)."""
+    global _settings, _state, _preload
+    _settings, _state, _preload = settings, None, preload
+
+
+def get_state() -> WorkerState:
+    global _state
+    if _state is None:
+        _state = WorkerState(_settings or Settings.from_env())
+    return _state
+
+
+def init_process(preload: bool | None = None) -> WorkerState:
+    """Fresh handles after fork, and the models loaded once for this process."""
+    global _state
+    if _state is not None:
+        _state.db.dispose()  # inherited pool: never reuse the parent's sockets
+    _state = WorkerState(_settings or Settings.from_env())
+    if _preload if preload is None else preload:
+        _state.engine.preload()
+        log.info("worker process models ready")
+    return _state

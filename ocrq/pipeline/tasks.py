@@ -1,0 +1,83 @@
+"""Thin Celery tasks: unpack the message, call ocrq.pipeline.work, pass references on.
+
+Explicit names so producers (the web process) never import this module and
+renames never orphan queued messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+from celery.signals import worker_process_init
+
+from ocrq.pipeline import canvas, work
+from ocrq.pipeline.state import get_state
+from ocrq.storage import JobStatus
+
+log = logging.getLogger(__name__)
+STAGE = {"bind": True, "acks_late": True}
+
+
+@worker_process_init.connect
+def _init_process(**_: Any) -> None:
+    from ocrq.pipeline.state import init_process
+
+    init_process()
+
+
+@shared_task(name=canvas.T_ROTATE, ignore_result=True, **STAGE)
+def rotate(self: Task, ctx: dict[str, Any]) -> dict[str, Any] | None:
+    return work.rotate(get_state(), ctx)
+
+
+@shared_task(name=canvas.T_DETECT, ignore_result=True, **STAGE)
+def detect(self: Task, ctx: dict[str, Any] | None) -> None:
+    state = get_state()
+    out = work.detect(state, ctx)
+    if out is None:
+        return
+    ctx2, polygons, flipped = out
+    sig, ids, n = canvas.fanout(self.app, ctx2, polygons, flipped)
+    work.fanned_out(state, ctx2["job_id"], ids, n)
+    sig.apply_async()
+
+
+@shared_task(name=canvas.T_RECOGNIZE, **STAGE)
+def recognize(self: Task, ref: dict[str, Any], polygons: list[Any], flipped: list[bool],
+              index: int) -> dict[str, Any]:
+    return work.recognize(get_state(), ref, polygons, flipped, index)
+
+
+@shared_task(name=canvas.T_REORDER, ignore_result=True, **STAGE)
+def reorder(self: Task, results: list[dict[str, Any]], ctx: dict[str, Any]) -> None:
+    state = get_state()
+    if work.reorder(state, results, ctx) is not None and ctx.get("callback"):
+        enqueue_webhook(self.app, ctx["job_id"], state.settings.queue_webhooks)
+
+
+@shared_task(name=canvas.T_FAILED, ignore_result=True, bind=True)
+def job_failed(self: Task, request: Any, exc: BaseException, traceback: Any,
+               job_id: str) -> None:
+    """Errback of every stage task (called in-process by the worker whose task failed)."""
+    state = get_state()
+    task = getattr(request, "task", None)
+    log.warning("job %s failed in %s: %r", job_id, task, exc)
+    if work.finish(state, job_id, JobStatus.FAILED, error=work.error_object(exc, task)):
+        job = state.cache.get(job_id) or {}
+        if job.get("callback"):
+            enqueue_webhook(self.app, job_id, state.settings.queue_webhooks)
+
+
+@shared_task(name=canvas.T_WEBHOOK, ignore_result=True, bind=True, acks_late=True)
+def webhook(self: Task, job_id: str, attempt: int = 1) -> None:
+    state = get_state()
+    delay = work.webhook_attempt(state, job_id, attempt)
+    if delay is not None:  # a new message per attempt: each one is recorded on its own
+        self.apply_async((job_id, attempt + 1), countdown=delay,
+                         queue=state.settings.queue_webhooks)
+
+
+def enqueue_webhook(app: Any, job_id: str, queue: str) -> None:
+    app.signature(canvas.T_WEBHOOK, args=(job_id, 1), queue=queue).apply_async()

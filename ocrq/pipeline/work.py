@@ -1,0 +1,194 @@
+"""What each task does, as plain functions of a :class:`WorkerState`.
+
+No Celery here: tasks.py is the glue that calls these and moves the returned
+references on. Each stage loads the image bytes by key from Redis, decodes
+them, calls one Engine step and returns small JSON data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from ocrq.images import decode_image
+from ocrq.pipeline.state import Services, WorkerState
+from ocrq.storage import JobStatus
+from ocrq.storage import jobs as store
+from ocrq.webhooks import backoff_s, deliver
+
+log = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat(timespec="milliseconds") + "Z"
+
+
+# --- reading side (web and webhooks) -------------------------------------------------
+def document(services: Services, job_id: str) -> dict[str, Any] | None:
+    """The job as the API shows it: from the Redis cache, else from the DB (re-cached)."""
+    flat = services.cache.get(job_id)
+    if flat is None:
+        job = store.get_job(services.db, job_id)
+        if job is None:
+            return None
+        flat = flat_from_row(job, store.get_result(services.db, job_id))
+        services.cache.put(job_id, flat)
+    return shape(flat)
+
+
+def flat_from_row(job: Any, result: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "id": job.id, "bid": job.bid, "tid": job.tid, "status": job.status, "stage": job.stage,
+        "image": job.image_name, "width": job.width, "height": job.height,
+        "batches_done": job.batches_done, "batches_total": job.batches_total,
+        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at), "error": job.error, "result": result,
+        "callback": bool(job.callback_url),
+    }
+
+
+def shape(flat: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": flat["id"], "bid": flat["bid"], "tid": flat["tid"], "status": flat["status"],
+        "stage": flat.get("stage"),
+        "progress": {"batches_done": int(flat.get("batches_done") or 0),
+                     "batches_total": flat.get("batches_total")},
+        "image": {"name": flat.get("image"), "width": flat.get("width"),
+                  "height": flat.get("height")},
+        "created_at": flat.get("created_at"), "started_at": flat.get("started_at"),
+        "finished_at": flat.get("finished_at"),
+        "error": flat.get("error"), "result": flat.get("result"),
+    }
+
+
+# --- stage work ------------------------------------------------------------------------
+def cancelled(state: Services, job_id: str) -> bool:
+    status = state.cache.status(job_id)
+    if status is None:  # not cached (expired): ask the system of record
+        job = store.get_job(state.db, job_id)
+        status = None if job is None else job.status
+    return status == JobStatus.CANCELLED
+
+
+def _image(state: WorkerState, ctx: dict[str, Any]) -> np.ndarray:
+    return decode_image(state.blobs.get(ctx["image_key"]), ctx["name"], state.settings)
+
+
+def _enter(state: WorkerState, ctx: dict[str, Any], stage: str, first: bool) -> None:
+    job_id = ctx["job_id"]
+    if first:
+        ts = now_iso()
+        store.transition(state.db, job_id, status=str(JobStatus.RUNNING), stage=stage,
+                         started_at=datetime.now(UTC).replace(tzinfo=None))
+        state.cache.update(job_id, status=str(JobStatus.RUNNING), stage=stage, started_at=ts)
+    else:
+        state.cache.update(job_id, stage=stage)
+
+
+def rotate(state: WorkerState, ctx: dict[str, Any]) -> dict[str, Any] | None:
+    if cancelled(state, ctx["job_id"]):
+        return None
+    _enter(state, ctx, "rotate", first=True)
+    r = state.engine.step_rotate(_image(state, ctx))
+    return {**ctx, "rotation": r["rotation"], "models": {**ctx.get("models", {}), **r["models"]},
+            "timings_ms": {**ctx.get("timings_ms", {}), "rotate": r["ms"]}}
+
+
+def detect(state: WorkerState, ctx: dict[str, Any]
+           ) -> tuple[dict[str, Any], list[Any], list[bool]] | None:
+    if ctx is None or cancelled(state, ctx["job_id"]):
+        return None
+    _enter(state, ctx, "detect", first="rotate" not in ctx["queues"])
+    d = state.engine.step_detect(_image(state, ctx), ctx["rotation"])
+    out = {**ctx, "rotation": d["rotation"],
+           "models": {**ctx.get("models", {}), **d["models"]},
+           "timings_ms": {**ctx.get("timings_ms", {}), "detect": d["ms"]},
+           "polygons": d["polygons"], "flipped": d["flipped"]}
+    return out, d["polygons"], d["flipped"]
+
+
+def fanned_out(state: WorkerState, job_id: str, task_ids: list[str], n_batches: int) -> None:
+    state.cache.add_tasks(job_id, task_ids)
+    state.cache.update(job_id, stage="recognize", batches_total=n_batches, batches_done=0)
+    store.set_progress(state.db, job_id, 0, n_batches)
+
+
+def recognize(state: WorkerState, ref: dict[str, Any], polygons: list[Any],
+              flipped: list[bool], index: int) -> dict[str, Any]:
+    if cancelled(state, ref["job_id"]):
+        return {"index": index, "texts": [], "models": {}, "ms": 0.0, "cancelled": True}
+    t = state.step_recognize(_image(state, ref), ref["rotation"], polygons, flipped)
+    state.cache.incr_done(ref["job_id"])
+    return {"index": index, "texts": t["texts"], "models": t["models"], "ms": t["ms"]}
+
+
+def reorder(state: WorkerState, results: list[dict[str, Any]], ctx: dict[str, Any]
+            ) -> dict[str, Any] | None:
+    """Join the batches into the result document and finish the job."""
+    job_id = ctx["job_id"]
+    if cancelled(state, job_id) or any(r.get("cancelled") for r in results):
+        return None
+    state.cache.update(job_id, stage="reorder")
+    results = sorted(results, key=lambda r: r["index"])  # chord keeps order; be explicit
+    texts = [t for r in results for t in r["texts"]]
+    models = dict(ctx.get("models", {}))
+    for r in results:
+        models.update(r["models"])
+    timings = {**ctx.get("timings_ms", {}),
+               "recognize": round(sum(r["ms"] for r in results), 2)}
+    page = state.engine.step_reorder(ctx["name"], ctx["width"], ctx["height"], ctx["rotation"],
+                                     ctx["polygons"], texts, models, timings)
+    doc = page.to_dict()
+    finish(state, job_id, JobStatus.SUCCEEDED, document=doc, batches_done=len(results),
+           batches_total=len(results))
+    return doc
+
+
+def finish(state: Services, job_id: str, status: JobStatus, *,
+           error: dict[str, Any] | None = None, document: dict[str, Any] | None = None,
+           **fields: Any) -> bool:
+    """Terminal transition: DB first (system of record), then cache; drop the image."""
+    if not store.finish_job(state.db, job_id, status, error=error, document=document, **fields):
+        return False  # already terminal (e.g. cancelled while running)
+    state.cache.update(job_id, status=str(status), stage=None, finished_at=now_iso(),
+                       error=error, result=document, **fields)
+    state.blobs.delete(state.blobs.key_for(job_id))
+    return True
+
+
+def error_object(exc: BaseException, task: str | None) -> dict[str, Any]:
+    code = getattr(exc, "code", None) or "internal_error"
+    out: dict[str, Any] = {"code": code, "message": str(exc) or type(exc).__name__,
+                           "type": type(exc).__name__}
+    if task:
+        out["task"] = task
+    return out
+
+
+# --- webhooks --------------------------------------------------------------------------
+def webhook_attempt(state: Services, job_id: str, attempt: int) -> float | None:
+    """One delivery attempt, recorded. Returns the delay before the next, or None."""
+    job = store.get_job(state.db, job_id)
+    if job is None or not job.callback_url:
+        return None
+    doc = shape(flat_from_row(job, store.get_result(state.db, job_id)))
+    body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    s = state.settings
+    res = deliver(job.callback_url, body, s.webhook_secret, timeout_s=s.webhook_timeout_s,
+                  allow_private=s.allow_private_urls)
+    store.record_delivery(state.db, job_id=job_id, attempt=attempt, url=job.callback_url,
+                          status_code=res.status_code, error=res.error, ok=res.ok,
+                          duration_ms=round(res.duration_ms, 2))
+    if res.ok or attempt >= s.webhook_max_attempts:
+        if not res.ok:
+            log.warning("webhook for job %s gave up after %d attempts", job_id, attempt)
+        return None
+    return backoff_s(attempt, s.webhook_backoff_s, s.webhook_backoff_max_s)

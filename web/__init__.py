@@ -1,0 +1,17 @@
+"""The Flask intake: ``create_app()`` wires extensions and blueprints."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ocrq.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from web import errors, extensions, health, jobs, openapi
+
+    app = Flask(__name__)
+    app.config["OCRQ_SETTINGS"] = settings or Settings.from_env()
+    for part in (extensions, errors, jobs, health, openapi):
+        part.init_app(app)
+    return app

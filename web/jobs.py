@@ -1,0 +1,98 @@
+"""/v1/jobs: submit, poll, result, cancel. Thin: parsing and status codes only."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
+
+from ocrq.pipeline import jobs, work
+from ocrq.webhooks import fetch
+from web.errors import ApiError
+from web.extensions import celery, services
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+
+def _image_from_request() -> tuple[bytes, str, dict[str, str]]:
+    """(bytes, name, fields) from multipart `image` or JSON image_url / image_base64."""
+    if request.files or request.form:
+        f = request.files.get("image")
+        if f is None:
+            raise ApiError("bad_request", "multipart request needs a file field 'image'")
+        return f.read(), f.filename or "image", dict(request.form)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError("bad_request", "send multipart 'image' or JSON with image_url or "
+                       "image_base64")
+    fields = {k: str(v) for k, v in body.items()
+              if k in ("bid", "tid", "callback_url", "name") and v is not None}
+    s = services().settings
+    if body.get("image_base64"):
+        try:
+            data = base64.b64decode(str(body["image_base64"]), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ApiError("invalid_image", f"image_base64 is not valid base64: {exc}") from exc
+        return data, fields.get("name", "image"), fields
+    if body.get("image_url"):
+        url = str(body["image_url"])
+        data = fetch(url, max_bytes=s.max_upload_bytes, timeout_s=s.webhook_timeout_s,
+                     allow_private=s.allow_private_urls)
+        name = fields.get("name") or os.path.basename(urlsplit(url).path) or "image"
+        return data, name, fields
+    raise ApiError("bad_request", "one of image, image_url, image_base64 is required")
+
+
+@bp.post("")
+def create() -> ResponseReturnValue:
+    data, name, fields = _image_from_request()
+    doc, created = jobs.submit(
+        services(), celery(), data, name,
+        bid=fields.get("bid") or None, tid=fields.get("tid") or None,
+        callback_url=fields.get("callback_url") or None,
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
+    )
+    resp = jsonify(doc)
+    resp.status_code = 202 if created else 200
+    resp.headers["Location"] = url_for("jobs.get", job_id=doc["id"])
+    if not created:
+        resp.headers["Idempotent-Replayed"] = "true"
+    return resp
+
+
+@bp.get("/<job_id>")
+def get(job_id: str) -> ResponseReturnValue:
+    doc = work.document(services(), job_id)  # Redis first; DB only when not cached
+    if doc is None:
+        raise ApiError("not_found", f"no job {job_id}")
+    return jsonify(doc)
+
+
+@bp.get("/<job_id>/result")
+def result(job_id: str) -> ResponseReturnValue:
+    doc = work.document(services(), job_id)
+    if doc is None:
+        raise ApiError("not_found", f"no job {job_id}")
+    if doc["status"] != "succeeded":
+        raise ApiError("not_ready", f"job {job_id} is {doc['status']}", status=doc["status"],
+                       job_error=doc["error"])
+    return jsonify(doc["result"])
+
+
+@bp.delete("/<job_id>")
+def cancel(job_id: str) -> ResponseReturnValue:
+    doc = jobs.cancel(services(), celery(), job_id)
+    if doc is None:
+        raise ApiError("not_found", f"no job {job_id}")
+    if doc["status"] != "cancelled":
+        raise ApiError("not_cancellable", f"job {job_id} already {doc['status']}",
+                       status=doc["status"])
+    return jsonify(doc)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,1 @@
+"""Worker entry points per hardware class: ``python -m workers.cpu`` / ``workers.gpu``."""

@@ -1,0 +1,38 @@
+"""Shared boot code of the worker entry points."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+from collections.abc import Sequence
+
+from ocrq.pipeline.app import create_celery_app
+from ocrq.pipeline.state import configure
+from ocrq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def parser(kind: str, queues: str, concurrency: int) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m workers.{kind}",
+                                description=f"ocrq {kind} worker (Celery, prefork pool)")
+    p.add_argument("-Q", "--queues", default=queues, help="comma-separated queue names")
+    p.add_argument("-c", "--concurrency", type=int, default=concurrency,
+                   help="worker processes (each loads the models once)")
+    p.add_argument("-n", "--name", default="", help="node name (default <kind>@<host>)")
+    p.add_argument("-l", "--loglevel", default="INFO")
+    p.add_argument("--no-preload", action="store_true",
+                   help="do not load models at process start (webhook-only workers)")
+    return p
+
+
+def run_worker(kind: str, settings: Settings, args: argparse.Namespace,
+               extra: Sequence[str] = ()) -> None:
+    configure(settings, preload=not args.no_preload)
+    app = create_celery_app(settings)
+    name = args.name or settings.worker_name or f"{kind}@{socket.gethostname()}"
+    argv = ["worker", "-Q", args.queues, "-c", str(args.concurrency), "-n", name,
+            "--loglevel", args.loglevel, "-P", "prefork", *extra]
+    log.info("starting %s worker %s on queues %s", kind, name, args.queues)
+    app.worker_main(argv)
