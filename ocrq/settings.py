@@ -61,6 +61,10 @@ class Settings:
     task_time_limit_s: int = 300  # hard limit per stage task (soft limit 30 s earlier)
     allow_private_urls: bool = False
     worker_name: str = ""
+    # --- cluster: heartbeats, routing, model control (issue 4) -------------
+    worker_group: str = ""  # group in the static layout; "" = the first queue consumed
+    heartbeat_ttl_s: int = 15  # a worker silent this long is gone from the routing table
+    model_reconcile_s: int = 60  # workers re-read the desired versions (missed broadcasts)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -123,9 +123,17 @@ def build(nodes: list[dict[str, Any]], procs: list[dict[str, Any]]) -> Snapshot:
             ts=float(n.get("ts", 0)),
             processes=tuple(sorted(by_worker.get(n["name"], ()), key=lambda p: p.pid)),
         )
-        for n in sorted(nodes, key=lambda n: n["name"])
+        for n in nodes
     )
-    return Snapshot(workers)
+    # Processes whose node record is gone (main process stuck or just restarted)
+    # still show in the status table; without queues they are never routed to.
+    named = {n["name"] for n in nodes}
+    workers += tuple(
+        WorkerView(name=w, group="", queues=(), pid=0, draining=False, ts=0.0,
+                   processes=tuple(sorted(procs_, key=lambda p: p.pid)))
+        for w, procs_ in by_worker.items() if w not in named
+    )
+    return Snapshot(tuple(sorted(workers, key=lambda w: w.name)))
 
 
 def render_table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
