@@ -30,13 +30,16 @@ class OnnxRuntime:
                 providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
                 self.device = f"cuda:{index}"
             else:
-                log.warning("device %s requested but onnxruntime has no CUDA provider; using CPU", device)
+                log.warning(
+                    "device %s requested but onnxruntime has no CUDA provider; using CPU", device
+                )
         self._session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        out = self._session.run([self._output], {self._input: np.ascontiguousarray(batch, np.float32)})
+        feed = {self._input: np.ascontiguousarray(batch, np.float32)}
+        out = self._session.run([self._output], feed)
         return np.asarray(out[0])
 
     def close(self) -> None:

@@ -1,0 +1,189 @@
+"""Runs the OCR stages on one page, in-process or step by step.
+
+``Engine.run`` is the composition of the four step methods; the distributed
+pipeline calls the same steps from its tasks, so both read identical text.
+Every step returns small JSON-able data (angles, polygons, texts, model
+versions), never pixels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ocrq.document import Line, PageResult
+from ocrq.models.registry import ModelRegistry
+from ocrq.settings import Settings
+from ocrq.stages.detect import DetectOptions, detect
+from ocrq.stages.recognize import RecognizeOptions, crop_lines, recognize
+from ocrq.stages.reorder import reading_order
+from ocrq.stages.rotate import classify_lines, classify_pages, rotate_image
+
+MODELS = ("rot", "std", "dir", "str")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    detect: DetectOptions = field(default_factory=DetectOptions)
+    recognize: RecognizeOptions = field(default_factory=RecognizeOptions)
+    use_rotation: bool = True  # page orientation model
+    use_direction: bool = True  # per-line 180° model
+    rot_min_confidence: float = 0.5  # below this the page is left as it is
+    flip_line_confidence: float = 0.98  # one line flipped on its own evidence
+    min_line_confidence: float = 0.3  # drop recognised lines below this
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 2)
+
+
+class Engine:
+    def __init__(self, registry: ModelRegistry, options: EngineOptions | None = None) -> None:
+        self.registry = registry
+        self.options = options or EngineOptions()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, options: EngineOptions | None = None) -> Engine:
+        return cls(ModelRegistry.from_settings(settings), options)
+
+    def preload(self) -> None:
+        self.registry.preload(MODELS)
+
+    # --- in-process ------------------------------------------------------------
+    def run(self, image: np.ndarray, name: str = "") -> PageResult:
+        r = self.step_rotate(image)
+        d = self.step_detect(image, r["rotation"])
+        t = self.step_recognize(image, d["rotation"], d["polygons"], d["flipped"])
+        timings = {"rotate": r["ms"], "detect": d["ms"], "recognize": t["ms"]}
+        models = {**r["models"], **d["models"], **t["models"]}
+        h, w = image.shape[:2]
+        return self.step_reorder(
+            name, w, h, d["rotation"], d["polygons"], t["texts"], models, timings
+        )
+
+    # --- steps -----------------------------------------------------------------
+    def step_rotate(self, image: np.ndarray) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        if not self.options.use_rotation:
+            return {"rotation": 0, "confidence": 1.0, "models": {}, "ms": _ms(t0)}
+        model = self.registry.get("rot")
+        o = classify_pages(model, [image])[0]
+        angle = o.angle if o.confidence >= self.options.rot_min_confidence else 0
+        return {"rotation": angle, "confidence": round(o.confidence, 4),
+                "models": {"rot": model.version}, "ms": _ms(t0)}
+
+    def step_detect(self, image: np.ndarray, rotation: int) -> dict[str, Any]:
+        """Detect lines on the upright page, then check line direction.
+
+        When most lines read upside down the page is turned a further 180°
+        (``rotation`` in the answer is the final one) and the polygons are
+        given in that frame.
+        """
+        t0 = time.perf_counter()
+        upright = rotate_image(image, rotation)
+        det = self.registry.get("std")
+        regions = detect(det, [upright], self.options.detect)[0]
+        polygons = [r.polygon for r in regions]
+        models = {"std": det.version}
+        flipped = [False] * len(polygons)
+        if self.options.use_direction and polygons:
+            dmodel = self.registry.get("dir")
+            models["dir"] = dmodel.version
+            votes = classify_lines(dmodel, crop_lines(upright, polygons))
+            weight_flip = sum(c for f, c in votes if f)
+            weight_keep = sum(c for f, c in votes if not f)
+            if weight_flip > weight_keep:
+                rotation = (rotation + 180) % 360
+                h, w = upright.shape[:2]
+                polygons = [_turn180(p, w, h) for p in polygons]
+                votes = [(not f, c) for f, c in votes]
+            limit = self.options.flip_line_confidence
+            flipped = [f and c >= limit for f, c in votes]
+        return {
+            "rotation": rotation,
+            "polygons": [np.round(p, 1).tolist() for p in polygons],
+            "scores": [round(r.score, 4) for r in regions],
+            "flipped": flipped,
+            "models": models,
+            "ms": _ms(t0),
+        }
+
+    def step_recognize(
+        self,
+        image: np.ndarray,
+        rotation: int,
+        polygons: Sequence[Sequence[Sequence[float]]],
+        flipped: Sequence[bool] | None = None,
+    ) -> dict[str, Any]:
+        """Read the given lines; the answer for a line never depends on the others."""
+        t0 = time.perf_counter()
+        model = self.registry.get("str")
+        if not polygons:
+            return {"texts": [], "models": {"str": model.version}, "ms": _ms(t0)}
+        upright = rotate_image(image, rotation)
+        crops = crop_lines(upright, [np.asarray(p, np.float32) for p in polygons])
+        if flipped:
+            crops = [np.ascontiguousarray(c[::-1, ::-1]) if f else c
+                     for c, f in zip(crops, flipped, strict=True)]
+        results = recognize(model, crops, self.options.recognize)
+        texts = [[r.text, round(r.confidence, 4)] for r in results]
+        return {"texts": texts, "models": {"str": model.version}, "ms": _ms(t0)}
+
+    def step_reorder(
+        self,
+        name: str,
+        width: int,
+        height: int,
+        rotation: int,
+        polygons: Sequence[Sequence[Sequence[float]]],
+        texts: Sequence[Sequence[Any]],
+        models: dict[str, int],
+        timings_ms: dict[str, float],
+    ) -> PageResult:
+        t0 = time.perf_counter()
+        keep = [i for i, (text, conf) in enumerate(texts)
+                if text.strip() and float(conf) >= self.options.min_line_confidence]
+        quads = [np.asarray(polygons[i], np.float32) for i in keep]
+        placements = reading_order(quads)
+        uw, uh = (height, width) if rotation in (90, 270) else (width, height)
+        lines = []
+        for i, q, p in zip(keep, quads, placements, strict=True):
+            original = to_original(q, rotation, uw, uh)
+            lines.append(Line(
+                text=str(texts[i][0]),
+                confidence=float(texts[i][1]),
+                polygon=np.round(original, 1).tolist(),
+                order=p.order, block=p.block, line=p.line,
+            ))
+        lines.sort(key=lambda ln: ln.order)
+        timings = {**timings_ms, "reorder": _ms(t0)}
+        return PageResult(name, width, height, rotation, lines, dict(models), timings)
+
+
+def _turn180(q: np.ndarray, w: int, h: int) -> np.ndarray:
+    p = np.asarray(q, np.float32).reshape(4, 2)
+    out = np.stack([w - 1 - p[:, 0], h - 1 - p[:, 1]], axis=1)
+    # Same text corner first: the old bottom-right is the new top-left.
+    return out[[2, 3, 0, 1]]
+
+
+def to_original(q: np.ndarray, rotation: int, uw: int, uh: int) -> np.ndarray:
+    """Map points from the upright frame (size uw x uh) back to the submitted image.
+
+    The upright image is the submitted one turned clockwise by ``rotation``.
+    """
+    p = np.asarray(q, np.float32).reshape(-1, 2)
+    x, y = p[:, 0], p[:, 1]
+    rotation %= 360
+    if rotation == 0:
+        return p.copy()
+    if rotation == 90:  # submitted (x, y) -> upright (H-1-y, x); H = uw
+        return np.stack([y, uw - 1 - x], axis=1)
+    if rotation == 180:
+        return np.stack([uw - 1 - x, uh - 1 - y], axis=1)
+    # 270: submitted (x, y) -> upright (y, W-1-x); W = uh
+    return np.stack([uh - 1 - y, x], axis=1)

@@ -1,0 +1,1 @@
+"""The OCR stages: numpy in, numpy/dataclasses out, batch-first, no I/O, no globals."""

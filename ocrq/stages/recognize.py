@@ -1,0 +1,190 @@
+"""Text recognition: line crops -> text with a per-line confidence.
+
+Batching: each crop is resized to the network height and padded to a width
+bucket that depends on that crop alone; crops of one bucket run together. So
+a crop's result does not depend on which other crops share its call — the
+in-process engine and the distributed pipeline (which splits a page into
+batches) read identical text.
+
+Word spacing: the PP-OCRv4 recogniser often drops the space between Latin
+words. CTC emits each character at a time step; where the step distance
+between two characters is much wider than the line's usual character pitch,
+or where the space class carries real probability between them, a space is
+inserted.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ocrq.models.registry import LoadedModel
+from ocrq.stages._common import normalize
+
+
+@dataclass(frozen=True)
+class Recognized:
+    text: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class RecognizeOptions:
+    bucket: int = 64  # padded widths are multiples of this
+    min_width: int = 128
+    max_width: int = 2560  # longer crops are squeezed (rare: a whole-page-wide line)
+    max_batch_pixels: int = 48 * 4096 * 8  # bounds one forward pass's input
+    space_gap_ratio: float = 1.55  # gap / median pitch above which a space is inserted
+    space_min_steps: int = 4  # ... and at least this many CTC steps
+    space_prob: float = 0.03  # or the space class reaches this probability in the gap
+    space_ink_ratio: float = 0.5  # blank run / ink height that makes a word space
+
+
+def crop_lines(image: np.ndarray, polygons: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Perspective-crop each quad (clockwise from top-left) to an upright strip."""
+    crops = []
+    for quad in polygons:
+        q = np.asarray(quad, np.float32).reshape(4, 2)
+        w = int(round(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[2] - q[3]))))
+        h = int(round(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2]))))
+        w, h = max(w, 1), max(h, 1)
+        dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+        m = cv2.getPerspectiveTransform(q, dst)
+        crop = cv2.warpPerspective(
+            image, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+        )
+        if h >= 1.5 * w:  # a vertical line: read it turned a quarter
+            crop = np.ascontiguousarray(np.rot90(crop))
+        crops.append(crop)
+    return crops
+
+
+def _charset(model: LoadedModel) -> list[str]:
+    cached = model.extras.get("charset")
+    if cached is None:
+        # CTC layout of PP-OCR: index 0 is the blank, then the dictionary, then " ".
+        cached = ["", *model.manifest.read_charset(), " "]
+        model.extras["charset"] = cached
+    return cached  # type: ignore[return-value]
+
+
+def recognize(
+    model: LoadedModel, crops: Sequence[np.ndarray], options: RecognizeOptions | None = None
+) -> list[Recognized]:
+    opts = options or RecognizeOptions()
+    height = int(model.manifest.input.get("height", 48))
+    charset = _charset(model)
+    buckets: dict[int, list[int]] = defaultdict(list)
+    resized: list[np.ndarray] = []
+    for i, crop in enumerate(crops):
+        h, w = crop.shape[:2]
+        rw = min(opts.max_width, max(1, math.ceil(height * w / max(h, 1))))
+        resized.append(cv2.resize(crop, (rw, height), interpolation=cv2.INTER_LINEAR))
+        width = max(opts.min_width, math.ceil(rw / opts.bucket) * opts.bucket)
+        buckets[width].append(i)
+    results: list[Recognized] = [Recognized("", 0.0)] * len(crops)
+    for width, idxs in sorted(buckets.items()):
+        per_batch = max(1, opts.max_batch_pixels // (height * width))
+        for start in range(0, len(idxs), per_batch):
+            chunk = idxs[start : start + per_batch]
+            batch = np.zeros((len(chunk), height, width, 3), np.uint8)
+            # Pad with what normalises to 0 is what PaddleOCR does (zeros after
+            # normalisation); we pad in pixel space with mid-grey (127.5 ~ 0).
+            batch[:] = 128
+            for j, i in enumerate(chunk):
+                batch[j, :, : resized[i].shape[1]] = resized[i]
+            probs = model.runtime.run(normalize(batch, model.manifest.input))
+            for j, i in enumerate(chunk):
+                ink = ink_profile(resized[i])
+                results[i] = decode(probs[j], charset, opts, ink=ink, width=width)
+    return results
+
+
+@dataclass(frozen=True)
+class Ink:
+    columns: np.ndarray  # bool per column of the resized crop: any ink
+    height: float  # vertical extent of the ink (px at network height)
+
+
+def ink_profile(strip: np.ndarray) -> Ink | None:
+    """Which columns of a resized line crop carry ink (Otsu binarisation)."""
+    gray = cv2.cvtColor(strip, cv2.COLOR_BGR2GRAY) if strip.ndim == 3 else strip
+    if int(gray.max()) - int(gray.min()) < 40:  # no contrast: nothing to measure
+        return None
+    _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    rows = np.flatnonzero(binary.mean(axis=1) > 0.02)
+    if rows.size == 0:
+        return None
+    band = binary[rows[0] : rows[-1] + 1]
+    # Two ink pixels in a column, so a speck of noise does not close a gap.
+    return Ink(band.sum(axis=0) >= 2, float(rows[-1] - rows[0] + 1))
+
+
+def _longest_blank(columns: np.ndarray, a: int, b: int) -> int:
+    seg = columns[max(a, 0) : max(b, 0)]
+    if seg.size == 0:
+        return 0
+    best = run = 0
+    for has_ink in seg:
+        run = 0 if has_ink else run + 1
+        best = max(best, run)
+    return best
+
+
+def decode(
+    probs: np.ndarray,
+    charset: list[str],
+    opts: RecognizeOptions,
+    ink: Ink | None = None,
+    width: int = 0,
+) -> Recognized:
+    """Greedy CTC decoding with confidence and word spacing.
+
+    A space goes where the model gives the space class some probability
+    between two characters, or where their CTC step distance is wide for the
+    line's pitch and the crop's ink profile (when given) shows a blank run
+    wide for the text's size.
+    """
+    idx = probs.argmax(axis=1)
+    best = probs[np.arange(len(idx)), idx]
+    keep = idx != 0
+    keep[1:] &= idx[1:] != idx[:-1]
+    steps = np.flatnonzero(keep)
+    if steps.size == 0:
+        return Recognized("", 0.0)
+    chars = [charset[k] if k < len(charset) else "" for k in idx[steps]]
+    space_col = len(charset) - 1
+    gaps = np.diff(steps)
+    # The usual pitch: median distance between neighbours that are not spaces.
+    inner = [g for g, a, b in zip(gaps, chars, chars[1:], strict=False) if a != " " and b != " "]
+    pitch = float(np.median(inner)) if inner else 0.0
+    stride = width / len(idx) if width else 0.0
+    out = [chars[0]]
+    for k in range(1, len(chars)):
+        prev, cur = chars[k - 1], chars[k]
+        if prev != " " and cur != " " and pitch > 0:
+            between = probs[steps[k - 1] + 1 : steps[k], space_col]
+            likely = between.size > 0 and float(between.max()) >= opts.space_prob
+            gap = int(gaps[k - 1])
+            wide = gap >= opts.space_min_steps and gap >= opts.space_gap_ratio * pitch
+            if wide and ink is not None and stride:
+                # A wide step distance alone also fires inside words with wide
+                # letters (M, W) or after a decimal point; the crop must show
+                # a real blank run there too.
+                a = int((steps[k - 1] + 0.5) * stride)
+                b = int((steps[k] + 0.5) * stride)
+                wide = _longest_blank(ink.columns, a, b) >= opts.space_ink_ratio * ink.height
+            if likely or wide:
+                out.append(" ")
+        out.append(cur)
+    # NFKC folds the full-width punctuation the Chinese dictionary often picks
+    # for Latin text (（ → (, ： → :) into the ASCII a Latin page printed.
+    text = " ".join(unicodedata.normalize("NFKC", "".join(out)).split())
+    conf = float(best[steps].mean())
+    return Recognized(text, conf)
