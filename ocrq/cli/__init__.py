@@ -23,6 +23,10 @@ def _register() -> None:
     from ocrq.cli.eval import eval_command
 
     main.add_command(eval_command)
+    from ocrq.cli.serve import db, purge, serve
+
+    for command in (serve, db, purge):
+        main.add_command(command)
 
 
 _register()
