@@ -105,7 +105,7 @@ class Engine:
             flipped = [f and c >= limit for f, c in votes]
         return {
             "rotation": rotation,
-            "polygons": [np.round(p, 1).tolist() for p in polygons],
+            "polygons": [np.round(p.astype(np.float64), 1).tolist() for p in polygons],
             "scores": [round(r.score, 4) for r in regions],
             "flipped": flipped,
             "models": models,
@@ -156,7 +156,7 @@ class Engine:
             lines.append(Line(
                 text=str(texts[i][0]),
                 confidence=float(texts[i][1]),
-                polygon=np.round(original, 1).tolist(),
+                polygon=np.round(original.astype(np.float64), 1).tolist(),
                 order=p.order, block=p.block, line=p.line,
             ))
         lines.sort(key=lambda ln: ln.order)

@@ -1,0 +1,98 @@
+"""``ocrq run``: OCR images in-process (no servers)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def expand_inputs(items: tuple[str, ...]) -> Iterator[Path]:
+    """Files as given, directories' image files (sorted), glob patterns expanded.
+
+    A name that matches nothing is still yielded, so it is reported as an error.
+    """
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            yield from sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+        elif any(ch in item for ch in "*?[") and not path.exists():
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                yield path
+            yield from (Path(m) for m in matches if Path(m).is_file())
+        else:
+            yield path
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per image (JSON Lines).")
+@click.option("--runtime", type=click.Choice(["onnxruntime", "torch"]), default=None,
+              help="Model runtime (default: OCRQ_RUNTIME or onnxruntime).")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: OCRQ_DEVICE or cpu).")
+@click.option("--threads", type=int, default=None, help="Threads per model (0 = all cores).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: on a terminal with several images).")
+def run(
+    inputs: tuple[str, ...],
+    as_json: bool,
+    runtime: str | None,
+    device: str | None,
+    threads: int | None,
+    progress: bool | None,
+) -> None:
+    """OCR IMAGE, DIR or GLOB ... and print the text in reading order."""
+    from ocrq.engine import Engine
+    from ocrq.errors import OcrqError
+    from ocrq.images import load_image
+    from ocrq.settings import Settings
+
+    overrides = {k: v for k, v in
+                 {"runtime": runtime, "device": device, "threads": threads}.items()
+                 if v is not None}
+    settings = Settings.from_env(**overrides)
+    paths = list(expand_inputs(inputs))
+    show = progress if progress is not None else (sys.stderr.isatty() and len(paths) > 1)
+    try:
+        engine = Engine.from_settings(settings)
+    except OcrqError as exc:
+        raise click.ClickException(exc.message) from exc
+
+    from tqdm import tqdm
+
+    failures = 0
+    bar = tqdm(paths, unit="img", disable=not show, file=sys.stderr, dynamic_ncols=True)
+    for i, path in enumerate(bar):
+        bar.set_postfix_str(path.name, refresh=False)
+        try:
+            image = load_image(path, settings)
+            page = engine.run(image, str(path))
+        except OcrqError as exc:
+            failures += 1
+            # The image module's messages start with the file's name already.
+            named = exc.message.startswith((str(path), path.name))
+            msg = exc.message if named else f"{path}: {exc.message}"
+            bar.write(f"ocrq: error: {msg}", file=sys.stderr)
+            continue
+        except OSError as exc:
+            failures += 1
+            bar.write(f"ocrq: error: {path}: {exc.strerror or exc}", file=sys.stderr)
+            continue
+        if as_json:
+            bar.write(json.dumps(page.to_dict(), ensure_ascii=False), file=sys.stdout)
+        else:
+            header = f"==> {path} <==\n" if len(paths) > 1 else ""
+            sep = "\n" if i < len(paths) - 1 and len(paths) > 1 else ""
+            bar.write(f"{header}{page.text()}{sep}", file=sys.stdout)
+    bar.close()
+    if failures:
+        sys.exit(1)
