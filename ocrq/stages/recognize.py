@@ -40,10 +40,12 @@ class RecognizeOptions:
     min_width: int = 128
     max_width: int = 2560  # longer crops are squeezed (rare: a whole-page-wide line)
     max_batch_pixels: int = 48 * 4096 * 8  # bounds one forward pass's input
+    # Without an ink profile (no contrast): CTC step distance against the pitch.
     space_gap_ratio: float = 1.55  # gap / median pitch above which a space is inserted
     space_min_steps: int = 4  # ... and at least this many CTC steps
     space_prob: float = 0.03  # or the space class reaches this probability in the gap
-    space_ink_ratio: float = 0.5  # blank run / ink height that makes a word space
+    space_ink_ratio: float = 0.4  # blank run / ink height that makes a word space...
+    space_blank_ratio: float = 2.5  # ... and / the line's median gap between letters
 
 
 def crop_lines(image: np.ndarray, polygons: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -147,9 +149,9 @@ def decode(
     """Greedy CTC decoding with confidence and word spacing.
 
     A space goes where the model gives the space class some probability
-    between two characters, or where their CTC step distance is wide for the
-    line's pitch and the crop's ink profile (when given) shows a blank run
-    wide for the text's size.
+    between two characters, or where the crop's ink profile shows a blank run
+    between them that is wide for the text's size and for this line's usual
+    letter gap (without a profile: a wide CTC step distance for the pitch).
     """
     idx = probs.argmax(axis=1)
     best = probs[np.arange(len(idx)), idx]
@@ -165,22 +167,29 @@ def decode(
     inner = [g for g, a, b in zip(gaps, chars, chars[1:], strict=False) if a != " " and b != " "]
     pitch = float(np.median(inner)) if inner else 0.0
     stride = width / len(idx) if width else 0.0
+    blanks: list[int] = []
+    if ink is not None and stride:
+        blanks = [
+            _longest_blank(ink.columns, int((s0 + 0.5) * stride), int((s1 + 0.5) * stride))
+            for s0, s1 in zip(steps, steps[1:], strict=False)
+        ]
+    usual_blank = float(np.median(blanks)) if blanks else 0.0
     out = [chars[0]]
     for k in range(1, len(chars)):
         prev, cur = chars[k - 1], chars[k]
-        if prev != " " and cur != " " and pitch > 0:
+        if prev != " " and cur != " ":
             between = probs[steps[k - 1] + 1 : steps[k], space_col]
-            likely = between.size > 0 and float(between.max()) >= opts.space_prob
-            gap = int(gaps[k - 1])
-            wide = gap >= opts.space_min_steps and gap >= opts.space_gap_ratio * pitch
-            if wide and ink is not None and stride:
-                # A wide step distance alone also fires inside words with wide
-                # letters (M, W) or after a decimal point; the crop must show
-                # a real blank run there too.
-                a = int((steps[k - 1] + 0.5) * stride)
-                b = int((steps[k] + 0.5) * stride)
-                wide = _longest_blank(ink.columns, a, b) >= opts.space_ink_ratio * ink.height
-            if likely or wide:
+            space = between.size > 0 and float(between.max()) >= opts.space_prob
+            if blanks:
+                # The crop shows the gap: wide for the text's size and wide
+                # against this line's usual gap between letters (fonts differ).
+                blank = blanks[k - 1]
+                space |= (blank >= opts.space_ink_ratio * ink.height  # type: ignore[union-attr]
+                          and blank >= opts.space_blank_ratio * max(usual_blank, 1.0))
+            elif pitch > 0:
+                gap = int(gaps[k - 1])
+                space |= gap >= opts.space_min_steps and gap >= opts.space_gap_ratio * pitch
+            if space:
                 out.append(" ")
         out.append(cur)
     # NFKC folds the full-width punctuation the Chinese dictionary often picks
