@@ -1,0 +1,3 @@
+from ocrq.cli import main
+
+main()
