@@ -12,6 +12,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["OCRQ_SETTINGS"] = settings or Settings.from_env()
-    for part in (extensions, errors, jobs, health, openapi):
+    from web import cluster, models
+
+    for part in (extensions, errors, jobs, health, openapi, models, cluster):
         part.init_app(app)
     return app

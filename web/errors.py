@@ -15,6 +15,10 @@ STATUS = {
     "not_ready": 409,
     "not_cancellable": 409,
     "enqueue_failed": 503,
+    "no_live_worker": 503,
+    "unknown_model": 404,
+    "model_not_found": 404,
+    "nothing_to_roll_back": 409,
 }
 
 

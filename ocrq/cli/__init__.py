@@ -27,6 +27,12 @@ def _register() -> None:
 
     for command in (serve, db, purge):
         main.add_command(command)
+    from ocrq.cli.cluster import cluster, workers
+    from ocrq.cli.models import models
+
+    main.add_command(models)
+    main.add_command(cluster)
+    main.add_command(workers)
 
 
 _register()

@@ -140,9 +140,11 @@ class NodeAgent:
 
     def record(self) -> dict[str, Any]:
         queues = sorted(self.queues())
-        draining = bool(self.redis.exists(drain_key(self.name)))
-        return {"name": self.name, "group": self.group or (queues[0] if queues else ""),
-                "queues": queues, "pid": os.getpid(), "draining": draining}
+        saved = self.redis.get(drain_key(self.name))
+        drained = sorted(json.loads(saved)) if saved else []
+        return {"name": self.name, "group": self.group or (queues or drained or [""])[0],
+                "queues": queues, "pid": os.getpid(), "draining": saved is not None,
+                "drained": drained}
 
     def beat(self) -> None:
         heartbeat.write_node(self.redis, self.record(), self.settings.heartbeat_ttl_s)

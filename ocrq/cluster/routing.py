@@ -39,7 +39,9 @@ def choose_queue(snapshot: Snapshot, settings: Settings, hardware: str, *,
     if hardware == "gpu" and cpu_fallback:
         candidates.append(settings.queue_cpu)
     for queue in candidates:
-        if snapshot.consumers(queue):
+        # A drained worker comes back on resume: its queues still count, so a
+        # hot update of the only worker queues new jobs instead of refusing them.
+        if snapshot.consumers(queue, drained=True):
             if queue != preferred:
                 log.warning("no live worker on queue %r: step %s goes to %r",
                             preferred, step or "?", queue)
@@ -75,3 +77,35 @@ class LiveRoutes:
         fallback = bool((options or {}).get("cpu_fallback", True))
         return choose_queue(self.snapshot(), self.settings, hardware,
                             cpu_fallback=fallback, step=step)
+
+
+_routes: dict[str, LiveRoutes] = {}
+_routes_lock = threading.Lock()
+
+
+def live_queue(settings: Settings, hardware: str, options: dict[str, Any] | None = None,
+               step: str = "") -> str:
+    """The routing hook the pipeline's Router calls for every step.
+
+    An empty snapshot (no worker at all: cold start, scale from zero, Redis
+    unreachable) keeps the preferred queue, where the job waits for the first
+    worker; once any worker is live, a step only goes where someone consumes.
+    """
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    static = settings.queue_gpu if hardware == "gpu" else settings.queue_cpu
+    with _routes_lock:
+        routes = _routes.get(settings.redis_url)
+        if routes is None:
+            routes = _routes[settings.redis_url] = LiveRoutes(
+                settings, Redis.from_url(settings.redis_url))
+    try:
+        snapshot = routes.snapshot()
+    except RedisError as exc:
+        log.warning("live snapshot unavailable (%s); routing %s to %r", exc, step, static)
+        return static
+    if not any(w.queues or w.drained for w in snapshot.workers):
+        return static
+    fallback = bool((options or {}).get("cpu_fallback", True))
+    return choose_queue(snapshot, settings, hardware, cpu_fallback=fallback, step=step)

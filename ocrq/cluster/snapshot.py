@@ -38,6 +38,7 @@ class WorkerView:
     draining: bool
     ts: float
     processes: tuple[ProcessView, ...] = ()
+    drained: tuple[str, ...] = ()  # queues taken away by a drain (back on resume)
 
     def ready_models(self) -> dict[str, int]:
         merged: dict[str, int] = {}
@@ -51,8 +52,10 @@ class Snapshot:
     workers: tuple[WorkerView, ...]
     taken_at: float = field(default_factory=time.time)
 
-    def consumers(self, queue: str) -> list[WorkerView]:
-        return [w for w in self.workers if queue in w.queues]
+    def consumers(self, queue: str, *, drained: bool = False) -> list[WorkerView]:
+        """Live workers consuming ``queue`` (with ``drained``: or resuming it later)."""
+        return [w for w in self.workers
+                if queue in w.queues or (drained and queue in w.drained)]
 
     def routing_table(self) -> dict[str, dict[str, Any]]:
         """queue -> the live workers consuming it and the models READY behind it."""
@@ -97,7 +100,7 @@ class Snapshot:
             "taken_at": self.taken_at,
             "workers": [
                 {"name": w.name, "group": w.group, "queues": list(w.queues), "pid": w.pid,
-                 "draining": w.draining, "ts": w.ts,
+                 "draining": w.draining, "drained": list(w.drained), "ts": w.ts,
                  "processes": [
                      {"pid": p.pid, "device": p.device, "models": list(p.models),
                       "memory": p.memory.to_dict() if p.memory else None, "ts": p.ts}
@@ -120,7 +123,7 @@ def build(nodes: list[dict[str, Any]], procs: list[dict[str, Any]]) -> Snapshot:
         WorkerView(
             name=n["name"], group=str(n.get("group") or ""), queues=tuple(n.get("queues", ())),
             pid=int(n.get("pid", 0)), draining=bool(n.get("draining", False)),
-            ts=float(n.get("ts", 0)),
+            ts=float(n.get("ts", 0)), drained=tuple(n.get("drained", ())),
             processes=tuple(sorted(by_worker.get(n["name"], ()), key=lambda p: p.pid)),
         )
         for n in nodes

@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 from ocrq.errors import ModelLoadError, OcrqError
@@ -219,6 +219,16 @@ class ModelRegistry:
             yield
         finally:
             _PINS.reset(token)
+
+    def pin_bid(self, bid: str | None) -> Token[Mapping[str, int] | None]:
+        """Like :meth:`for_bid` for code that cannot use ``with`` (task signal hooks);
+        undo with :meth:`unpin`."""
+        pins = self._bid_pins.get(bid) if bid else None
+        return _PINS.set(dict(pins) if pins else None)
+
+    @staticmethod
+    def unpin(token: Token[Mapping[str, int] | None]) -> None:
+        _PINS.reset(token)
 
     def for_bid(self, bid: str | None) -> contextlib.AbstractContextManager[None]:
         """Context in which ``get`` returns the versions pinned for ``bid``, if any."""

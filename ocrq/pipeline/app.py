@@ -38,7 +38,8 @@ class CeleryConfig:
         self.worker_send_task_events = True  # Flower
         self.task_send_sent_event = True
         self.worker_hijack_root_logger = False
-        self.include = ["ocrq.pipeline.tasks"]
+        # After the tasks: its worker_process_init receivers run after the pipeline's own.
+        self.include = ["ocrq.pipeline.tasks", "ocrq.cluster.celery_hooks"]
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))

@@ -40,6 +40,7 @@ def submit(
     """
     s = services.settings
     plan = services.plans.resolve(bid, tid)
+    queues = Router(s).queues(plan)  # before any write: no live worker -> refused, no job
     if callback_url:
         check_url(callback_url, s.allow_private_urls)
     if idempotency_key:
@@ -61,7 +62,7 @@ def submit(
     batch_lines = (plan.step("recognize").options.get("batch_lines")  # type: ignore[union-attr]
                    or s.recognize_batch_lines)
     ctx = {"job_id": job_id, "image_key": key, "name": name, "width": width, "height": height,
-           "queues": Router(s).queues(plan), "batch_lines": int(batch_lines),
+           "queues": queues, "batch_lines": int(batch_lines),
            "callback": bool(callback_url), "models": {}, "timings_ms": {}}
     sig, ids = canvas.start(app, ctx)
     services.cache.add_tasks(job_id, ids)

@@ -1,0 +1,137 @@
+"""Celery signal hooks that attach the cluster agents to a worker.
+
+Loaded through the Celery app's ``include`` list after the task module, so
+these receivers run after the pipeline's own ``worker_process_init`` (which
+builds the process state and preloads the models):
+
+- main process, ``celeryd_after_setup``: remember the node name (children
+  inherit it by fork); ``worker_ready``: start the node heartbeat (queues
+  consumed now, draining); with a non-forking pool also the process agent.
+- each prefork child, ``worker_process_init``: read the desired versions from
+  the database, apply them, then follow broadcasts and heartbeat its models.
+- ``task_prerun``/``task_postrun``: serve the versions pinned for the job's
+  bid (canaries); costs nothing while no canary exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery.signals import (
+    celeryd_after_setup,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
+
+from ocrq.cluster.agent import NodeAgent, ProcessAgent
+
+log = logging.getLogger(__name__)
+
+_node_name = ""
+_node: NodeAgent | None = None
+_process: ProcessAgent | None = None
+_pin_tokens: dict[str, Any] = {}
+
+
+@celeryd_after_setup.connect
+def _remember_name(sender: str, **_: Any) -> None:
+    global _node_name
+    _node_name = str(sender)
+
+
+def _start_process_agent() -> None:
+    global _process
+    from redis import Redis
+
+    from ocrq.models.control import ModelControl
+    from ocrq.pipeline.state import get_state
+
+    state = get_state()
+    registry = state.engine.registry
+    control = ModelControl(state.db, state.redis, registry.repository)
+    # Its own connection: the subscriber blocks on it, task code must not wait behind.
+    agent = ProcessAgent(state.settings, registry, _node_name or f"worker@{os.getpid()}",
+                         Redis.from_url(state.settings.redis_url), control.desired)
+    agent.boot()
+    agent.start()
+    _process = agent
+
+
+@worker_process_init.connect
+def _process_init(**_: Any) -> None:
+    try:
+        _start_process_agent()
+    except Exception:  # never keep a worker process from serving because of telemetry
+        log.exception("cluster agent did not start in pid %s", os.getpid())
+
+
+@worker_process_shutdown.connect
+def _process_shutdown(**_: Any) -> None:
+    if _process is not None:
+        _process.stop()
+
+
+@worker_ready.connect
+def _ready(sender: Any, **_: Any) -> None:
+    global _node
+    from redis import Redis
+
+    from ocrq.pipeline.state import get_state
+
+    consumer = sender
+    settings = get_state().settings
+    name = getattr(consumer, "hostname", "") or _node_name
+
+    def queues() -> list[str]:
+        task_consumer = getattr(consumer, "task_consumer", None)
+        return [q.name for q in task_consumer.queues] if task_consumer is not None else []
+
+    _node = NodeAgent(settings, name, Redis.from_url(settings.redis_url), queues,
+                      group=settings.worker_group)
+    _node.beat()  # routable from this moment, not one interval later
+    _node.start()
+    if "prefork" not in type(consumer.pool).__module__ and _process is None:
+        _start_process_agent()  # solo/threads pool: tasks run in this process
+
+
+@worker_shutdown.connect
+def _shutdown(**_: Any) -> None:
+    if _node is not None:
+        _node.stop()
+    if _process is not None and _process.pid == os.getpid():
+        _process.stop()
+
+
+@task_prerun.connect
+def _pin_bid(task_id: str, args: Any = (), **_: Any) -> None:
+    if _process is None or not _process.registry.bid_pins():
+        return
+    bid = _bid_of(args)
+    if bid:
+        _pin_tokens[task_id] = _process.registry.pin_bid(bid)
+
+
+@task_postrun.connect
+def _unpin(task_id: str, **_: Any) -> None:
+    token = _pin_tokens.pop(task_id, None)
+    if token is not None and _process is not None:
+        _process.registry.unpin(token)
+
+
+def _bid_of(args: Any) -> str | None:
+    """The bid of the job a stage task works on (from its context, else the status cache)."""
+    from ocrq.pipeline.state import get_state
+
+    for arg in args or ():
+        if isinstance(arg, dict) and "job_id" in arg:
+            if arg.get("bid"):
+                return str(arg["bid"])
+            cached = get_state().cache.get(arg["job_id"]) or {}
+            return cached.get("bid")
+    return None

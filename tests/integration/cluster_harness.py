@@ -1,0 +1,194 @@
+"""A small real cluster for the hot-swap / routing / drain tests.
+
+Real Redis (broker and cache on their own db numbers), a migrated SQLite file,
+a model repository in a temp folder, and Celery worker processes started
+through the real entry points (``python -m workers.gpu`` / ``workers.cpu``).
+Jobs are submitted through :func:`ocrq.pipeline.jobs.submit`, the same call
+the HTTP intake makes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from ocrq.cluster.heartbeat import read_snapshot
+from ocrq.cluster.snapshot import Snapshot
+from ocrq.models.control import ModelControl
+from ocrq.models.repository import ModelRepository
+from ocrq.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER_DB, CACHE_DB = 12, 13
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@dataclass
+class Cluster:
+    tmp: Path
+    env: dict[str, str]
+    settings: Settings
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _services: Any = None
+    _app: Any = None
+
+    # --- handles (created lazily, in the test process) -------------------------------
+    @property
+    def services(self) -> Any:
+        if self._services is None:
+            from ocrq.pipeline.state import Services
+
+            self._services = Services(self.settings)
+        return self._services
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            from ocrq.pipeline.app import create_celery_app
+
+            self._app = create_celery_app(self.settings)
+        return self._app
+
+    @property
+    def redis(self) -> Redis:
+        return self.services.redis
+
+    @property
+    def repo(self) -> ModelRepository:
+        return ModelRepository(self.settings.model_root)
+
+    def control(self) -> ModelControl:
+        return ModelControl(self.services.db, self.redis, self.repo)
+
+    def snapshot(self) -> Snapshot:
+        return read_snapshot(self.redis)
+
+    # --- workers ---------------------------------------------------------------------
+    def start_worker(self, kind: str, name: str, queues: str, concurrency: int = 1) -> None:
+        log = (self.tmp / f"{name.split('@')[0]}.log").open("ab")
+        self.workers[name] = subprocess.Popen(
+            [sys.executable, "-m", f"workers.{kind}", "-Q", queues, "-c", str(concurrency),
+             "-n", name, "-l", "INFO"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill it and its children
+        )
+
+    def wait_ready(self, name: str, processes: int = 1, timeout_s: float = 90.0) -> None:
+        """Until the node heartbeats and each child reports its models READY."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            proc = self.workers.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"worker {name} exited: {self.log_tail(name)}")
+            w = next((w for w in self.snapshot().workers if w.name == name), None)
+            if w is not None and w.queues and len(w.processes) >= processes and all(
+                    {"rot", "std", "dir", "str"} <= set(p.ready()) for p in w.processes):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker {name} not ready: {self.log_tail(name)}")
+
+    def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.workers.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for name in list(self.workers):
+            proc = self.workers[name]
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                self.kill_worker(name)
+            self.workers.pop(name, None)
+
+    def log_tail(self, name: str, n: int = 3000) -> str:
+        path = self.tmp / f"{name.split('@')[0]}.log"
+        return path.read_text(errors="replace")[-n:] if path.exists() else "(no log)"
+
+    def pids(self) -> dict[str, list[int]]:
+        """Pids of every live worker node and its processes, from heartbeats."""
+        return {w.name: [w.pid] + [p.pid for p in w.processes] for w in self.snapshot().workers}
+
+    # --- jobs --------------------------------------------------------------------------
+    def submit(self, data: bytes, *, bid: str | None = None, tid: str = "ocr-upright",
+               name: str = "line.png") -> str:
+        from ocrq.pipeline.jobs import submit
+
+        doc, _ = submit(self.services, self.app, data, name, bid=bid, tid=tid)
+        return str(doc["id"])
+
+    def document(self, job_id: str) -> dict[str, Any]:
+        from ocrq.pipeline.work import document
+
+        doc = document(self.services, job_id)
+        assert doc is not None, job_id
+        return doc
+
+    def wait_jobs(self, ids: list[str], timeout_s: float = 240.0) -> dict[str, dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        done: dict[str, dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            for job_id in ids:
+                if job_id not in done:
+                    doc = self.document(job_id)
+                    if doc["status"] in TERMINAL:
+                        done[job_id] = doc
+            if len(done) == len(ids):
+                return done
+            time.sleep(0.2)
+        missing = [i for i in ids if i not in done]
+        raise AssertionError(f"{len(missing)} of {len(ids)} jobs not finished: "
+                             f"{[self.document(i)['status'] for i in missing[:5]]}")
+
+
+def make_cluster(tmp: Path, plans_yaml: str | None = None) -> Cluster:
+    """Settings, migrated database and model repository (str v2 = a copy of v1)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCRQ_")}
+    env.update({
+        "OCRQ_BROKER_URL": f"redis://127.0.0.1:6379/{BROKER_DB}",
+        "OCRQ_REDIS_URL": f"redis://127.0.0.1:6379/{CACHE_DB}",
+        "OCRQ_DATABASE_URL": f"sqlite:///{tmp / 'ocrq.db'}",
+        "OCRQ_MODEL_ROOT": str(tmp / "models"),
+        "OCRQ_THREADS": "1",
+        "OCRQ_HEARTBEAT_TTL_S": "3",  # a killed worker leaves the routing table within 3 s
+        "PYTHONPATH": str(ROOT),
+    })
+    if plans_yaml is not None:
+        (tmp / "plans.yaml").write_text(plans_yaml)
+        env["OCRQ_PLANS_FILE"] = str(tmp / "plans.yaml")
+    for db in (BROKER_DB, CACHE_DB):
+        Redis(db=db).flushdb()
+    settings = Settings.from_env(env)
+    migrate(settings.database_url)
+    repo = ModelRepository(settings.model_root)
+    repo.ensure_defaults()
+    repo.add_version("str", repo.manifest("str", 1).weights_path)
+    cluster = Cluster(tmp, env, settings)
+    cluster.control().activate("str", 1, actor="test")  # v2 exists on disk but is not active
+    return cluster
+
+
+def migrate(url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "migrations" / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "head")
+
+
+def line_image(text: str = "Invoice 4711") -> bytes:
+    from tests.fixtures import encode, render_page
+
+    return encode(render_page([text], size=24, margin=12))

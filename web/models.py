@@ -1,0 +1,77 @@
+"""/v1/models: repository versions, desired state, what live workers serve; activation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from ocrq.cluster.heartbeat import read_snapshot
+from ocrq.cluster.rollout import progress
+from ocrq.models.control import ModelControl
+from ocrq.models.repository import ModelRepository
+from web.errors import ApiError
+from web.extensions import services
+
+bp = Blueprint("models", __name__, url_prefix="/v1/models")
+
+
+def _control() -> ModelControl:
+    s = services()
+    return ModelControl(s.db, s.redis, ModelRepository(s.settings.model_root))
+
+
+@bp.get("")
+def list_models() -> ResponseReturnValue:
+    """Per model: versions on disk, desired versions, and every live process's view."""
+    control = _control()
+    desired = control.desired()
+    snapshot = read_snapshot(services().redis)
+    out: list[dict[str, Any]] = []
+    for name in control.repository.names():
+        workers = []
+        for w in snapshot.workers:
+            for p in w.processes:
+                for m in p.models:
+                    if m["name"] == name:
+                        workers.append({"worker": w.name, "pid": p.pid, **m,
+                                        "memory": p.memory.to_dict() if p.memory else None})
+        out.append({
+            "name": name,
+            "versions": control.repository.versions(name),
+            "active": desired.versions.get(name),
+            "canaries": {b: v[name] for b, v in desired.bids.items() if name in v},
+            "workers": workers,
+        })
+    return jsonify(models=out, rows=snapshot.status_rows())
+
+
+@bp.post("/<name>/activate")
+def activate(name: str) -> ResponseReturnValue:
+    """Body ``{"version": N, "bid": optional}``; 202 with where the rollout stands now."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("version"), int):
+        raise ApiError("bad_request", 'send JSON {"version": <int>} (optional "bid")')
+    bid = body.get("bid")
+    if bid is not None and not isinstance(bid, str):
+        raise ApiError("bad_request", "bid must be a string")
+    change = _control().activate(name, body["version"], bid=bid, actor="api")
+    state = progress(read_snapshot(services().redis), name, body["version"], bid)
+    return jsonify(change=change.to_dict(), rollout=state.to_dict()), 202
+
+
+@bp.post("/<name>/rollback")
+def rollback(name: str) -> ResponseReturnValue:
+    body = request.get_json(silent=True) or {}
+    change = _control().rollback(name, bid=body.get("bid"), actor="api")
+    return jsonify(change=change.to_dict()), 202
+
+
+@bp.get("/<name>/history")
+def history(name: str) -> ResponseReturnValue:
+    return jsonify(history=_control().history(name))
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
