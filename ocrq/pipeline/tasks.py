@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task, shared_task
+from celery import Task, current_app, shared_task
 from celery.signals import worker_process_init
 
 from ocrq.pipeline import canvas, work
@@ -57,17 +57,20 @@ def reorder(self: Task, results: list[dict[str, Any]], ctx: dict[str, Any]) -> N
         enqueue_webhook(self.app, ctx["job_id"], state.settings.queue_webhooks)
 
 
-@shared_task(name=canvas.T_FAILED, ignore_result=True, bind=True)
-def job_failed(self: Task, request: Any, exc: BaseException, traceback: Any,
-               job_id: str) -> None:
-    """Errback of every stage task (called in-process by the worker whose task failed)."""
+@shared_task(name=canvas.T_FAILED, ignore_result=True)
+def job_failed(request: Any, exc: BaseException, traceback: Any, job_id: str) -> None:
+    """Errback of every stage task (called in-process by the worker whose task failed).
+
+    Not bound on purpose: Celery only passes (request, exc, traceback) to errbacks
+    whose signature it can inspect, and bound tasks are treated as old-style.
+    """
     state = get_state()
     task = getattr(request, "task", None)
     log.warning("job %s failed in %s: %r", job_id, task, exc)
     if work.finish(state, job_id, JobStatus.FAILED, error=work.error_object(exc, task)):
         job = state.cache.get(job_id) or {}
         if job.get("callback"):
-            enqueue_webhook(self.app, job_id, state.settings.queue_webhooks)
+            enqueue_webhook(current_app, job_id, state.settings.queue_webhooks)
 
 
 @shared_task(name=canvas.T_WEBHOOK, ignore_result=True, bind=True, acks_late=True)

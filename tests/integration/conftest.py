@@ -1,0 +1,183 @@
+"""Fixtures for the pipeline tests: real Redis, real MariaDB (a fresh database
+per session), real Celery worker processes and a real HTTP server.
+
+A :class:`Stack` is one deployment: its own Redis db numbers (broker and
+store), its own database, one worker process started through the real entry
+point (``python -m workers.cpu``) consuming the gpu, cpu and webhooks queues,
+and web servers created per test (``stack.web(**settings_overrides)``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+import requests
+from redis import Redis
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from ocrq.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+# Worker-side settings shared by every stack: short webhook backoff so retry tests
+# take seconds; private URLs allowed in the *worker* because test receivers listen on
+# 127.0.0.1 (the intake guard is exercised per test through the web settings).
+WORKER_ENV = {
+    "OCRQ_WEBHOOK_BACKOFF_S": "0.5",
+    "OCRQ_WEBHOOK_BACKOFF_MAX_S": "2",
+    "OCRQ_WEBHOOK_MAX_ATTEMPTS": "8",
+    "OCRQ_WEBHOOK_TIMEOUT_S": "2",
+    "OCRQ_WEBHOOK_SECRET": "test-secret",
+    "OCRQ_ALLOW_PRIVATE_URLS": "1",
+    "OCRQ_PLANS_FILE": str(Path(__file__).with_name("plans.yaml")),
+    "OCRQ_RECOGNIZE_BATCH_LINES": "32",
+}
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:  # polling would flood the log
+        pass
+
+
+class Stack:
+    def __init__(self, name: str, database_url: str, broker_db: int, store_db: int,
+                 tmp: Path) -> None:
+        self.name, self.tmp = name, tmp
+        env = {**os.environ, **WORKER_ENV,
+               "OCRQ_DATABASE_URL": database_url,
+               "OCRQ_BROKER_URL": f"redis://127.0.0.1:6379/{broker_db}",
+               "OCRQ_REDIS_URL": f"redis://127.0.0.1:6379/{store_db}"}
+        self.env = env
+        self.settings = Settings.from_env(env)
+        self.broker = Redis.from_url(self.settings.broker_url)
+        self.store = Redis.from_url(self.settings.redis_url)
+        self.worker: subprocess.Popen[bytes] | None = None
+        self._servers: list[Any] = []
+        from ocrq.pipeline.state import Services
+
+        self.services = Services(self.settings)
+
+    # --- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        from ocrq.cli.serve import upgrade
+
+        upgrade(self.settings.database_url)
+        self.broker.flushdb()
+        self.store.flushdb()
+        node = f"test-{self.name}-{os.getpid()}@localhost"
+        self.log = self.tmp / f"worker-{self.name}.log"
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "workers.cpu", "-Q", "gpu,cpu,webhooks", "-c", "1",
+             "-n", node, "-l", "INFO"],
+            cwd=ROOT, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        from ocrq.pipeline.app import create_celery_app
+
+        app = create_celery_app(self.settings)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.worker.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log.read_text()[-3000:]}")
+            if app.control.ping(destination=[node], timeout=0.5):
+                return
+        raise RuntimeError(f"worker not ready: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        for srv in self._servers:
+            srv.shutdown()
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+
+    def reset(self) -> None:
+        """Per-test reset: empty tables and the store db (the broker db keeps its bindings)."""
+        from sqlalchemy import text
+
+        with self.services.db.session() as s:
+            for table in ("ocrq_webhook_deliveries", "ocrq_results", "ocrq_jobs"):
+                s.execute(text(f"DELETE FROM {table}"))
+        for key in self.store.scan_iter("ocrq:*"):
+            self.store.delete(key)
+
+    # --- web -----------------------------------------------------------------------
+    def web(self, **overrides: Any) -> str:
+        """Start the Flask app (real HTTP, werkzeug threaded server); returns its base URL."""
+        from web import create_app
+
+        app = create_app(self.settings.with_(allow_private_urls=False, **overrides))
+        srv = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self._servers.append(srv)
+        self.app = app
+        return f"http://127.0.0.1:{srv.server_port}"
+
+    # --- helpers -------------------------------------------------------------------
+    def wait(self, base: str, job_id: str, timeout_s: float = 120,
+             until: set[str] = TERMINAL) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            doc = requests.get(f"{base}/v1/jobs/{job_id}", timeout=10).json()
+            if doc["status"] in until:
+                return doc
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} still {doc['status']} after {timeout_s}s")
+
+    def queued_messages(self) -> int:
+        s = self.settings
+        return sum(int(self.broker.llen(q)) for q in (s.queue_gpu, s.queue_cpu,
+                                                       s.queue_webhooks))
+
+    def job_rows(self) -> int:
+        from ocrq.storage.jobs import count_jobs
+
+        return count_jobs(self.services.db)
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    name = f"ocrq_test_{secrets.token_hex(4)}"
+    conn = pymysql.connect(**MARIADB)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    yield f"mysql+pymysql://root@127.0.0.1:3306/{name}"
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def stack(mariadb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The MariaDB-backed stack (the production shape)."""
+    s = Stack("mariadb", mariadb_url, 6, 7, tmp_path_factory.mktemp("stack-mariadb"))
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The one-machine default: a SQLite file."""
+    tmp = tmp_path_factory.mktemp("stack-sqlite")
+    s = Stack("sqlite", f"sqlite:///{tmp / 'ocrq.sqlite3'}", 8, 9, tmp)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
