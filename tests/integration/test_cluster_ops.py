@@ -1,0 +1,184 @@
+"""Acceptance: operators' views over HTTP and CLI, drain/resume under a job stream,
+and routing around dead GPU workers — real workers, Redis, SQLite, HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from ocrq.cluster.drain import drain, resume
+from ocrq.cluster.rollout import wait
+from ocrq.cluster.routing import NoLiveWorker
+from ocrq.storage import Job
+from tests.integration.cluster_harness import ROOT, Cluster, line_image, make_cluster
+
+pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
+
+PLANS = """
+default_bid: default
+tids:
+  ocr-upright:
+    steps:
+      - {step: detect, hardware: gpu}
+      - {step: recognize, hardware: gpu}
+      - {step: reorder, hardware: cpu}
+bids:
+  default: {}
+  gpu-only:
+    ocr-upright:
+      options: {detect: {cpu_fallback: false}, recognize: {cpu_fallback: false}}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = make_cluster(tmp_path_factory.mktemp("ops"), PLANS)
+    c.start_worker("gpu", "gpu1@test", "gpu")
+    c.start_worker("cpu", "cpu1@test", "cpu")
+    try:
+        c.wait_ready("gpu1@test")
+        c.wait_ready("cpu1@test")
+        yield c
+    finally:
+        c.stop_all()
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Cluster) -> Iterator[str]:
+    from web import create_app
+
+    server = make_server("127.0.0.1", 0, create_app(cluster.settings), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def image() -> bytes:
+    return line_image("Order 1234")
+
+
+def test_models_and_cluster_api(cluster: Cluster, api: str) -> None:
+    snap = requests.get(f"{api}/v1/cluster", timeout=10).json()
+    assert {w["name"] for w in snap["workers"]} == {"gpu1@test", "cpu1@test"}
+    assert snap["routing"]["gpu"]["workers"] == ["gpu1@test"]
+    assert snap["routing"]["cpu"]["models"]["str"] == [1]
+    models = {m["name"]: m for m in requests.get(f"{api}/v1/models", timeout=10).json()["models"]}
+    assert models["str"]["versions"] == [1, 2] and models["str"]["active"] == 1
+    rows = [w for w in models["str"]["workers"] if w["active"]]
+    assert len(rows) == 2 and all(w["status"] == "READY" and w["version"] == 1 for w in rows)
+    memory = rows[0]["memory"]
+    assert memory["rss_bytes"] > 50 * 2**20
+    # This machine has no NVIDIA driver: the GPU part says so instead of failing.
+    assert memory["gpus"] == [] and memory["gpu_note"].startswith("no NVIDIA GPU (NVML")
+
+    r = requests.post(f"{api}/v1/models/str/activate", json={"version": 2}, timeout=10)
+    assert r.status_code == 202 and r.json()["change"]["previous_version"] == 1
+    assert wait(cluster.redis, "str", 2, timeout_s=30).done
+    models = {m["name"]: m for m in requests.get(f"{api}/v1/models", timeout=10).json()["models"]}
+    assert models["str"]["active"] == 2
+    assert {w["version"] for w in models["str"]["workers"] if w["active"]} == {2}
+
+    bad = requests.post(f"{api}/v1/models/str/activate", json={"version": 9}, timeout=10)
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "model_not_found"
+    assert requests.post(f"{api}/v1/models/nope/activate", json={"version": 1},
+                         timeout=10).status_code == 404
+    assert requests.post(f"{api}/v1/models/str/activate", json={"v": 1},
+                         timeout=10).status_code == 400
+    back = requests.post(f"{api}/v1/models/str/rollback", json={}, timeout=10)
+    assert back.status_code == 202 and back.json()["change"]["version"] == 1
+    assert wait(cluster.redis, "str", 1, timeout_s=30).done
+
+
+def _ocrq(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-c", "from ocrq.cli import main; main()", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=cluster.env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_status_table_and_static_diff_cli(cluster: Cluster) -> None:
+    status = _ocrq(cluster, "models", "status")
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("| worker"))
+    assert [c.strip() for c in lines[header].strip("|").split("|")] == [
+        "worker", "model", "version", "status", "device", "memory"]
+    str_rows = [ln for ln in lines if "| str " in ln]
+    assert len(str_rows) == 2 and all("READY" in ln and "no NVIDIA GPU" in ln for ln in str_rows)
+
+    expected = cluster.tmp / "expected.yaml"
+    expected.write_text(
+        "groups:\n"
+        "  gpu: {queues: [gpu], models: {std: 1, str: 1, dir: 1}}\n"
+        "  cpu: {queues: [cpu], models: {str: 1}}\n")
+    ok = _ocrq(cluster, "cluster", "diff", str(expected))
+    assert ok.returncode == 0 and "no drift" in ok.stdout, ok.stdout + ok.stderr
+    expected.write_text(
+        "groups:\n"
+        "  gpu: {queues: [gpu], models: {str: 2}, min_workers: 2}\n"
+        "  tpu: {queues: [tpu]}\n")
+    drift = _ocrq(cluster, "cluster", "diff", str(expected), "--json")
+    assert drift.returncode == 1
+    kinds = {(d["group"], d["kind"]) for d in json.loads(drift.stdout)}
+    assert kinds == {("gpu", "workers"), ("gpu", "model-version"), ("tpu", "workers"),
+                     ("cpu", "unexpected-group")}
+
+
+def _stream(cluster: Cluster, image: bytes, n: int, every_s: float, out: list[str]) -> None:
+    for _ in range(n):
+        out.append(cluster.submit(image))
+        time.sleep(every_s)
+
+
+def test_drain_and_resume_during_a_stream_loses_nothing(cluster: Cluster, image: bytes) -> None:
+    ids: list[str] = []
+    feeder = threading.Thread(target=_stream, args=(cluster, image, 60, 0.05, ids))
+    feeder.start()
+    while len(ids) < 10:
+        time.sleep(0.02)
+    report = drain(cluster.app, cluster.redis, "gpu1@test", timeout_s=60)
+    assert report.drained and report.queues == ["gpu"], report
+    drained_at = len(ids)
+    time.sleep(1.5)  # the stream goes on; the drained worker must not take any of it
+    gpu1 = next(w for w in cluster.snapshot().workers if w.name == "gpu1@test")
+    assert gpu1.queues == () and gpu1.draining and gpu1.drained == ("gpu",)
+    later = ids[drained_at:]
+    assert later, "jobs were submitted while drained"
+    assert all(cluster.document(i)["status"] == "queued" for i in later)
+    feeder.join()
+    assert resume(cluster.app, cluster.redis, "gpu1@test") == ["gpu"]
+    docs = cluster.wait_jobs(ids)
+    assert len(docs) == 60 and all(d["status"] == "succeeded" for d in docs.values())
+    assert all(d["result"]["lines"][0]["text"] == "Order 1234" for d in docs.values())
+    w = next(w for w in cluster.snapshot().workers if w.name == "gpu1@test")
+    assert w.queues == ("gpu",) and not w.draining
+
+
+def test_kill_every_gpu_worker_new_jobs_run_on_cpu(cluster: Cluster, image: bytes) -> None:
+    cluster.kill_worker("gpu1@test")  # SIGKILL: no goodbye, the heartbeat just stops
+    deadline = time.monotonic() + 15
+    while any(w.name == "gpu1@test" for w in cluster.snapshot().workers):
+        assert time.monotonic() < deadline, "dead worker still in the snapshot"
+        time.sleep(0.2)
+    time.sleep(1.1)  # the intake's snapshot cache (1 s)
+    ids = [cluster.submit(image) for _ in range(10)]
+    docs = cluster.wait_jobs(ids, timeout_s=120)
+    assert all(d["status"] == "succeeded" for d in docs.values())
+    # A plan that forbids CPU fails fast: refused at intake, nothing recorded.
+    with cluster.services.db.session() as s:
+        before = s.query(Job).count()
+    started = time.monotonic()
+    with pytest.raises(NoLiveWorker, match="forbids CPU fallback"):
+        cluster.submit(image, bid="gpu-only")
+    assert time.monotonic() - started < 5
+    with cluster.services.db.session() as s:
+        assert s.query(Job).count() == before
