@@ -119,7 +119,7 @@ class Stack:
         """Start the Flask app (real HTTP, werkzeug threaded server); returns its base URL."""
         from web import create_app
 
-        app = create_app(self.settings.with_(allow_private_urls=False, **overrides))
+        app = create_app(self.settings.with_(**{"allow_private_urls": False, **overrides}))
         srv = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         self._servers.append(srv)

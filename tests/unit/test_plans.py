@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ocrq.plans import InvalidPlans, Plans, UnknownPlan
+
+SPEC = {
+    "default_bid": "default",
+    "tids": {
+        "ocr": {"steps": [{"step": "rotate", "hardware": "gpu"}, "detect", "recognize",
+                          {"step": "reorder", "hardware": "cpu"}]},
+        "fast": {"steps": ["detect", "recognize", "reorder"]},
+    },
+    "bids": {"acme": {"ocr": {"options": {"recognize": {"batch_lines": 4}},
+                              "hardware": {"detect": "cpu"}}},
+             "globex": {"ocr": {"steps": ["detect", "recognize", "reorder"]}}},
+}
+
+
+def test_bundled_default_plan_is_rotate_detect_recognize_reorder() -> None:
+    plan = Plans.load().resolve(None, None)
+    assert (plan.bid, plan.tid) == ("default", "ocr")
+    assert [s.name for s in plan.steps] == ["rotate", "detect", "recognize", "reorder"]
+    assert plan.step("reorder").hardware == "cpu"
+
+
+def test_per_bid_override_patches_only_that_bid() -> None:
+    plans = Plans(SPEC)
+    acme = plans.resolve("acme", "ocr")
+    assert acme.step("recognize").options == {"batch_lines": 4}
+    assert acme.step("detect").hardware == "cpu"
+    base = plans.resolve("default", "ocr")
+    assert base.step("recognize").options == {} and base.step("detect").hardware == "gpu"
+    assert [s.name for s in plans.resolve("globex", "ocr").steps][0] == "detect"
+    assert plans.resolve("acme", "fast").step("recognize").options == {}
+
+
+def test_unknown_names_list_the_known_ones() -> None:
+    plans = Plans(SPEC)
+    with pytest.raises(UnknownPlan) as e:
+        plans.resolve("default", "nope")
+    assert e.value.to_dict()["known"] == ["fast", "ocr"]
+    with pytest.raises(UnknownPlan, match="acme, default, globex"):
+        plans.resolve("initech", "ocr")
+
+
+@pytest.mark.parametrize("steps", [["recognize", "detect", "reorder"], ["detect", "reorder"],
+                                   ["detect", "recognize", "reorder", "sharpen"]])
+def test_invalid_step_lists_fail_at_load(steps: list[str]) -> None:
+    with pytest.raises(InvalidPlans):
+        Plans({"tids": {"x": {"steps": steps}}})
+
+
+def test_broken_override_fails_at_load(tmp_path: Path) -> None:
+    f = tmp_path / "plans.yaml"
+    f.write_text("tids:\n  ocr:\n    steps: [detect, recognize, reorder]\n"
+                 "bids:\n  acme:\n    ocr:\n      options: {recognize: {batch_lines: 0}}\n")
+    with pytest.raises(InvalidPlans, match="batch_lines"):
+        Plans.load(f)
