@@ -77,7 +77,7 @@ def run_gate(settings: Settings, name: str, candidate: int, baseline: int,
         pinned_engine(settings, repository, name, baseline, f"{name} v{baseline} (active)"),
         pinned_engine(settings, repository, name, candidate, f"{name} v{candidate} (candidate)"),
     ]
-    results = [evaluate(e, samples, progress=progress) for e in engines]
+    results = evaluate(engines, samples, progress=progress)  # pages in turn: fair s/page
     base, cand = (r.corpus for r in results)
     deltas = {
         "word_f1": round(cand.words.f1 - base.words.f1, 6),
