@@ -43,6 +43,26 @@ _pin_tokens: dict[str, Any] = {}
 def _remember_name(sender: str, **_: Any) -> None:
     global _node_name
     _node_name = str(sender)
+    _read_boot_desired()
+
+
+def _read_boot_desired() -> None:
+    """Before the pool forks: the children's registries start on the desired versions."""
+    from ocrq.models.control import ModelControl
+    from ocrq.models.registry import ModelRegistry
+    from ocrq.models.repository import ModelRepository
+    from ocrq.pipeline.state import get_state
+    from ocrq.storage import Database
+
+    settings = get_state().settings
+    db = Database(settings.database_url)  # short-lived: no socket may cross the fork
+    try:
+        control = ModelControl(db, get_state().redis, ModelRepository(settings.model_root))
+        ModelRegistry.boot_desired = control.desired()
+    except Exception as exc:  # the agents re-read it after the fork anyway
+        log.warning("desired model versions not read before fork: %s", exc)
+    finally:
+        db.engine.dispose()
 
 
 def _start_process_agent() -> None:

@@ -98,6 +98,11 @@ class Desired:
 class ModelRegistry:
     """Per-process registry; thread-safe. Loads lazily unless preloaded."""
 
+    # Desired versions read once by a worker's main process before it forks, so
+    # registries created in the children preload the right versions directly
+    # instead of loading the latest and swapping (twice the memory at boot).
+    boot_desired: Desired | None = None
+
     def __init__(self, repository: ModelRepository, settings: Settings) -> None:
         self.repository = repository
         self.settings = settings
@@ -108,6 +113,9 @@ class ModelRegistry:
         self._wanted: dict[str, int] = {}  # desired global versions; absent = latest
         self._bid_pins: dict[str, dict[str, int]] = {}
         self._key_locks: dict[tuple[str, int], threading.Lock] = {}
+        if self.boot_desired is not None:
+            self._wanted.update(self.boot_desired.versions)
+            self._bid_pins = {b: dict(p) for b, p in self.boot_desired.bids.items()}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:

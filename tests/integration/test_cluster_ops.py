@@ -14,7 +14,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from ocrq.cluster.drain import drain, resume
+from ocrq.cluster.drain import WorkerNotFound, drain
 from ocrq.cluster.rollout import wait
 from ocrq.cluster.routing import NoLiveWorker
 from ocrq.storage import Job
@@ -145,8 +145,9 @@ def test_drain_and_resume_during_a_stream_loses_nothing(cluster: Cluster, image:
     feeder.start()
     while len(ids) < 10:
         time.sleep(0.02)
-    report = drain(cluster.app, cluster.redis, "gpu1@test", timeout_s=60)
-    assert report.drained and report.queues == ["gpu"], report
+    out = _ocrq(cluster, "workers", "drain", "gpu1@test", "--timeout", "60")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "stopped consuming gpu" in out.stdout and "drained" in out.stdout
     drained_at = len(ids)
     time.sleep(1.5)  # the stream goes on; the drained worker must not take any of it
     gpu1 = next(w for w in cluster.snapshot().workers if w.name == "gpu1@test")
@@ -155,12 +156,18 @@ def test_drain_and_resume_during_a_stream_loses_nothing(cluster: Cluster, image:
     assert later, "jobs were submitted while drained"
     assert all(cluster.document(i)["status"] == "queued" for i in later)
     feeder.join()
-    assert resume(cluster.app, cluster.redis, "gpu1@test") == ["gpu"]
+    out = _ocrq(cluster, "workers", "resume", "gpu1@test")
+    assert out.returncode == 0 and "consuming gpu again" in out.stdout, out.stderr
     docs = cluster.wait_jobs(ids)
     assert len(docs) == 60 and all(d["status"] == "succeeded" for d in docs.values())
     assert all(d["result"]["lines"][0]["text"] == "Order 1234" for d in docs.values())
     w = next(w for w in cluster.snapshot().workers if w.name == "gpu1@test")
     assert w.queues == ("gpu",) and not w.draining
+
+
+def test_drain_unknown_worker_is_a_clear_error(cluster: Cluster) -> None:
+    with pytest.raises(WorkerNotFound, match="nope@test"):
+        drain(cluster.app, cluster.redis, "nope@test", timeout_s=1)
 
 
 def test_kill_every_gpu_worker_new_jobs_run_on_cpu(cluster: Cluster, image: bytes) -> None:

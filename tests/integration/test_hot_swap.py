@@ -112,6 +112,9 @@ def test_worker_started_later_loads_the_desired_version(cluster: Cluster) -> Non
         cluster.wait_ready("cpu2@test")
         late = next(w for w in cluster.snapshot().workers if w.name == "cpu2@test")
         assert late.ready_models()["str"] == desired
+        # Booted straight onto it: the newest (corrupt) version was never even tried.
+        assert [(m["version"], m["status"]) for p in late.processes for m in p.models
+                if m["name"] == "str"] == [(desired, "READY")]
     finally:
         cluster.kill_worker("cpu2@test", sig=15)
 
