@@ -341,3 +341,13 @@ def test_torch_export_with_dynamic_batch_and_width() -> None:
     b = torch.rand(7, 3, 8, 40)
     with torch.inference_mode():
         torch.testing.assert_close(exported.module()(b), module(b))
+
+
+def test_dynamo_captures_one_graph_without_breaks() -> None:
+    """torch.compile (what Settings.torch_compile turns on) sees the whole executor."""
+    module = build_module(_shape_graph())
+    compiled = torch.compile(module, dynamic=True, backend="eager", fullgraph=True)
+    with torch.inference_mode():
+        for shape in [(2, 3, 8, 16), (5, 3, 8, 40)]:
+            x = torch.rand(*shape)
+            torch.testing.assert_close(compiled(x), module(x))

@@ -72,6 +72,9 @@ class TorchRuntime:
         self._forward: Any = torch.compile(module, dynamic=True) if compile else module
         self.warmup_shape = warmup_shape or _warmup_shape(onnx_path, module.input_dims)
         self.run(np.zeros(self.warmup_shape, np.float32))  # first call pays the setup, not a job
+        if compile and self.warmup_shape[0] == 1:
+            # Dynamo specialises size 1: batch 1 and batch >1 are two graphs; build both now.
+            self.run(np.zeros((2, *self.warmup_shape[1:]), np.float32))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

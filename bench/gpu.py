@@ -1,0 +1,238 @@
+"""Torch runtime on CUDA (fp32, fp16) vs ONNX Runtime on CPU: per model and end to end.
+
+    python bench/gpu.py [DATA_DIR] [--limit N] [--batches 1,2,4] [--det-sizes 640x480]
+                        [--min-time S] [--threads N] [--concurrency N] [--no-torch-cpu]
+                        [--compile] [--no-e2e] [--model-root DIR]
+
+Per-model part: latency (median ms per ``run`` call, host->device copy and the
+result's copy back included) and throughput (items/s) of the recogniser
+``str`` and direction classifier ``dir`` at batch sizes 1..64 (48x320 and
+48x192 crops), the detector ``std`` at a few page sizes and the page
+orientation model ``rot``, on: ONNX Runtime CPU (the baseline of every ratio),
+torch CPU fp32, and, when CUDA is present, torch CUDA fp32 and fp16 with GPU
+memory per model (``torch.cuda.max_memory_allocated`` around that model alone,
+and this process's used memory as NVML reports it, CUDA context included).
+
+End-to-end part: receipts/s over DATA_DIR's manifest (default
+../shared/eval/dev) through ``Engine.run`` with runtime=torch device=cuda (fp32
+and fp16) and with runtime=onnxruntime on CPU; ``--concurrency`` pages in
+flight from threads (one engine, shared models). Images are decoded before
+timing; every engine reads one page untimed first.
+
+Without CUDA it says so and runs only the CPU rows, so it is testable anywhere:
+``python bench/gpu.py --limit 2 --batches 1,8 --det-sizes 640x480``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+from ocrq.engine import Engine  # noqa: E402
+from ocrq.evaluation.dataset import load_manifest  # noqa: E402
+from ocrq.models.repository import ModelRepository  # noqa: E402
+from ocrq.models.runtimes import load_runtime  # noqa: E402
+from ocrq.settings import Settings  # noqa: E402
+
+BASE = "ort-cpu"
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", nargs="?", type=Path, default=REPO / ".." / "shared" / "eval" / "dev")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N receipts")
+    ap.add_argument("--batches", default="1,2,4,8,16,32,64", help="batch sizes for str/dir")
+    ap.add_argument("--det-sizes", default="640x480,960x960,1536x1536", help="HxW for std")
+    ap.add_argument("--min-time", type=float, default=1.0, help="seconds timed per row")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    ap.add_argument("--concurrency", type=int, default=1, help="pages in flight end to end")
+    ap.add_argument("--model-root", type=Path, default=None, help="default: a temporary copy")
+    ap.add_argument("--no-torch-cpu", action="store_true", help="skip the torch CPU rows")
+    ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end part")
+    ap.add_argument("--compile", action="store_true", help="add torch.compile rows (slow load)")
+    return ap.parse_args()
+
+
+def timed(fn: Callable[[], object], min_time: float) -> float:
+    """Median seconds of ``fn`` after two untimed calls, over >= min_time (3..200 calls)."""
+    fn()
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - start < min_time and len(times) < 200):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def backends(torch_cpu: bool, cuda: bool, compile: bool = False) -> list[tuple[str, dict]]:
+    rows = [(BASE, {"backend": "onnxruntime", "device": "cpu"})]
+    if torch_cpu:
+        rows.append(("torch-cpu", {"backend": "torch", "device": "cpu"}))
+    if cuda:
+        rows.append(("torch-cuda-fp32", {"backend": "torch", "device": "cuda"}))
+        rows.append(("torch-cuda-fp16", {"backend": "torch", "device": "cuda", "fp16": True}))
+    if compile:  # torch.compile(dynamic=True) variants of the torch rows
+        rows += [(f"{label}+compile", {**cfg, "torch_compile": True})
+                 for label, cfg in rows if cfg["backend"] == "torch"]
+    return rows
+
+
+def workloads(args: argparse.Namespace) -> list[tuple[str, tuple[int, ...]]]:
+    batches = [int(b) for b in args.batches.split(",")]
+    out = [("str", (b, 3, 48, 320)) for b in batches]
+    out += [("dir", (b, 3, 48, 192)) for b in batches]
+    for hw in args.det_sizes.split(","):
+        h, w = (int(v) for v in hw.lower().split("x"))
+        out.append(("std", (1, 3, h, w)))
+    out.append(("rot", (1, 3, 224, 224)))
+    return out
+
+
+def gpu_memory_mb() -> tuple[float, float | None]:
+    """(torch peak allocated, NVML used by this process) in MiB."""
+    import torch
+
+    peak = torch.cuda.max_memory_allocated() / 2**20
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        used = sum(p.usedGpuMemory or 0 for p in procs if p.pid == os.getpid()) / 2**20
+        return peak, used
+    except Exception:  # NVML missing or not permitted (containers): report torch's figure only
+        return peak, None
+
+
+def bench_models(args: argparse.Namespace, repo: ModelRepository, cuda: bool) -> None:
+    rng = np.random.default_rng(0)
+    rows: dict[tuple[str, tuple[int, ...]], dict[str, float]] = {}
+    memory: dict[tuple[str, str], tuple[float, float | None]] = {}
+    for model in ("str", "dir", "std", "rot"):
+        shapes = [s for m, s in workloads(args) if m == model]
+        largest = rng.uniform(-1, 1, max(shapes, key=np.prod)).astype(np.float32)
+        runtimes = {}
+        for label, cfg in backends(not args.no_torch_cpu, cuda, args.compile):
+            on_gpu = cfg["device"] == "cuda"
+            if on_gpu:
+                import torch
+
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            runtimes[label] = load_runtime(
+                cfg["backend"], repo.manifest(model).weights_path, device=cfg["device"],
+                threads=args.threads, fp16=cfg.get("fp16", False),
+                torch_compile=cfg.get("torch_compile", False),
+            )
+            if on_gpu:
+                runtimes[label].run(largest)
+                memory[(model, label)] = gpu_memory_mb()
+        for shape in shapes:
+            x = rng.uniform(-1, 1, shape).astype(np.float32)
+            # Backends take turns on each input, so drifting background load
+            # on the machine hits all of them alike and the ratios stay fair.
+            for label, rt in runtimes.items():
+                rows.setdefault((model, shape), {})[label] = timed(
+                    lambda rt=rt, x=x: rt.run(x), args.min_time
+                )
+        for rt in runtimes.values():
+            rt.close()
+    labels = [b for b, _ in backends(not args.no_torch_cpu, cuda, args.compile)]
+    print("| model | input | " + " | ".join(f"{b} ms | {b} items/s" for b in labels)
+          + " | " + " | ".join(f"{b} × {BASE}" for b in labels[1:]) + " |")
+    print("|---|---|" + "---:|" * (3 * len(labels) - 1))
+    for (model, shape), by in rows.items():
+        cells = [f"{1000 * by[b]:.2f} | {shape[0] / by[b]:.1f}" for b in labels]
+        ratios = [f"{by[BASE] / by[b]:.2f}" for b in labels[1:]]
+        print(f"| {model} | {'x'.join(map(str, shape))} | " + " | ".join(cells + ratios) + " |")
+    print("\n(× = ONNX Runtime CPU latency / this latency: > 1 is faster than ORT CPU)")
+    if memory:
+        print("\n| model | backend | torch peak allocated MiB | NVML process used MiB |")
+        print("|---|---|---:|---:|")
+        for (model, label), (peak, used) in memory.items():
+            used_s = f"{used:.0f}" if used is not None else "n/a"
+            print(f"| {model} | {label} | {peak:.0f} | {used_s} |")
+
+
+def bench_e2e(args: argparse.Namespace, root: Path, cuda: bool) -> None:
+    samples = load_manifest(args.data, limit=args.limit)
+    images = [(s.path.name, s.load()) for s in samples]
+    configs = [(BASE, {"runtime": "onnxruntime", "device": "cpu"})]
+    if not args.no_torch_cpu:
+        configs.append(("torch-cpu", {"runtime": "torch", "device": "cpu"}))
+    if cuda:
+        configs.append(("torch-cuda-fp32", {"runtime": "torch", "device": "cuda"}))
+        configs.append(("torch-cuda-fp16", {"runtime": "torch", "device": "cuda", "fp16": True}))
+    engines = {}
+    for label, cfg in configs:
+        settings = Settings(model_root=root, threads=args.threads, **cfg)
+        engines[label] = Engine.from_settings(settings)
+        engines[label].run(images[0][1], name=images[0][0])  # loads models; not timed
+    busy = dict.fromkeys(engines, 0.0)
+    lines = dict.fromkeys(engines, 0)
+    if args.concurrency == 1:
+        for name, image in images:  # engines take turns page by page (fair under drifting load)
+            for label, engine in engines.items():
+                t0 = time.perf_counter()
+                lines[label] += len(engine.run(image, name=name).lines)
+                busy[label] += time.perf_counter() - t0
+    else:
+        for label, engine in engines.items():
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+                pages = pool.map(lambda item, e=engine: e.run(item[1], name=item[0]), images)
+                lines[label] = sum(len(p.lines) for p in pages)
+            busy[label] = time.perf_counter() - t0
+    results = {label: (busy[label], lines[label]) for label in engines}
+    print(f"\nEnd to end: {len(images)} receipts from {args.data.resolve()}, "
+          f"concurrency {args.concurrency}\n")
+    print(f"| engine | receipts/s | ms/receipt | lines read | × {BASE} |")
+    print("|---|---:|---:|---:|---:|")
+    base = results[BASE][0]
+    for label, (secs, lines) in results.items():
+        print(f"| {label} | {len(images) / secs:.2f} | {1000 * secs / len(images):.0f} | "
+              f"{lines} | {base / secs:.2f} |")
+
+
+def main() -> int:
+    args = parse_args()
+    import onnxruntime
+    import torch
+
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if cuda else "none"
+    print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
+          f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+          f"threads {args.threads or 'all'}, CUDA device: {device}")
+    if not cuda:
+        print("\n**NO CUDA on this machine: GPU rows skipped; CPU rows only "
+              "(ONNX Runtime vs torch).**")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.model_root or Path(tmp)
+        repo = ModelRepository(root)
+        repo.ensure_defaults()
+        print()
+        bench_models(args, repo, cuda)
+        if not args.no_e2e:
+            bench_e2e(args, root, cuda)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
