@@ -73,5 +73,38 @@ def history(name: str) -> ResponseReturnValue:
     return jsonify(history=_control().history(name))
 
 
+_ERR = {"$ref": "#/components/responses/Error"}
+_NAME = [{"name": "name", "in": "path", "required": True,
+          "schema": {"type": "string", "enum": ["dir", "rot", "std", "str"]}}]
+_OBJ = {"content": {"application/json": {"schema": {"type": "object"}}}}
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/models": {"get": {
+        "summary": "Model versions on disk, desired versions (global and per-bid canaries) "
+                   "and what every live worker process serves: status, device, memory",
+        "responses": {"200": {"description": "models and status rows", **_OBJ}}}},
+    "/v1/models/{name}/activate": {"post": {
+        "summary": "Make a version serve (globally, or for one bid as a canary)",
+        "parameters": _NAME,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["version"],
+            "properties": {"version": {"type": "integer"}, "bid": {"type": "string"}}}}}},
+        "responses": {"202": {"description": "recorded and broadcast; rollout so far", **_OBJ},
+                      "400": _ERR, "404": _ERR}}},
+    "/v1/models/{name}/rollback": {"post": {
+        "summary": "Back to the version active before (with bid: withdraw the canary)",
+        "parameters": _NAME,
+        "responses": {"202": {"description": "recorded and broadcast", **_OBJ}, "409": _ERR}}},
+    "/v1/models/{name}/history": {"get": {
+        "summary": "Activation log, newest first", "parameters": _NAME,
+        "responses": {"200": {"description": "history", **_OBJ}}}},
+    "/v1/cluster": {"get": {
+        "summary": "Live snapshot: workers, their processes and models, routing table",
+        "responses": {"200": {"description": "snapshot", **_OBJ}}}},
+}
+
+
 def init_app(app: Flask) -> None:
+    from web.openapi import SPEC
+
     app.register_blueprint(bp)
+    SPEC["paths"].update(OPENAPI_PATHS)  # one document; these endpoints live in this module

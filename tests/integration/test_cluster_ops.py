@@ -97,6 +97,10 @@ def test_models_and_cluster_api(cluster: Cluster, api: str) -> None:
     back = requests.post(f"{api}/v1/models/str/rollback", json={}, timeout=10)
     assert back.status_code == 202 and back.json()["change"]["version"] == 1
     assert wait(cluster.redis, "str", 1, timeout_s=30).done
+    history = requests.get(f"{api}/v1/models/str/history", timeout=10).json()["history"]
+    assert [(h["version"], h["actor"]) for h in history[:2]] == [(1, "api"), (2, "api")]
+    paths = requests.get(f"{api}/v1/openapi.json", timeout=10).json()["paths"]
+    assert {"/v1/models", "/v1/models/{name}/activate", "/v1/cluster"} <= set(paths)
 
 
 def _ocrq(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
