@@ -16,6 +16,7 @@ inserted.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
@@ -46,6 +47,26 @@ class RecognizeOptions:
     space_prob: float = 0.03  # or the space class reaches this probability in the gap
     space_ink_ratio: float = 0.4  # blank run / ink height that makes a word space...
     space_blank_ratio: float = 2.5  # ... and / the line's median gap between letters
+    fix_zero_o: bool = True  # "R0N" -> "RON", "1O.5O" -> "10.50" (see _zero_or_o)
+
+
+_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+
+
+def _zero_or_o(match: re.Match[str]) -> str:
+    """Settle the recogniser's 0/O confusion from the run's other characters.
+
+    A run of letters whose only digit is 0 is a word ("N0" -> "NO"); a run of
+    digits whose only letter is O is a number. Mixed codes ("M026588") stay.
+    """
+    s = match.group(0)
+    letters = sum(c.isalpha() for c in s)
+    digits = len(s) - letters
+    if letters >= 2 and digits and set(s) - {"0"} and all(c == "0" for c in s if c.isdigit()):
+        return s.replace("0", "O")
+    if digits >= 2 and letters and all(c in "Oo" for c in s if c.isalpha()):
+        return s.replace("O", "0").replace("o", "0")
+    return s
 
 
 def crop_lines(image: np.ndarray, polygons: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -195,5 +216,7 @@ def decode(
     # NFKC folds the full-width punctuation the Chinese dictionary often picks
     # for Latin text (（ → (, ： → :) into the ASCII a Latin page printed.
     text = " ".join(unicodedata.normalize("NFKC", "".join(out)).split())
+    if opts.fix_zero_o:
+        text = _ALNUM_RUN.sub(_zero_or_o, text)
     conf = float(best[steps].mean())
     return Recognized(text, conf)

@@ -63,3 +63,14 @@ def test_full_width_punctuation_is_folded():
         p[t] = 0.001
         p[t, k] = 0.9
     assert decode(p, charset, RecognizeOptions()).text == "(RM)"
+
+
+def test_zero_and_o_settled_by_their_neighbours():
+    from ocrq.stages.recognize import _ALNUM_RUN, _zero_or_o
+
+    def fix(text: str) -> str:
+        return _ALNUM_RUN.sub(_zero_or_o, text)
+
+    assert fix("R0N: 1O5O.2O INV0ICE") == "RON: 1050.20 INVOICE"
+    # Mixed codes and runs too short to tell stay as read.
+    assert fix("M026588 N0 0 O 00 1O") == "M026588 N0 0 O 00 1O"
