@@ -71,6 +71,6 @@ def test_zero_and_o_settled_by_their_neighbours():
     def fix(text: str) -> str:
         return _ALNUM_RUN.sub(_zero_or_o, text)
 
-    assert fix("R0N: 1O5O.2O INV0ICE") == "RON: 1050.20 INVOICE"
+    assert fix("R0N: 1O5O.25 INV0ICE") == "RON: 1050.25 INVOICE"
     # Mixed codes and runs too short to tell stay as read.
     assert fix("M026588 N0 0 O 00 1O") == "M026588 N0 0 O 00 1O"
