@@ -129,12 +129,14 @@ class NodeAgent:
     """The worker node's own heartbeat: name, group, queues consumed, draining."""
 
     def __init__(self, settings: Settings, name: str, redis: Redis,
-                 queues: Callable[[], list[str]], group: str = "") -> None:
+                 queues: Callable[[], list[str]], group: str = "",
+                 after_beat: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.name = name
         self.redis = redis
         self.queues = queues
         self.group = group
+        self.after_beat = after_beat  # e.g. moving messages stranded on a dead queue
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -168,6 +170,8 @@ class NodeAgent:
         while not self._stop.is_set():
             try:
                 self.beat()
+                if self.after_beat is not None:
+                    self.after_beat()
             except Exception as exc:
                 log.warning("node heartbeat failed: %s", exc)
             self._stop.wait(interval)

@@ -112,12 +112,54 @@ def _ready(sender: Any, **_: Any) -> None:
         task_consumer = getattr(consumer, "task_consumer", None)
         return [q.name for q in task_consumer.queues] if task_consumer is not None else []
 
+    rescuer = None
+    if settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        rescuer = _rescuer(consumer.app, settings, name, queues)
     _node = NodeAgent(settings, name, Redis.from_url(settings.redis_url), queues,
-                      group=settings.worker_group)
+                      group=settings.worker_group, after_beat=rescuer)
     _node.beat()  # routable from this moment, not one interval later
     _node.start()
     if "prefork" not in type(consumer.pool).__module__ and _process is None:
         _start_process_agent()  # solo/threads pool: tasks run in this process
+
+
+def _rescuer(app: Any, settings: Any, name: str, queues: Any) -> Any:
+    """Each beat: take over messages stranded on a fallback source nobody consumes."""
+    from redis import Redis
+
+    from ocrq.cluster.heartbeat import read_snapshot
+    from ocrq.cluster.rescue import rescue, stranded
+    from ocrq.pipeline.state import get_state
+
+    broker = Redis.from_url(settings.broker_url)
+    fallbacks = {settings.queue_gpu: settings.queue_cpu}
+
+    def decide(task: str, job_id: str | None) -> bool:
+        state = get_state()
+        job = state.cache.get(job_id) if job_id else None
+        if not job:
+            return True
+        step = state.plans.resolve(job.get("bid"), job.get("tid")).step(task.split(".")[-1])
+        return step is None or bool(step.options.get("cpu_fallback", True))
+
+    def fail(job_id: str, message: str) -> None:
+        from ocrq.pipeline import canvas, work
+        from ocrq.storage import JobStatus
+
+        state = get_state()
+        error = {"code": "no_live_worker", "message": message}
+        if work.finish(state, job_id, JobStatus.FAILED, error=error) and (
+                (state.cache.get(job_id) or {}).get("callback")):
+            app.signature(canvas.T_WEBHOOK, args=(job_id, 1),
+                          queue=settings.queue_webhooks).apply_async()
+
+    def run() -> None:
+        mine = set(queues())
+        for source, target in stranded(read_snapshot(get_state().redis), fallbacks):
+            if target in mine:
+                rescue(broker, source, target, f"ocrq:rescue:{name}", decide, fail)
+
+    return run
 
 
 @worker_shutdown.connect

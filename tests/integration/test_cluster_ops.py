@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from redis import Redis
 from werkzeug.serving import make_server
 
 from ocrq.cluster.drain import WorkerNotFound, drain
@@ -176,6 +177,17 @@ def test_drain_unknown_worker_is_a_clear_error(cluster: Cluster) -> None:
 
 def test_kill_every_gpu_worker_new_jobs_run_on_cpu(cluster: Cluster, image: bytes) -> None:
     cluster.kill_worker("gpu1@test")  # SIGKILL: no goodbye, the heartbeat just stops
+    # Until its heartbeat expires the intake still routes to 'gpu': these get stranded
+    # there, and the CPU worker takes them over (or fails the gpu-only one) once it has.
+    stranded = [cluster.submit(image) for _ in range(4)]
+    gpu_only = cluster.submit(image, bid="gpu-only")
+    broker = Redis.from_url(cluster.settings.broker_url)
+    assert broker.llen("gpu") >= 1, "the test meant to strand messages on the gpu queue"
+    docs = cluster.wait_jobs(stranded + [gpu_only], timeout_s=60)
+    assert all(docs[i]["status"] == "succeeded" for i in stranded)
+    assert docs[gpu_only]["status"] == "failed"
+    assert docs[gpu_only]["error"]["code"] == "no_live_worker"
+    assert broker.llen("gpu") == 0
     deadline = time.monotonic() + 15
     while any(w.name == "gpu1@test" for w in cluster.snapshot().workers):
         assert time.monotonic() < deadline, "dead worker still in the snapshot"

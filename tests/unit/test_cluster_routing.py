@@ -67,3 +67,23 @@ def test_rollout_progress_per_process() -> None:
         _proc("a@h", 1, [_m(1, active=True), _m(2, bids=("acme",))])])
     assert progress(canary, "str", 2, bid="acme").serving == ["a@h pid 1"]
     assert progress(canary, "str", 2).pending == ["a@h pid 1"]
+
+
+def test_stranded_queues_and_job_of_a_celery_message() -> None:
+    import base64
+    import json
+
+    from ocrq.cluster.rescue import job_of, stranded
+
+    fallbacks = {"gpu": "cpu"}
+    assert stranded(build([_node("cpu@h", ["cpu"])], []), fallbacks) == [("gpu", "cpu")]
+    assert stranded(build([_node("gpu@h", ["gpu"]), _node("cpu@h", ["cpu"])], []),
+                    fallbacks) == []
+    assert stranded(build([_node("gpu@h", [], drained=["gpu"]), _node("cpu@h", ["cpu"])], []),
+                    fallbacks) == []  # drained: it comes back, keep the messages for it
+    assert stranded(build([], []), fallbacks) == []  # nobody to hand them to
+    body = json.dumps([[{"job_id": "j1", "image_key": "k"}], {}, {}]).encode()
+    message = {"body": base64.b64encode(body).decode(), "headers": {"task": "ocrq.detect"},
+               "properties": {"body_encoding": "base64"}}
+    assert job_of(message) == "j1"
+    assert job_of({"body": "not json", "properties": {}}) is None
