@@ -35,8 +35,9 @@ class CeleryConfig:
         self.result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
         self.broker_connection_retry_on_startup = True
         self.worker_prefetch_multiplier = 1  # GPU workers must not hoard; CPU use the same
-        self.worker_send_task_events = True  # Flower
-        self.task_send_sent_event = True
+        # Task events cost a publish per state change; Flower switches them on at
+        # run time (its enable_events broadcast), so they are off unless watched.
+        self.worker_send_task_events = False
         self.worker_hijack_root_logger = False
         # After the tasks: its worker_process_init receivers run after the pipeline's own.
         self.include = ["ocrq.pipeline.tasks", "ocrq.cluster.celery_hooks"]

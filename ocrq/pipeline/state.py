@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
@@ -61,6 +62,30 @@ class WorkerState(Services):
         # Seam for the GPU worker (issue 5): replace with a function that merges
         # recognition batches of several jobs into one forward pass.
         self.recognize: RecognizeFn | None = None
+        self._images: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def image(self, key: str, name: str) -> np.ndarray:
+        """The decoded image of a blob key.
+
+        The stages of one job often run in the same process one after the other,
+        so the last few decoded images are kept; the blob must still exist (an
+        expired or deleted image fails the stage either way).
+        """
+        from ocrq.images import decode_image
+
+        cached = self._images.get(key)
+        if cached is not None:
+            if not self.redis.exists(key):
+                self._images.pop(key, None)
+                self.blobs.get(key)  # raises ImageExpired
+            self._images.move_to_end(key)
+            return cached
+        image = decode_image(self.blobs.get(key), name, self.settings)
+        image.flags.writeable = False  # shared between stages: nobody may modify it
+        self._images[key] = image
+        while len(self._images) > 4:
+            self._images.popitem(last=False)
+        return image
 
     @property
     def engine(self) -> Any:

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from ocrq.images import decode_image
 from ocrq.pipeline.state import Services, WorkerState
 from ocrq.storage import JobStatus
 from ocrq.storage import jobs as store
@@ -79,7 +78,7 @@ def cancelled(state: Services, job_id: str) -> bool:
 
 
 def _image(state: WorkerState, ctx: dict[str, Any]) -> np.ndarray:
-    return decode_image(state.blobs.get(ctx["image_key"]), ctx["name"], state.settings)
+    return state.image(ctx["image_key"], ctx["name"])
 
 
 def _enter(state: WorkerState, ctx: dict[str, Any], stage: str, first: bool) -> None:
@@ -117,8 +116,8 @@ def detect(state: WorkerState, ctx: dict[str, Any]
 
 def fanned_out(state: WorkerState, job_id: str, task_ids: list[str], n_batches: int) -> None:
     state.cache.add_tasks(job_id, task_ids)
+    # Progress lives in the cache only; the DB gets the final counts when the job ends.
     state.cache.update(job_id, stage="recognize", batches_total=n_batches, batches_done=0)
-    store.set_progress(state.db, job_id, 0, n_batches)
 
 
 def recognize(state: WorkerState, ref: dict[str, Any], polygons: list[Any],
