@@ -138,33 +138,40 @@ def test_status_table_and_static_diff_cli(cluster: Cluster) -> None:
                      ("cpu", "unexpected-group")}
 
 
-def _stream(cluster: Cluster, image: bytes, n: int, every_s: float, out: list[str]) -> None:
-    for _ in range(n):
+def _stream(cluster: Cluster, image: bytes, stop: threading.Event, out: list[str]) -> None:
+    while not stop.is_set():
         out.append(cluster.submit(image))
-        time.sleep(every_s)
+        time.sleep(0.05)
 
 
 def test_drain_and_resume_during_a_stream_loses_nothing(cluster: Cluster, image: bytes) -> None:
     ids: list[str] = []
-    feeder = threading.Thread(target=_stream, args=(cluster, image, 60, 0.05, ids))
+    stop = threading.Event()
+    feeder = threading.Thread(target=_stream, args=(cluster, image, stop, ids))
     feeder.start()
-    while len(ids) < 10:
-        time.sleep(0.02)
-    out = _ocrq(cluster, "workers", "drain", "gpu1@test", "--timeout", "60")
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "stopped consuming gpu" in out.stdout and "drained" in out.stdout
-    drained_at = len(ids)
-    time.sleep(1.5)  # the stream goes on; the drained worker must not take any of it
-    gpu1 = next(w for w in cluster.snapshot().workers if w.name == "gpu1@test")
-    assert gpu1.queues == () and gpu1.draining and gpu1.drained == ("gpu",)
-    later = ids[drained_at:]
-    assert later, "jobs were submitted while drained"
-    assert all(cluster.document(i)["status"] == "queued" for i in later)
-    feeder.join()
+    try:
+        while len(ids) < 10:
+            time.sleep(0.02)
+        out = _ocrq(cluster, "workers", "drain", "gpu1@test", "--timeout", "60")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "stopped consuming gpu" in out.stdout and "drained" in out.stdout
+        drained_at = len(ids)
+        # The stream goes on; the drained worker must not take any of it.
+        while len(ids) < drained_at + 10:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        gpu1 = next(w for w in cluster.snapshot().workers if w.name == "gpu1@test")
+        assert gpu1.queues == () and gpu1.draining and gpu1.drained == ("gpu",)
+        later = ids[drained_at:]
+        assert all(cluster.document(i)["status"] == "queued" for i in later)
+    finally:
+        stop.set()
+        feeder.join()
     out = _ocrq(cluster, "workers", "resume", "gpu1@test")
     assert out.returncode == 0 and "consuming gpu again" in out.stdout, out.stderr
     docs = cluster.wait_jobs(ids)
-    assert len(docs) == 60 and all(d["status"] == "succeeded" for d in docs.values())
+    assert len(docs) == len(ids) >= 20
+    assert all(d["status"] == "succeeded" for d in docs.values())
     assert all(d["result"]["lines"][0]["text"] == "Order 1234" for d in docs.values())
     w = next(w for w in cluster.snapshot().workers if w.name == "gpu1@test")
     assert w.queues == ("gpu",) and not w.draining
