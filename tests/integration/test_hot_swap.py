@@ -98,7 +98,11 @@ def test_canary_version_for_one_bid(cluster: Cluster, images: list[bytes]) -> No
     docs = cluster.wait_jobs([cluster.submit(images[0], bid="default") for _ in range(4)])
     assert set(_versions(docs)) == {canary}
     control.rollback("str", bid="default")
-    time.sleep(1.0)  # the withdrawal is a broadcast like any other
+    deadline = time.monotonic() + 30  # the withdrawal is a broadcast like any other
+    while any("default" in m.get("bids", ()) for w in cluster.snapshot().workers
+              for p in w.processes for m in p.models):
+        assert time.monotonic() < deadline, "canary pin not withdrawn"
+        time.sleep(0.1)
     docs = cluster.wait_jobs([cluster.submit(images[0], bid="default") for _ in range(4)])
     assert set(_versions(docs)) == {base}
 
