@@ -40,9 +40,16 @@ def _control(settings: Any) -> Any:
 
 
 def _fail(exc: Exception) -> click.ClickException:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from ocrq.errors import OcrqError
 
-    return click.ClickException(exc.message if isinstance(exc, OcrqError) else str(exc))
+    if isinstance(exc, OcrqError):
+        return click.ClickException(exc.message)
+    if isinstance(exc, SQLAlchemyError):  # most often: a database never migrated
+        return click.ClickException(f"database error ({type(exc).__name__}: {exc.args[0]}); "
+                                    "is it migrated? run `ocrq db upgrade`")
+    return click.ClickException(str(exc))
 
 
 @click.group("models")
