@@ -196,7 +196,8 @@ def activate(name: str, version: int, bid: str | None, wait: float) -> None:
     except Exception as exc:
         raise _fail(exc) from exc
     scope = f"bid {bid}" if bid else "all bids"
-    click.echo(f"{name}: v{change.previous_version} -> v{version} ({scope})")
+    before = "global" if change.previous_version is None else f"v{change.previous_version}"
+    click.echo(f"{name}: {before} -> v{version} ({scope})")
     _report_rollout(settings, name, version, bid, wait)
 
 

@@ -59,7 +59,7 @@ def _nvml() -> Any | None:
                 pynvml.nvmlInit()
                 _nvml_state.update(ok=True, reason="")
             except Exception as exc:  # ImportError or NVMLError_LibraryNotFound/DriverNotLoaded
-                _nvml_state.update(ok=False, reason=f"{type(exc).__name__}: {exc}")
+                _nvml_state.update(ok=False, reason=str(exc) or type(exc).__name__)
         if not _nvml_state["ok"]:
             return None
         import pynvml
