@@ -36,10 +36,17 @@ def _sig(app: Celery, name: str, args: tuple[Any, ...], queue: str, job_id: str)
 
 
 def start(app: Celery, ctx: dict[str, Any]) -> tuple[Signature, list[str]]:
-    """The intake part of the canvas: [rotate ->] detect. Returns it and its task ids."""
+    """The intake part of the canvas: [rotate ->] detect. Returns it and its task ids.
+
+    Steps routed to the same queue run in one task (rotate inside detect): a hop
+    costs a broker round trip and a second image decode, and buys nothing when the
+    same kind of worker would take the next step anyway.
+    """
     q, job_id = ctx["queues"], ctx["job_id"]
     sigs = []
-    if "rotate" in q:
+    if "rotate" in q and q["rotate"] == q["detect"]:
+        sigs.append(_sig(app, T_DETECT, ({**ctx, "rotate_here": True},), q["detect"], job_id))
+    elif "rotate" in q:
         sigs.append(_sig(app, T_ROTATE, (ctx,), q["rotate"], job_id))
         sigs.append(_sig(app, T_DETECT, (), q["detect"], job_id))  # gets rotate's ctx
     else:
@@ -53,6 +60,23 @@ def batches(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+def ref(ctx: dict[str, Any]) -> dict[str, Any]:
+    """What a recognition batch needs besides its polygons."""
+    return {k: ctx[k] for k in ("job_id", "image_key", "name", "rotation")}
+
+
+def inline_recognize(ctx: dict[str, Any], n_lines: int) -> bool:
+    """One batch on the detect task's own queue: recognise in place, no fan-out hop."""
+    q = ctx["queues"]
+    return q["recognize"] == q["detect"] and n_lines <= ctx["batch_lines"]
+
+
+def reorder_only(app: Celery, ctx: dict[str, Any], results: list[dict[str, Any]]
+                 ) -> Signature:
+    """reorder on results already at hand (no lines, or recognised inline)."""
+    return _sig(app, T_REORDER, (results, ctx), ctx["queues"]["reorder"], ctx["job_id"])
+
+
 def fanout(
     app: Celery, ctx: dict[str, Any], polygons: list[Any], flipped: list[bool]
 ) -> tuple[Signature, list[str], int]:
@@ -62,15 +86,14 @@ def fanout(
     lines at all, the body runs alone on an empty result list.
     """
     q, job_id = ctx["queues"], ctx["job_id"]
-    ref = {k: ctx[k] for k in ("job_id", "image_key", "name", "rotation")}
-    body = _sig(app, T_REORDER, (ctx,), q["reorder"], job_id)
     ranges = batches(len(polygons), ctx["batch_lines"])
     if not ranges:
-        return app.signature(T_REORDER, args=([], ctx), queue=q["reorder"],
-                             task_id=body.id, link_error=body.options.get("link_error")), \
-            [body.id], 0
+        sig = reorder_only(app, ctx, [])
+        return sig, [sig.id], 0
+    body = _sig(app, T_REORDER, (ctx,), q["reorder"], job_id)
+    r = ref(ctx)
     header = [
-        _sig(app, T_RECOGNIZE, (ref, polygons[a:b], flipped[a:b], i), q["recognize"], job_id)
+        _sig(app, T_RECOGNIZE, (r, polygons[a:b], flipped[a:b], i), q["recognize"], job_id)
         for i, (a, b) in enumerate(ranges)
     ]
     ids = [h.id for h in header] + [body.id]

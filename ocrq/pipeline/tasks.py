@@ -39,8 +39,14 @@ def detect(self: Task, ctx: dict[str, Any] | None) -> None:
     if out is None:
         return
     ctx2, polygons, flipped = out
-    sig, ids, n = canvas.fanout(self.app, ctx2, polygons, flipped)
-    work.fanned_out(state, ctx2["job_id"], ids, n)
+    if polygons and canvas.inline_recognize(ctx2, len(polygons)):
+        work.fanned_out(state, ctx2["job_id"], [], 1)
+        result = work.recognize(state, canvas.ref(ctx2), polygons, flipped, 0)
+        sig = canvas.reorder_only(self.app, ctx2, [result])
+        state.cache.add_tasks(ctx2["job_id"], [sig.id])
+    else:
+        sig, ids, n = canvas.fanout(self.app, ctx2, polygons, flipped)
+        work.fanned_out(state, ctx2["job_id"], ids, n)
     sig.apply_async()
 
 

@@ -105,7 +105,13 @@ def detect(state: WorkerState, ctx: dict[str, Any]
            ) -> tuple[dict[str, Any], list[Any], list[bool]] | None:
     if ctx is None or cancelled(state, ctx["job_id"]):
         return None
-    _enter(state, ctx, "detect", first="rotate" not in ctx["queues"])
+    first = "rotate" not in ctx["queues"]
+    if ctx.pop("rotate_here", False):  # fused: rotate runs in this task (same queue)
+        ctx = rotate(state, ctx)
+        if ctx is None:
+            return None
+        first = False
+    _enter(state, ctx, "detect", first=first)
     d = state.engine.step_detect(_image(state, ctx), ctx["rotation"])
     out = {**ctx, "rotation": d["rotation"],
            "models": {**ctx.get("models", {}), **d["models"]},

@@ -99,10 +99,10 @@ def test_fan_out_200_lines_same_text_as_engine(st: Stack, page_200_png: bytes) -
     assert n >= 195  # the rendered page has 200 lines
     total = doc["progress"]["batches_total"]
     # Lines kept after recognition <= lines detected; batches cover the detected lines.
-    assert total == doc["progress"]["batches_done"] >= math.ceil(n / 32) >= 7
+    assert total == doc["progress"]["batches_done"] >= math.ceil(n / 32) >= 7, doc["progress"]
     local = Engine.from_settings(st.settings).run(decode_image(page_200_png, "page.png"),
                                                   "page.png")
-    assert page.text() == local.text()
+    assert page.text() == local.text(), (page.to_dict(), local.to_dict())
 
 
 def test_bid_options_and_json_base64_intake(st: Stack, one_line_png: bytes) -> None:
