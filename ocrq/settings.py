@@ -32,6 +32,7 @@ class Settings:
     device: str = "cpu"  # cpu | cuda | cuda:N
     threads: int = 0  # intra-op threads per model session; 0 = all cores
     fp16: bool = False  # torch runtime on CUDA only
+    graph_rewrite: bool = True  # ONNX Runtime: fuse hard-swish, fold conv affine (graph_opt)
     torch_compile: bool = False  # torch runtime: torch.compile(dynamic=True) at load
 
     # --- input limits -------------------------------------------------------

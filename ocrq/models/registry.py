@@ -267,6 +267,7 @@ class ModelRegistry:
                     device=self.settings.device,
                     threads=self.settings.threads,
                     fp16=self.settings.fp16,
+                    graph_rewrite=self.settings.graph_rewrite,
                 )
             except OcrqError as exc:
                 self._fail(key, str(exc))

@@ -38,12 +38,13 @@ def load_runtime(
     threads: int = 0,
     fp16: bool = False,
     torch_compile: bool = False,
+    graph_rewrite: bool = True,
 ) -> Runtime:
     """Create a runtime for ``onnx_path``; backends are imported lazily."""
     if backend == "onnxruntime":
         from ocrq.models.runtimes.onnxruntime import OnnxRuntime
 
-        return OnnxRuntime(onnx_path, device=device, threads=threads)
+        return OnnxRuntime(onnx_path, device=device, threads=threads, rewrite=graph_rewrite)
     if backend == "torch":
         from ocrq.models.runtimes.torch import TorchRuntime
 

@@ -13,8 +13,17 @@ log = logging.getLogger(__name__)
 class OnnxRuntime:
     backend = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, *, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(
+        self, onnx_path: Path, *, device: str = "cpu", threads: int = 0, rewrite: bool = True
+    ) -> None:
         import onnxruntime as ort
+
+        model: bytes = Path(onnx_path).read_bytes()
+        self.rewrites: dict[str, int] = {}
+        if rewrite:
+            from ocrq.models.runtimes.graph_opt import optimize
+
+            model, self.rewrites = optimize(model)
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -33,7 +42,7 @@ class OnnxRuntime:
                 log.warning(
                     "device %s requested but onnxruntime has no CUDA provider; using CPU", device
                 )
-        self._session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
+        self._session = ort.InferenceSession(model, sess_options=opts, providers=providers)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
 
