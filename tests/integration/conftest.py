@@ -53,8 +53,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 class Stack:
     def __init__(self, name: str, database_url: str, broker_db: int, store_db: int,
-                 tmp: Path) -> None:
-        self.name, self.tmp = name, tmp
+                 tmp: Path, split: bool = False) -> None:
+        # split: a GPU worker (python -m workers.gpu; falls back to CPU here) on the gpu
+        # queue and a CPU worker on cpu+webhooks, so steps really cross queues.
+        self.name, self.tmp, self.split = name, tmp, split
         env = {**os.environ, **WORKER_ENV,
                "OCRQ_DATABASE_URL": database_url,
                "OCRQ_BROKER_URL": f"redis://127.0.0.1:6379/{broker_db}",
@@ -63,7 +65,7 @@ class Stack:
         self.settings = Settings.from_env(env)
         self.broker = Redis.from_url(self.settings.broker_url)
         self.store = Redis.from_url(self.settings.redis_url)
-        self.worker: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
         self._servers: list[Any] = []
         from ocrq.pipeline.state import Services
 
@@ -76,33 +78,43 @@ class Stack:
         upgrade(self.settings.database_url)
         self.broker.flushdb()
         self.store.flushdb()
-        node = f"test-{self.name}-{os.getpid()}@localhost"
-        self.log = self.tmp / f"worker-{self.name}.log"
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "workers.cpu", "-Q", "gpu,cpu,webhooks", "-c", "1",
-             "-n", node, "-l", "INFO"],
-            cwd=ROOT, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        kinds = [("gpu", "gpu"), ("cpu", "cpu,webhooks")] if self.split else \
+            [("cpu", "gpu,cpu,webhooks")]
+        nodes = []
+        for kind, queues in kinds:
+            node = f"test-{self.name}-{kind}-{os.getpid()}@localhost"
+            log = self.tmp / f"worker-{self.name}-{kind}.log"
+            self.workers.append(subprocess.Popen(
+                [sys.executable, "-m", f"workers.{kind}", "-Q", queues, "-c", "1",
+                 "-n", node, "-l", "INFO"],
+                cwd=ROOT, env=self.env, stdout=log.open("wb"), stderr=subprocess.STDOUT))
+            nodes.append(node)
         from ocrq.pipeline.app import create_celery_app
 
         app = create_celery_app(self.settings)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if self.worker.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log.read_text()[-3000:]}")
-            if app.control.ping(destination=[node], timeout=0.5):
+            if any(w.poll() is not None for w in self.workers):
+                raise RuntimeError(f"worker exited: {self.logs()[-3000:]}")
+            if len(app.control.ping(destination=nodes, timeout=0.5)) == len(nodes):
                 return
-        raise RuntimeError(f"worker not ready: {self.log.read_text()[-3000:]}")
+        raise RuntimeError(f"workers not ready: {self.logs()[-3000:]}")
+
+    def logs(self) -> str:
+        return "".join(p.read_text() for p in sorted(self.tmp.glob(f"worker-{self.name}*.log")))
 
     def stop(self) -> None:
         for srv in self._servers:
             srv.shutdown()
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGTERM)
+        for w in self.workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+        for w in self.workers:
             try:
-                self.worker.wait(timeout=30)
+                w.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
+                w.kill()
+                w.wait()
 
     def reset(self) -> None:
         """Per-test reset: empty tables and the store db (the broker db keeps its bindings)."""
@@ -173,9 +185,9 @@ def stack(mariadb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture(scope="session")
 def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The one-machine default: a SQLite file."""
+    """The one-machine default (a SQLite file), with separate GPU and CPU workers."""
     tmp = tmp_path_factory.mktemp("stack-sqlite")
-    s = Stack("sqlite", f"sqlite:///{tmp / 'ocrq.sqlite3'}", 8, 9, tmp)
+    s = Stack("sqlite", f"sqlite:///{tmp / 'ocrq.sqlite3'}", 8, 9, tmp, split=True)
     try:
         s.start()
         yield s

@@ -7,6 +7,7 @@ import base64
 import math
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -14,6 +15,7 @@ from sqlalchemy import event
 
 from ocrq.document import PageResult
 from ocrq.images import decode_image
+from ocrq.storage import Delivery, JobStatus, Result
 from ocrq.storage import jobs as store
 from tests.fixtures import encode, png_header_only, render_page
 from tests.integration.conftest import Stack
@@ -82,9 +84,76 @@ def test_end_to_end_mariadb(st: Stack, one_line_png: bytes) -> None:
     _end_to_end(st, one_line_png)
 
 
-def test_end_to_end_sqlite(sqlite_stack: Stack, one_line_png: bytes) -> None:
+def test_end_to_end_sqlite_gpu_and_cpu_workers(sqlite_stack: Stack, one_line_png: bytes
+                                               ) -> None:
     sqlite_stack.reset()
     _end_to_end(sqlite_stack, one_line_png)
+    logs = sqlite_stack.logs()
+    # The GPU entry point started without a GPU, served the gpu queue on the CPU ...
+    assert "no CUDA device available: GPU worker serving on CPU" in logs
+    gpu_log = next(sqlite_stack.tmp.glob("worker-sqlite-gpu.log")).read_text()
+    assert "Task ocrq.detect[" in gpu_log and "Task ocrq.reorder[" not in gpu_log
+    cpu_log = next(sqlite_stack.tmp.glob("worker-sqlite-cpu.log")).read_text()
+    assert "Task ocrq.reorder[" in cpu_log  # ... and reorder went to the cpu queue (the plan)
+    # Models load once per worker process, not per task.
+    assert logs.count("worker process models ready") == 2
+
+
+def test_retention_purge(st: Stack) -> None:
+    from datetime import timedelta
+
+    from ocrq.storage.models import utcnow
+
+    db = st.services.db
+    old = utcnow() - timedelta(days=40)
+    for job_id, created, status in (("old", old, "succeeded"), ("new", utcnow(), "succeeded"),
+                                    ("oldrunning", old, "running")):
+        store.create_job(db, id=job_id, bid="default", tid="ocr", status=status,
+                         image_name="x.png", width=1, height=1, batches_done=0,
+                         created_at=created)
+    store.finish_job(db, "new", JobStatus.SUCCEEDED, document={"models": {}})
+    with db.session() as s:
+        s.add(Result(job_id="old", document={"models": {}}, models={}))
+        s.add(Delivery(job_id="old", attempt=1, url="http://x", ok=True))
+    assert store.purge(db, retention_days=30) == 1
+    assert store.get_job(db, "old") is None and store.get_result(db, "old") is None
+    assert store.deliveries(db, "old") == []
+    assert store.get_job(db, "new") is not None  # recent
+    assert store.get_job(db, "oldrunning") is not None  # unfinished jobs are never purged
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_migrations_upgrade_downgrade(backend: str, tmp_path: Path, mariadb_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, inspect
+
+    from ocrq.cli.serve import MIGRATIONS, upgrade
+
+    url = f"sqlite:///{tmp_path / 'm.sqlite3'}" if backend == "sqlite" else mariadb_url + "_mig"
+    if backend == "mariadb":
+        import pymysql
+
+        from tests.integration.conftest import MARIADB
+
+        with pymysql.connect(**MARIADB) as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {url.rsplit('/', 1)[1]}")
+    try:
+        upgrade(url)
+        tables = {"ocrq_jobs", "ocrq_results", "ocrq_webhook_deliveries"}
+        engine = create_engine(url)
+        assert tables <= set(inspect(engine).get_table_names())
+        cfg = Config(str(MIGRATIONS / "alembic.ini"))
+        cfg.set_main_option("sqlalchemy.url", url)
+        command.downgrade(cfg, "base")
+        assert not tables & set(inspect(engine).get_table_names())
+        upgrade(url)
+        assert tables <= set(inspect(engine).get_table_names())
+        engine.dispose()
+    finally:
+        if backend == "mariadb":
+            with pymysql.connect(**MARIADB) as conn, conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]}")
 
 
 def test_fan_out_200_lines_same_text_as_engine(st: Stack, page_200_png: bytes) -> None:
