@@ -135,7 +135,8 @@ def _div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a / b
 
 
-def _unary(op: Fn) -> Callable[[Node], Fn]:
+def _direct(op: Fn) -> Callable[[Node], Fn]:
+    """Ops without attributes whose ONNX inputs map 1:1 onto a torch function."""
     return lambda n: op
 
 
@@ -398,21 +399,21 @@ BUILDERS: dict[str, Callable[[Node], Fn]] = {
     "Div": _binary(_div, lambda a, b: int(a / b)),
     "GlobalAveragePool": _global_avg,
     "HardSigmoid": _hard_sigmoid,
-    "HardSwish": _unary(F.hardswish),
-    "Identity": _unary(lambda x: x),
-    "MatMul": _unary(torch.matmul),
+    "HardSwish": _direct(F.hardswish),
+    "Identity": _direct(lambda x: x),
+    "MatMul": _direct(torch.matmul),
     "MaxPool": _pool,
     "Mul": _binary(torch.mul, lambda a, b: a * b),
     "Pow": _pow,
     "ReduceMean": _reduce_mean,
-    "Relu": _unary(torch.relu),
+    "Relu": _direct(torch.relu),
     "Reshape": _reshape,
     "Resize": _resize,
     "Shape": _shape,
-    "Sigmoid": _unary(torch.sigmoid),
+    "Sigmoid": _direct(torch.sigmoid),
     "Slice": _slice,
     "Softmax": _softmax,
-    "Sqrt": _unary(torch.sqrt),
+    "Sqrt": _direct(torch.sqrt),
     "Squeeze": _squeeze,
     "Sub": _binary(torch.sub, lambda a, b: a - b),
     "Transpose": _transpose,
