@@ -34,6 +34,11 @@ class Settings:
     fp16: bool = False  # torch runtime on CUDA only
     graph_rewrite: bool = True  # ONNX Runtime: fuse hard-swish, fold conv affine (graph_opt)
     torch_compile: bool = False  # torch runtime: torch.compile(dynamic=True) at load
+    # Concurrent calls of "str"/"dir" merged into one forward pass (issue 5): wait up
+    # to this long for companions. <0: the role's default (GPU worker 3 ms, else off).
+    batch_wait_ms: float = -1.0
+    batch_max: int = 64  # rows per merged forward pass
+    gpu_worker_threads: int = 4  # tasks a GPU worker runs at once (threads, one process)
 
     # --- input limits -------------------------------------------------------
     max_image_pixels: int = 60_000_000  # refuse before decoding (decompression bombs)

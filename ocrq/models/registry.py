@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from ocrq.errors import ModelLoadError, OcrqError
 from ocrq.models.repository import Manifest, ModelRepository, model_spec
 from ocrq.models.runtimes import Runtime, load_runtime
+from ocrq.models.runtimes.batching import BatchingRuntime
 from ocrq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 # Versions pinned for the code running in this context (a task of one bid).
 # A ContextVar, not an attribute: threads and tasks of other bids never see it.
 _PINS: ContextVar[Mapping[str, int] | None] = ContextVar("ocrq_model_pins", default=None)
+# Models whose concurrent calls may share a forward pass (rows independent of each other).
+BATCHED = ("str", "dir")
 
 
 class Status(enum.StrEnum):
@@ -205,6 +208,11 @@ class ModelRegistry:
             model=state.name, version=state.version,
         )
 
+    def loaded(self) -> list[LoadedModel]:
+        """Every loaded version (active, canaries, not yet unloaded)."""
+        with self._lock:
+            return list(self._loaded.values())
+
     def versions_in_use(self, names: Iterable[str]) -> dict[str, int]:
         return {n: self.get(n).version for n in names}
 
@@ -269,6 +277,11 @@ class ModelRegistry:
                     fp16=self.settings.fp16,
                     graph_rewrite=self.settings.graph_rewrite,
                 )
+                if name in BATCHED and self.settings.batch_wait_ms > 0:
+                    # One wrapper per loaded version: a canary's rows never share
+                    # a pass with the active version's.
+                    runtime = BatchingRuntime(runtime, max_wait_ms=self.settings.batch_wait_ms,
+                                              max_batch=self.settings.batch_max)
             except OcrqError as exc:
                 self._fail(key, str(exc))
                 raise
