@@ -62,7 +62,7 @@ def main() -> None:
         cluster.start_worker("gpu", "gpu1@bench", "gpu", args.concurrency)
         cluster.start_worker("cpu", "cpu1@bench", "cpu", args.concurrency)
         try:
-            cluster.wait_ready("gpu1@bench", args.concurrency)
+            cluster.wait_ready("gpu1@bench")  # one process; -c is its task threads
             cluster.wait_ready("cpu1@bench", args.concurrency)
             image = line_image("Invoice 4711")
             latencies = []
@@ -78,7 +78,7 @@ def main() -> None:
             swapping = throughput(cluster, image, args.jobs, 2.0)
         finally:
             cluster.stop_all()
-    procs = 2 * args.concurrency
+    procs = 1 + args.concurrency
     print(f"| measure ({procs} worker processes, str = PP-OCRv4 rec, 10.9 MB) | value |")
     print("|---|---:|")
     print(f"| activate -> serving everywhere, median of {args.swaps} (s) | "

@@ -14,12 +14,14 @@ from ocrq.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def parser(kind: str, queues: str, concurrency: int) -> argparse.ArgumentParser:
+def parser(kind: str, queues: str, concurrency: int, pool: str = "prefork pool",
+           concurrency_help: str = "worker processes (each loads the models once)",
+           ) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m workers.{kind}",
-                                description=f"ocrq {kind} worker (Celery, prefork pool)")
+                                description=f"ocrq {kind} worker (Celery, {pool})")
     p.add_argument("-Q", "--queues", default=queues, help="comma-separated queue names")
     p.add_argument("-c", "--concurrency", type=int, default=concurrency,
-                   help="worker processes (each loads the models once)")
+                   help=concurrency_help)
     p.add_argument("-n", "--name", default="", help="node name (default <kind>@<host>)")
     p.add_argument("-l", "--loglevel", default="INFO")
     p.add_argument("--no-preload", action="store_true",
@@ -28,11 +30,14 @@ def parser(kind: str, queues: str, concurrency: int) -> argparse.ArgumentParser:
 
 
 def run_worker(kind: str, settings: Settings, args: argparse.Namespace,
-               extra: Sequence[str] = ()) -> None:
+               extra: Sequence[str] = (), pool: str = "prefork") -> None:
+    """``pool``: a Celery pool name, or a "module:Class" pool (set as worker_pool)."""
     configure(settings, preload=not args.no_preload)
     app = create_celery_app(settings)
     name = args.name or settings.worker_name or f"{kind}@{socket.gethostname()}"
+    if ":" in pool:  # -P only takes names; Celery uses worker_pool when -P is left out
+        app.conf.worker_pool = pool
     argv = ["worker", "-Q", args.queues, "-c", str(args.concurrency), "-n", name,
-            "--loglevel", args.loglevel, "-P", "prefork", *extra]
+            "--loglevel", args.loglevel, *(() if ":" in pool else ("-P", pool)), *extra]
     log.info("starting %s worker %s on queues %s", kind, name, args.queues)
     app.worker_main(argv)

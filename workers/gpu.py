@@ -1,9 +1,12 @@
 """GPU worker: one process per GPU, prefetch 1, models preloaded at start.
 
-    python -m workers.gpu [-Q gpu] [-c 1]
+    python -m workers.gpu [-Q gpu] [-c THREADS]
 
-On a machine without a usable CUDA device it falls back to the CPU with a
-warning, so the same entry point runs in CI and on laptops.
+One process runs ``-c`` tasks at once on threads (default
+``OCRQ_GPU_WORKER_THREADS``), so the recognition batches of several jobs meet
+in the batching runtime and share one forward pass (``OCRQ_BATCH_WAIT_MS``,
+default 3 ms here). On a machine without a usable CUDA device it falls back
+to the CPU with a warning, so the same entry point runs in CI and on laptops.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from ocrq.settings import Settings
 from workers.common import parser, run_worker
 
 log = logging.getLogger("workers.gpu")
+DEFAULT_BATCH_WAIT_MS = 3.0
 
 
 def cuda_available() -> bool:
@@ -40,9 +44,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not cuda_available():
         log.warning("no CUDA device available: GPU worker serving on CPU")
         s = s.with_(device="cpu", fp16=False)
-    args = parser("gpu", s.queue_gpu, 1).parse_args(argv)
-    # Prefetch multiplier 1 comes from CeleryConfig: a GPU worker holds one message at a time.
-    run_worker("gpu", s, args)
+    if s.batch_wait_ms < 0:  # not set: merge concurrent batches, waiting a few ms at most
+        s = s.with_(batch_wait_ms=DEFAULT_BATCH_WAIT_MS)
+    args = parser("gpu", s.queue_gpu, s.gpu_worker_threads, "threads pool, one process",
+                  "tasks run at once on threads (their batches share forward passes)",
+                  ).parse_args(argv)
+    # Prefetch multiplier 1 (CeleryConfig): each thread holds at most one message.
+    run_worker("gpu", s, args, pool="workers.pool:ThreadPool")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ class ProcessAgent:
             "worker": self.worker, "pid": self.pid, "device": self.settings.device,
             "models": [s.to_dict() for s in self.registry.states()],
             "memory": process_memory().to_dict(), "errors": self.errors,
+            "batching": batching_stats(self.registry),
         }
 
     def beat(self) -> None:
@@ -175,6 +176,14 @@ class NodeAgent:
             except Exception as exc:
                 log.warning("node heartbeat failed: %s", exc)
             self._stop.wait(interval)
+
+
+def batching_stats(registry: ModelRegistry) -> dict[str, dict[str, int | float]]:
+    """Counters of each loaded version whose calls are merged ("str v1" -> stats)."""
+    from ocrq.models.runtimes.batching import BatchingRuntime
+
+    return {f"{m.name} v{m.version}": m.runtime.stats() for m in registry.loaded()
+            if isinstance(m.runtime, BatchingRuntime)}
 
 
 def drain_key(name: str) -> str:

@@ -63,6 +63,7 @@ class WorkerState(Services):
         # recognition batches of several jobs into one forward pass.
         self.recognize: RecognizeFn | None = None
         self._images: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._images_lock = threading.Lock()
 
     def image(self, key: str, name: str) -> np.ndarray:
         """The decoded image of a blob key.
@@ -73,18 +74,23 @@ class WorkerState(Services):
         """
         from ocrq.images import decode_image
 
-        cached = self._images.get(key)
+        with self._images_lock:  # GPU workers run tasks on threads
+            cached = self._images.get(key)
         if cached is not None:
             if not self.redis.exists(key):
-                self._images.pop(key, None)
+                with self._images_lock:
+                    self._images.pop(key, None)
                 self.blobs.get(key)  # raises ImageExpired
-            self._images.move_to_end(key)
+            with self._images_lock:
+                if key in self._images:
+                    self._images.move_to_end(key)
             return cached
         image = decode_image(self.blobs.get(key), name, self.settings)
         image.flags.writeable = False  # shared between stages: nobody may modify it
-        self._images[key] = image
-        while len(self._images) > 4:
-            self._images.popitem(last=False)
+        with self._images_lock:
+            self._images[key] = image
+            while len(self._images) > 4:
+                self._images.popitem(last=False)
         return image
 
     @property
