@@ -14,6 +14,9 @@ from workers.common import parser, run_worker
 
 def main(argv: Sequence[str] | None = None) -> None:
     s = Settings.from_env()
+    # A prefork child runs one task at a time: no other call could join a batch,
+    # so waiting for one (OCRQ_BATCH_WAIT_MS, meant for GPU workers) is pure latency.
+    s = s.with_(batch_wait_ms=0.0)
     args = parser("cpu", f"{s.queue_cpu},{s.queue_webhooks}", os.cpu_count() or 1).parse_args(argv)
     run_worker("cpu", s, args)
 
