@@ -61,6 +61,11 @@ class TorchRuntime:
         if fp16 and not self.fp16:
             log.warning("fp16 needs CUDA; %s runs in fp32 on CPU", onnx_path)
         self.dtype = torch.float16 if self.fp16 else torch.float32
+        if self.device.startswith("cuda") and not self.fp16:
+            # cuDNN runs fp32 convolutions in TF32 by default (10-bit mantissa);
+            # fp32 here promises ONNX Runtime's text, so ask for IEEE fp32.
+            # Process-wide: fp16 is the fast path, fp32 the exact one.
+            _ieee_fp32_convolutions()
         module = load_module(onnx_path, label=_label(onnx_path))
         module.to(self.device)
         if self.fp16:
@@ -91,6 +96,14 @@ class TorchRuntime:
     def __repr__(self) -> str:
         return f"TorchRuntime({self.module.label if self.module else '-'}, {self.device}, " \
                f"{'fp16' if self.fp16 else 'fp32'}{', compiled' if self.compiled else ''})"
+
+
+def _ieee_fp32_convolutions() -> None:
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        conv.fp32_precision = "ieee"  # torch >= 2.9
+    else:
+        torch.backends.cudnn.allow_tf32 = False
 
 
 def _label(path: Path) -> str:
