@@ -7,6 +7,7 @@ flag noise); recognition and the classifiers must give identical argmaxes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,16 @@ from ocrq.settings import Settings
 from tests.fixtures import INVOICE_LINES, render_page
 
 LINES = [*INVOICE_LINES[:5], "Qty 3 x 19.99 EUR = 59.97", "ABN 51 824 753 556 Tel: +61 2 9999"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    # On a busy 2-core CI box torch's two OpenMP threads spin against each
+    # other (5-10x slower than one); parity does not depend on threads.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
