@@ -22,6 +22,8 @@ class ProcessView:
     models: tuple[dict[str, Any], ...]  # VersionState.to_dict() rows
     memory: ProcessMemory | None
     ts: float
+    # Cross-job batching counters per loaded version ("str v1" -> calls, passes, rows...).
+    batching: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def ready(self) -> dict[str, int]:
         """Active READY versions by model name."""
@@ -103,7 +105,8 @@ class Snapshot:
                  "draining": w.draining, "drained": list(w.drained), "ts": w.ts,
                  "processes": [
                      {"pid": p.pid, "device": p.device, "models": list(p.models),
-                      "memory": p.memory.to_dict() if p.memory else None, "ts": p.ts}
+                      "memory": p.memory.to_dict() if p.memory else None, "ts": p.ts,
+                      "batching": p.batching}
                      for p in w.processes]}
                 for w in self.workers],
             "routing": self.routing_table(),
@@ -118,6 +121,7 @@ def build(nodes: list[dict[str, Any]], procs: list[dict[str, Any]]) -> Snapshot:
         by_worker.setdefault(rec["worker"], []).append(ProcessView(
             pid=int(rec["pid"]), device=str(rec.get("device", "")),
             models=tuple(rec.get("models", ())), memory=memory, ts=float(rec.get("ts", 0)),
+            batching=dict(rec.get("batching") or {}),
         ))
     workers = tuple(
         WorkerView(

@@ -8,16 +8,14 @@ heartbeat must show fewer recognition forward passes than recognition calls.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from redis import Redis
 
-from ocrq.cluster.heartbeat import PROC_KEY
+from ocrq.cluster.snapshot import ProcessView
 from ocrq.models.repository import ModelRepository
 from ocrq.settings import Settings
 from tests.integration.cluster_harness import ROOT, Cluster, migrate
@@ -67,16 +65,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.stop_all()
 
 
-def _record(c: Cluster, newer_than: float = 0.0) -> dict[str, Any]:
-    """The worker's process heartbeat, waiting for one written after ``newer_than``."""
+def _process(c: Cluster, newer_than: float = 0.0) -> ProcessView:
+    """The worker's process in the live snapshot (what /v1/cluster serves), from a
+    heartbeat written after ``newer_than``."""
     deadline = time.monotonic() + 10
     while True:
         w = next(w for w in c.snapshot().workers if w.name == WORKER)
         (proc,) = w.processes  # threads: one process serves every task
-        raw = c.redis.get(PROC_KEY.format(WORKER, proc.pid))
-        record = json.loads(raw) if raw else {}
-        if record.get("ts", 0) > newer_than or time.monotonic() > deadline:
-            return record
+        if proc.ts > newer_than or time.monotonic() > deadline:
+            return proc
         time.sleep(0.2)
 
 
@@ -87,7 +84,7 @@ def test_concurrent_jobs_share_recognition_passes_and_read_like_the_engine(
     from ocrq.images import decode_image
 
     images = [page(i) for i in range(8)]
-    before = _record(cluster)["batching"]["str v1"]
+    before = _process(cluster).batching["str v1"]
     ids = [cluster.submit(data, tid="ocr", name=f"p{i}.png") for i, data in enumerate(images)]
     docs = cluster.wait_jobs(ids, timeout_s=120)
     finished = time.time()
@@ -101,7 +98,7 @@ def test_concurrent_jobs_share_recognition_passes_and_read_like_the_engine(
         assert len(got.lines) >= 5
         assert got.text() == local.text(), (got.text(), local.text())
 
-    after = _record(cluster, newer_than=finished)["batching"]["str v1"]
+    after = _process(cluster, newer_than=finished).batching["str v1"]
     calls, passes = after["calls"] - before["calls"], after["passes"] - before["passes"]
     assert calls >= len(ids), after
     assert passes < calls, f"no recognition batches merged: {after}"
