@@ -10,6 +10,9 @@ pool); the pipeline preloads the models and the cluster agent starts from that
 signal, so this pool sends it once, from the main process, when the pool
 starts — after ``celeryd_after_setup`` (desired model versions read) and
 before the consumer takes its first message.
+
+Known limit: Celery's threads pool does not enforce task time limits (a thread
+cannot be killed); ``task_time_limit`` applies to the prefork CPU workers only.
 """
 
 from __future__ import annotations
