@@ -44,11 +44,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not cuda_available():
         log.warning("no CUDA device available: GPU worker serving on CPU")
         s = s.with_(device="cpu", fp16=False)
-    if s.batch_wait_ms < 0:  # not set: merge concurrent batches, waiting a few ms at most
-        s = s.with_(batch_wait_ms=DEFAULT_BATCH_WAIT_MS)
     args = parser("gpu", s.queue_gpu, s.gpu_worker_threads, "threads pool, one process",
                   "tasks run at once on threads (their batches share forward passes)",
                   ).parse_args(argv)
+    if args.concurrency <= 1:  # one task at a time: no call could join, never wait
+        s = s.with_(batch_wait_ms=0.0)
+    elif s.batch_wait_ms < 0:  # not set: merge concurrent batches, waiting a few ms at most
+        s = s.with_(batch_wait_ms=DEFAULT_BATCH_WAIT_MS)
     # Prefetch multiplier 1 (CeleryConfig): each thread holds at most one message.
     run_worker("gpu", s, args, pool="workers.pool:ThreadPool")
 
