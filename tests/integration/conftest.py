@@ -43,6 +43,9 @@ WORKER_ENV = {
     "OCRQ_ALLOW_PRIVATE_URLS": "1",
     "OCRQ_PLANS_FILE": str(Path(__file__).with_name("plans.yaml")),
     "OCRQ_RECOGNIZE_BATCH_LINES": "32",
+    # Workers refuse pages wider than this; tests that need a job to fail in a worker
+    # give the intake a larger limit (a real misconfiguration, not a test hook).
+    "OCRQ_MAX_IMAGE_SIDE": "4000",
 }
 
 

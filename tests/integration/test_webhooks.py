@@ -115,3 +115,20 @@ def test_receiver_down_then_up_is_delivered_after_retries(st: Stack, png: bytes)
     gaps = [(b.created_at - a.created_at).total_seconds()
             for a, b in zip(rows, rows[1:], strict=False)]
     assert gaps[0] >= 0.45 and gaps[1] >= 0.95, gaps
+
+
+def test_failed_job_is_reported_by_webhook(st: Stack) -> None:
+    """Intake accepts a 4200 px wide page, the workers (limit 4000 px) refuse it."""
+    receiver = Receiver()
+    try:
+        base = st.web(allow_private_urls=True, max_image_side=20_000)
+        wide = encode(render_page(["wide"], width=4200), "png")
+        job_id = _submit(base, wide, receiver.url)
+        receiver.wait(1)
+    finally:
+        receiver.close()
+    headers, body = receiver.calls[0]
+    assert verify(SECRET, body, headers[HEADER_TIMESTAMP], headers[HEADER_SIGNATURE])
+    doc = json.loads(body)
+    assert (doc["id"], doc["status"], doc["result"]) == (job_id, "failed", None)
+    assert doc["error"]["code"] == "image_too_large" and doc["error"]["task"] == "ocrq.detect"
