@@ -9,7 +9,8 @@ result's copy back included) and throughput (items/s) of the recogniser
 ``str`` and direction classifier ``dir`` at batch sizes 1..64 (48x320 and
 48x192 crops), the detector ``std`` at a few page sizes and the page
 orientation model ``rot``, on: ONNX Runtime CPU (the baseline of every ratio),
-torch CPU fp32, and, when CUDA is present, torch CUDA fp32 and fp16 with GPU
+torch CPU fp32, and, when CUDA is present, torch CUDA fp32, fp16 (autocast:
+conv/matmul in fp16, the default) and "half" (everything fp16) with GPU
 memory per model (``torch.cuda.max_memory_allocated`` around that model alone,
 and this process's used memory as NVML reports it, CUDA context included).
 
@@ -87,6 +88,8 @@ def backends(torch_cpu: bool, cuda: bool, compile: bool = False) -> list[tuple[s
     if cuda:
         rows.append(("torch-cuda-fp32", {"backend": "torch", "device": "cuda"}))
         rows.append(("torch-cuda-fp16", {"backend": "torch", "device": "cuda", "fp16": True}))
+        rows.append(("torch-cuda-half", {"backend": "torch", "device": "cuda", "fp16": True,
+                                         "fp16_mode": "half"}))
     if compile:  # torch.compile(dynamic=True) variants of the torch rows
         rows += [(f"{label}+compile", {**cfg, "torch_compile": True})
                  for label, cfg in rows if cfg["backend"] == "torch"]
@@ -136,11 +139,19 @@ def bench_models(args: argparse.Namespace, repo: ModelRepository, cuda: bool) ->
 
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
-            runtimes[label] = load_runtime(
-                cfg["backend"], repo.manifest(model).weights_path, device=cfg["device"],
-                threads=args.threads, fp16=cfg.get("fp16", False),
-                torch_compile=cfg.get("torch_compile", False),
-            )
+            path = repo.manifest(model).weights_path
+            if "fp16_mode" in cfg:  # not a setting: only TorchRuntime takes it
+                from ocrq.models.runtimes.torch import TorchRuntime
+
+                runtimes[label] = TorchRuntime(
+                    path, device="cuda", threads=args.threads, fp16=True,
+                    fp16_mode=cfg["fp16_mode"], compile=cfg.get("torch_compile", False),
+                )
+            else:
+                runtimes[label] = load_runtime(
+                    cfg["backend"], path, device=cfg["device"], threads=args.threads,
+                    fp16=cfg.get("fp16", False), torch_compile=cfg.get("torch_compile", False),
+                )
             if on_gpu:
                 runtimes[label].run(largest)
                 memory[(model, label)] = gpu_memory_mb()

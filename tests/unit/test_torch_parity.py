@@ -176,14 +176,21 @@ def test_page_orientation_argmax_identical(repo: ModelRepository) -> None:
     assert np.abs(got - ref).max() < 1e-4
 
 
-def test_fp16_recognition_reads_the_same_text(repo: ModelRepository) -> None:
-    """fp16 is a CUDA option; the module's half path is checked here on CPU tensors."""
+@pytest.mark.parametrize("mode", ["autocast", "half"])
+def test_fp16_recognition_reads_the_same_text(repo: ModelRepository, mode: str) -> None:
+    """fp16 is a CUDA option; TorchRuntime's two fp16 paths are emulated here on CPU."""
     module = load_module(weights(repo, "str"))
     x = torch.from_numpy(to_batch(pad_to(line_crops()[1:4], 480)))  # CPU fp16 is slow: 3 lines
     with torch.inference_mode():
         fp32 = module(x).numpy()
-        fp16 = module.half()(x.half()).float().numpy()
+        if mode == "half":
+            fp16 = module.half()(x.half()).float().numpy()
+        else:
+            module.half_weights()
+            with torch.autocast("cpu", torch.float16):
+                fp16 = module(x).float().numpy()
     assert greedy(fp16) == greedy(fp32)
+    assert 0 < np.abs(fp16 - fp32).max() < 0.05  # really ran in reduced precision
 
 
 def test_cuda_request_uses_the_gpu_or_falls_back_to_cpu(repo: ModelRepository) -> None:

@@ -89,6 +89,18 @@ class OnnxModule(torch.nn.Module):
                 del env[name]
         return env[self.output_name]
 
+    def half_weights(self) -> None:
+        """Store the constant operands of Conv/ConvTranspose/MatMul in fp16.
+
+        For ``torch.autocast``: those ops run in fp16 anyway, and weights that
+        already are fp16 are not cast again on every call.
+        """
+        for step in self.steps:
+            if step.op in ("Conv", "ConvTranspose", "MatMul"):
+                for kind, name in step.args:
+                    if kind == BUF and self._buffers[name].is_floating_point():
+                        self._buffers[name] = self._buffers[name].half()
+
     def op_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for step in self.steps:
