@@ -37,3 +37,9 @@ def init_app(app: Flask) -> None:
     def _http(exc: HTTPException) -> ResponseReturnValue:
         code = (exc.name or "error").lower().replace(" ", "_")
         return jsonify(error={"code": code, "message": exc.description}), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
+        # Clients get JSON even for bugs; the traceback goes to the log, not the client.
+        app.logger.exception("unhandled error")
+        return jsonify(error={"code": "internal_error", "message": "internal error"}), 500

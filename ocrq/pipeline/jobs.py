@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from kombu.utils.uuid import uuid
 
+from ocrq.errors import OcrqError
 from ocrq.images import decode_image
 from ocrq.pipeline import canvas, work
 from ocrq.pipeline.routing import Router
@@ -20,6 +21,12 @@ from ocrq.storage import jobs as store
 from ocrq.webhooks import check_url
 
 log = logging.getLogger(__name__)
+
+
+class EnqueueFailed(OcrqError):
+    """The broker refused the job (recorded as failed, never left queued)."""
+
+    code = "enqueue_failed"
 
 
 def submit(
@@ -66,13 +73,14 @@ def submit(
            "callback": bool(callback_url), "models": {}, "timings_ms": {}}
     sig, ids = canvas.start(app, ctx)
     services.cache.add_tasks(job_id, ids)
+    doc = work.document(services, job_id) or {}  # as accepted: a fast worker may start at once
     try:
         sig.apply_async()
     except Exception as exc:  # broker down: the job must not sit in "queued" forever
-        work.finish(services, job_id, JobStatus.FAILED,
-                    error={"code": "enqueue_failed", "message": str(exc)})
-        raise
-    return work.document(services, job_id) or {}, True
+        err = EnqueueFailed(f"could not enqueue job {job_id}: {exc}", job_id=job_id)
+        work.finish(services, job_id, JobStatus.FAILED, error=err.to_dict())
+        raise err from exc
+    return doc, True
 
 
 def cancel(services: Services, app: Celery, job_id: str) -> dict[str, Any] | None:

@@ -310,3 +310,8 @@ def test_health_readiness_and_openapi(st: Stack) -> None:
     down = st.web(broker_url="redis://127.0.0.1:1/0")
     r = requests.get(f"{down}/readyz", timeout=30)
     assert r.status_code == 503 and r.json()["checks"]["broker"].startswith("error")
+    # Submitting there: 503 JSON, and the job is recorded as failed, not left queued.
+    r = submit(down, encode(render_page(ONE_LINE), "png"))
+    assert (r.status_code, r.json()["error"]["code"]) == (503, "enqueue_failed"), r.text
+    job = store.get_job(st.services.db, r.json()["error"]["job_id"])
+    assert job.status == "failed" and job.error["code"] == "enqueue_failed"
