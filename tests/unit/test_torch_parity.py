@@ -227,3 +227,16 @@ def test_engine_torch_reads_the_same_page_as_onnxruntime(
     assert [ln.polygon for ln in got.lines] == [ln.polygon for ln in ref.lines]
     assert got.rotation == ref.rotation
     assert any("INV-2026-0042" in ln.text for ln in ref.lines)
+
+
+def test_recogniser_exports_with_dynamic_batch_and_width(repo: ModelRepository) -> None:
+    """The full recogniser (Shape/Slice/Concat/Reshape chains) exports without freezing sizes."""
+    from torch.export import Dim
+
+    module = load_module(weights(repo, "str"))
+    exported = torch.export.export(module, (torch.rand(2, 3, 48, 320),),
+                                   dynamic_shapes={"x": {0: Dim.DYNAMIC, 3: Dim.DYNAMIC}})
+    assert len(exported.range_constraints) == 2  # batch and width stayed symbolic
+    x = torch.from_numpy(to_batch(pad_to(line_crops()[:3], 400)))
+    with torch.inference_mode():
+        np.testing.assert_array_equal(exported.module()(x).argmax(-1), module(x).argmax(-1))
