@@ -24,12 +24,20 @@ import pymysql
 import pytest
 import requests
 from redis import Redis
+from sqlalchemy.engine import make_url
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ocrq.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+# The suite's MariaDB account: root without a password on 127.0.0.1 (as on CI)
+# unless OCRQ_TEST_MYSQL_URL names another (scripts/test creates one where root
+# uses socket authentication, as on a fresh Debian install).
+MARIADB_URL = os.environ.get(
+    "OCRQ_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306").rstrip("/")
+_mysql = make_url(MARIADB_URL)
+MARIADB = {"host": _mysql.host or "127.0.0.1", "port": _mysql.port or 3306,
+           "user": _mysql.username or "root", "password": _mysql.password or ""}
 TERMINAL = {"succeeded", "failed", "cancelled"}
 # Worker-side settings shared by every stack: short webhook backoff so retry tests
 # take seconds; private URLs allowed in the *worker* because test receivers listen on
@@ -169,7 +177,7 @@ def mariadb_url() -> Iterator[str]:
     conn = pymysql.connect(**MARIADB)
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    yield f"mysql+pymysql://root@127.0.0.1:3306/{name}"
+    yield f"{MARIADB_URL}/{name}"
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
     conn.close()

@@ -23,11 +23,11 @@ from ocrq.models.registry import ModelRegistry, Status
 from ocrq.models.repository import ModelRepository
 from ocrq.settings import Settings
 from ocrq.storage import Database
+from tests.integration.conftest import MARIADB_URL
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/11"
-MARIADB = "mysql+pymysql://root@127.0.0.1:3306"
 
 
 def migrate(url: str) -> None:
@@ -44,11 +44,11 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         import sqlalchemy as sa
 
         name = f"ocrq_t4_{os.getpid()}"
-        admin = sa.create_engine(f"{MARIADB}/test")
+        admin = sa.create_engine(f"{MARIADB_URL}/")
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
             conn.execute(sa.text(f"CREATE DATABASE {name}"))
-        url = f"{MARIADB}/{name}"
+        url = f"{MARIADB_URL}/{name}"
     migrate(url)
     database = Database(url)
     yield database
