@@ -51,18 +51,31 @@ class RecognizeOptions:
 
 
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+_DECIMAL = re.compile(r"\d[.,]\d")
 
 
-def _zero_or_o(match: re.Match[str]) -> str:
-    """Settle the recogniser's 0/O confusion from the run's other characters.
+def _settle_zero_o(text: str) -> str:
+    """Settle the recogniser's 0/O confusion from the surrounding characters.
 
-    A run of letters whose only digit is 0 is a word ("N0" -> "NO"); a run of
-    digits whose only letter is O is a number. Mixed codes ("M026588") stay.
+    Within a word, a run of letters whose only digit is 0 is a word ("R0N" ->
+    "RON"), and a run of digits whose only letter is O is a number ("1O5O" ->
+    "1050"). Words that hold a decimal number ("RM0.00") keep their zeros;
+    mixed codes ("M026588") stay as read.
     """
+    return " ".join(_settle_word(word) for word in text.split(" "))
+
+
+def _settle_word(word: str) -> str:
+    numeric = bool(_DECIMAL.search(word))
+    return _ALNUM_RUN.sub(lambda m: _zero_or_o(m, numeric=numeric), word)
+
+
+def _zero_or_o(match: re.Match[str], numeric: bool = False) -> str:
     s = match.group(0)
     letters = sum(c.isalpha() for c in s)
     digits = len(s) - letters
-    if letters >= 2 and digits and set(s) - {"0"} and all(c == "0" for c in s if c.isdigit()):
+    if (not numeric and letters >= 2 and digits and set(s) - {"0"}
+            and all(c == "0" for c in s if c.isdigit())):
         return s.replace("0", "O")
     if digits >= 2 and letters and all(c in "Oo" for c in s if c.isalpha()):
         return s.replace("O", "0").replace("o", "0")
@@ -217,6 +230,6 @@ def decode(
     # for Latin text (（ → (, ： → :) into the ASCII a Latin page printed.
     text = " ".join(unicodedata.normalize("NFKC", "".join(out)).split())
     if opts.fix_zero_o:
-        text = _ALNUM_RUN.sub(_zero_or_o, text)
+        text = _settle_zero_o(text)
     conf = float(best[steps].mean())
     return Recognized(text, conf)

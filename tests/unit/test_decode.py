@@ -66,11 +66,10 @@ def test_full_width_punctuation_is_folded():
 
 
 def test_zero_and_o_settled_by_their_neighbours():
-    from ocrq.stages.recognize import _ALNUM_RUN, _zero_or_o
-
-    def fix(text: str) -> str:
-        return _ALNUM_RUN.sub(_zero_or_o, text)
+    from ocrq.stages.recognize import _settle_zero_o as fix
 
     assert fix("R0N: 1O5O.25 INV0ICE") == "RON: 1050.25 INVOICE"
     # Mixed codes and runs too short to tell stay as read.
     assert fix("M026588 N0 0 O 00 1O") == "M026588 N0 0 O 00 1O"
+    # A word holding a decimal number keeps its zeros.
+    assert fix("RM0.00 TOTAL:RM0,50") == "RM0.00 TOTAL:RM0,50"
