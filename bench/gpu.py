@@ -2,7 +2,8 @@
 
     python bench/gpu.py [DATA_DIR] [--limit N] [--batches 1,2,4] [--det-sizes 640x480]
                         [--min-time S] [--threads N] [--concurrency N] [--no-torch-cpu]
-                        [--compile] [--no-e2e] [--model-root DIR]
+                        [--compile [--compile-mode reduce-overhead]] [--no-e2e]
+                        [--model-root DIR]
 
 Per-model part: latency (median ms per ``run`` call, host->device copy and the
 result's copy back included) and throughput (items/s) of the recogniser
@@ -47,6 +48,7 @@ from ocrq.engine import Engine  # noqa: E402
 from ocrq.evaluation.dataset import load_manifest  # noqa: E402
 from ocrq.models.repository import ModelRepository  # noqa: E402
 from ocrq.models.runtimes import load_runtime  # noqa: E402
+from ocrq.models.runtimes.torch import TorchRuntime, gpu_memory_mib  # noqa: E402
 from ocrq.settings import Settings  # noqa: E402
 
 BASE = "ort-cpu"
@@ -65,6 +67,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-torch-cpu", action="store_true", help="skip the torch CPU rows")
     ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end part")
     ap.add_argument("--compile", action="store_true", help="add torch.compile rows (slow load)")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. reduce-overhead")
     return ap.parse_args()
 
 
@@ -107,23 +110,6 @@ def workloads(args: argparse.Namespace) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
-def gpu_memory_mb() -> tuple[float, float | None]:
-    """(torch peak allocated, NVML used by this process) in MiB."""
-    import torch
-
-    peak = torch.cuda.max_memory_allocated() / 2**20
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
-        procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
-        used = sum(p.usedGpuMemory or 0 for p in procs if p.pid == os.getpid()) / 2**20
-        return peak, used
-    except Exception:  # NVML missing or not permitted (containers): report torch's figure only
-        return peak, None
-
-
 def bench_models(args: argparse.Namespace, repo: ModelRepository, cuda: bool) -> None:
     rng = np.random.default_rng(0)
     rows: dict[tuple[str, tuple[int, ...]], dict[str, float]] = {}
@@ -140,12 +126,12 @@ def bench_models(args: argparse.Namespace, repo: ModelRepository, cuda: bool) ->
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
             path = repo.manifest(model).weights_path
-            if "fp16_mode" in cfg:  # not a setting: only TorchRuntime takes it
-                from ocrq.models.runtimes.torch import TorchRuntime
-
+            torch_only = "fp16_mode" in cfg or (args.compile_mode and cfg.get("torch_compile"))
+            if torch_only:  # TorchRuntime options that are not settings
                 runtimes[label] = TorchRuntime(
-                    path, device="cuda", threads=args.threads, fp16=True,
-                    fp16_mode=cfg["fp16_mode"], compile=cfg.get("torch_compile", False),
+                    path, device=cfg["device"], threads=args.threads,
+                    fp16=cfg.get("fp16", False), fp16_mode=cfg.get("fp16_mode", "autocast"),
+                    compile=cfg.get("torch_compile", False), compile_mode=args.compile_mode,
                 )
             else:
                 runtimes[label] = load_runtime(
@@ -154,7 +140,8 @@ def bench_models(args: argparse.Namespace, repo: ModelRepository, cuda: bool) ->
                 )
             if on_gpu:
                 runtimes[label].run(largest)
-                memory[(model, label)] = gpu_memory_mb()
+                mem = gpu_memory_mib("cuda")
+                memory[(model, label)] = (mem["peak_allocated"] or 0.0, mem["nvml_process_used"])
         for shape in shapes:
             x = rng.uniform(-1, 1, shape).astype(np.float32)
             # Backends take turns on each input, so drifting background load

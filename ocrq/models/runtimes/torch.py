@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ class TorchRuntime:
         fp16: bool = False,
         fp16_mode: str = "autocast",
         compile: bool = False,
+        compile_mode: str | None = None,
         warmup_shape: tuple[int, ...] | None = None,
     ) -> None:
         onnx_path = Path(onnx_path)
@@ -85,8 +87,11 @@ class TorchRuntime:
         self.module: OnnxModule = module
         self.compiled = compile
         # dynamic=True: one graph for all batch sizes and widths instead of a
-        # recompile per new shape.
-        self._forward: Any = torch.compile(module, dynamic=True) if compile else module
+        # recompile per new shape. compile_mode e.g. "reduce-overhead" (CUDA
+        # graphs: no per-op launch cost, one graph per input shape).
+        self._forward: Any = (
+            torch.compile(module, dynamic=True, mode=compile_mode) if compile else module
+        )
         self.warmup_shape = warmup_shape or _warmup_shape(onnx_path, module.input_dims)
         self.run(np.zeros(self.warmup_shape, np.float32))  # first call pays the setup, not a job
         if compile and self.warmup_shape[0] == 1:
@@ -111,6 +116,35 @@ class TorchRuntime:
         return f"TorchRuntime({self.module.label if self.module else '-'}, {self.device}, " \
                f"{'fp16 ' + self.fp16_mode if self.fp16 else 'fp32'}" \
                f"{', compiled' if self.compiled else ''})"
+
+
+def gpu_memory_mib(device: str) -> dict[str, float | None]:
+    """Memory of this process on ``device`` in MiB: torch's view and NVML's (None if unknown).
+
+    ``nvml_process_used`` includes the CUDA context and every other library's
+    allocations; ``peak_allocated`` is torch's since the last
+    ``torch.cuda.reset_peak_memory_stats``.
+    """
+    if not device.startswith("cuda"):
+        return {}
+    index = torch.device(device).index or 0
+    out: dict[str, float | None] = {
+        "allocated": torch.cuda.memory_allocated(index) / 2**20,
+        "peak_allocated": torch.cuda.max_memory_allocated(index) / 2**20,
+        "reserved": torch.cuda.memory_reserved(index) / 2**20,
+        "nvml_process_used": None,
+    }
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        mine = [p.usedGpuMemory for p in procs if p.pid == os.getpid() and p.usedGpuMemory]
+        out["nvml_process_used"] = sum(mine) / 2**20 if mine else None
+    except Exception as exc:  # no NVML (or no permission in a container): torch's view only
+        log.debug("NVML unavailable: %s", exc)
+    return out
 
 
 def _ieee_fp32_convolutions() -> None:
