@@ -276,6 +276,7 @@ class ModelRegistry:
                     threads=self.settings.threads,
                     fp16=self.settings.fp16,
                     graph_rewrite=self.settings.graph_rewrite,
+                    torch_compile=self.settings.torch_compile,
                 )
                 if name in BATCHED and self.settings.batch_wait_ms > 0:
                     # One wrapper per loaded version: a canary's rows never share
