@@ -5,6 +5,7 @@ Called by the web views (and usable from any Python client); no Flask here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -64,21 +65,24 @@ def submit(
     )
     if not created:  # lost an idempotency race: the other request's job is the answer
         return work.document(services, job.id) or {}, False
-    key = services.blobs.put(job_id, data)
-    services.cache.put(job_id, work.flat_from_row(job, None))
-    batch_lines = (plan.step("recognize").options.get("batch_lines")  # type: ignore[union-attr]
-                   or s.recognize_batch_lines)
-    ctx = {"job_id": job_id, "image_key": key, "name": name, "width": width, "height": height,
-           "queues": queues, "batch_lines": int(batch_lines),
-           "callback": bool(callback_url), "models": {}, "timings_ms": {}}
-    sig, ids = canvas.start(app, ctx)
-    services.cache.add_tasks(job_id, ids)
-    doc = work.document(services, job_id) or {}  # as accepted: a fast worker may start at once
     try:
+        # Everything after the row exists may fail (Redis or the broker down):
+        # the job must then end failed, never sit in "queued" forever.
+        key = services.blobs.put(job_id, data)
+        services.cache.put(job_id, work.flat_from_row(job, None))
+        batch_lines = (plan.step("recognize").options.get("batch_lines")  # type: ignore[union-attr]
+                       or s.recognize_batch_lines)
+        ctx = {"job_id": job_id, "image_key": key, "name": name, "width": width,
+               "height": height, "queues": queues, "batch_lines": int(batch_lines),
+               "callback": bool(callback_url), "models": {}, "timings_ms": {}}
+        sig, ids = canvas.start(app, ctx)
+        services.cache.add_tasks(job_id, ids)
+        doc = work.document(services, job_id) or {}  # as accepted: a worker may start at once
         sig.apply_async()
-    except Exception as exc:  # broker down: the job must not sit in "queued" forever
+    except Exception as exc:
         err = EnqueueFailed(f"could not enqueue job {job_id}: {exc}", job_id=job_id)
-        work.finish(services, job_id, JobStatus.FAILED, error=err.to_dict())
+        with contextlib.suppress(Exception):  # the DB row is written first; Redis may be down
+            work.finish(services, job_id, JobStatus.FAILED, error=err.to_dict())
         raise err from exc
     return doc, True
 

@@ -27,6 +27,13 @@ return 1
 """
 
 
+# HINCRBY on a JSON-encoded integer works: "3" is valid JSON and a valid int.
+_INCR_DONE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HINCRBY', KEYS[1], 'batches_done', 1)
+"""
+
+
 class StatusCache:
     prefix = "ocrq:job:"
 
@@ -34,6 +41,7 @@ class StatusCache:
         self.redis = redis
         self.ttl_s = ttl_s
         self._update = redis.register_script(_UPDATE)
+        self._incr = redis.register_script(_INCR_DONE)
 
     def key(self, job_id: str) -> str:
         return f"{self.prefix}{job_id}"
@@ -63,8 +71,13 @@ class StatusCache:
         return None if raw is None else json.loads(raw)  # type: ignore[arg-type]
 
     def incr_done(self, job_id: str) -> int:
-        # HINCRBY on a JSON-encoded integer works: "3" is valid JSON and a valid int.
-        return int(self.redis.hincrby(self.key(job_id), "batches_done", 1))  # type: ignore[arg-type]
+        """Count one finished batch; -1 when the job is not cached (expired, evicted).
+
+        HINCRBY on a missing key would create a hash holding only the counter
+        (no id, no TTL) that polling would then serve, so it runs only on an
+        existing entry (one Lua call: no race with the expiry).
+        """
+        return int(self._incr(keys=[self.key(job_id)]))
 
     # Celery task ids of a job, so a cancel can revoke what has not run yet.
     def add_tasks(self, job_id: str, task_ids: list[str]) -> None:
