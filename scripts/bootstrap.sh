@@ -15,7 +15,7 @@ apt_install() {
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null || { echo "please install: ${missing[*]}" >&2; return 1; }
   echo "installing ${missing[*]}" >&2
-  as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ocrq needs Python >= 3.11" >&2; exit 1; }
