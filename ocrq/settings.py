@@ -58,7 +58,7 @@ class Settings:
     image_ttl_s: int = 3600
     result_cache_ttl_s: int = 3600
     result_retention_days: int = 30
-    recognize_batch_lines: int = 32
+    recognize_batch_lines: int = 64  # lines per recognition task: one task for most receipts
     webhook_secret: str = "change-me"
     webhook_max_attempts: int = 8
     webhook_backoff_s: float = 2.0  # delay before the 2nd attempt; doubles each time

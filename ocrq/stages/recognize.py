@@ -47,7 +47,7 @@ class RecognizeOptions:
     space_prob: float = 0.03  # or the space class reaches this probability in the gap
     space_ink_ratio: float = 0.4  # blank run / ink height that makes a word space...
     space_blank_ratio: float = 2.5  # ... and / the line's median gap between letters
-    fix_zero_o: bool = True  # "R0N" -> "RON", "1O.5O" -> "10.50" (see _zero_or_o)
+    fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (see _settle_zero_o)
 
 
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
