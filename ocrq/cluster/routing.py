@@ -72,11 +72,6 @@ class LiveRoutes:
                 self._at = time.monotonic()
             return self._snapshot
 
-    def queue_for(self, hardware: str, options: dict[str, Any] | None = None,
-                  step: str = "") -> str:
-        fallback = bool((options or {}).get("cpu_fallback", True))
-        return choose_queue(self.snapshot(), self.settings, hardware,
-                            cpu_fallback=fallback, step=step)
 
 
 _routes: dict[str, LiveRoutes] = {}

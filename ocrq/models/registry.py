@@ -213,12 +213,6 @@ class ModelRegistry:
         with self._lock:
             return list(self._loaded.values())
 
-    def versions_in_use(self, names: Iterable[str]) -> dict[str, int]:
-        return {n: self.get(n).version for n in names}
-
-    def active_versions(self) -> dict[str, int]:
-        return {name: m.version for name, m in self._active.items()}
-
     def states(self) -> list[VersionState]:
         with self._lock:
             return sorted(self._states.values(), key=lambda s: (s.name, s.version))

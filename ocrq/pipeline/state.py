@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -49,7 +49,6 @@ class Services:
         return Plans.from_settings(self.settings)
 
 
-RecognizeFn = Callable[[np.ndarray, int, Sequence[Any], Sequence[bool] | None], dict[str, Any]]
 
 
 class WorkerState(Services):
@@ -59,9 +58,6 @@ class WorkerState(Services):
         super().__init__(settings)
         self._engine: Any = None
         self._lock = threading.Lock()
-        # Seam for the GPU worker (issue 5): replace with a function that merges
-        # recognition batches of several jobs into one forward pass.
-        self.recognize: RecognizeFn | None = None
         self._images: OrderedDict[str, np.ndarray] = OrderedDict()
         self._images_lock = threading.Lock()
 
@@ -105,8 +101,8 @@ class WorkerState(Services):
 
     def step_recognize(self, image: np.ndarray, rotation: int, polygons: Sequence[Any],
                        flipped: Sequence[bool] | None) -> dict[str, Any]:
-        fn = self.recognize or self.engine.step_recognize
-        return fn(image, rotation, polygons, flipped)
+        # Cross-job batching (GPU worker) happens below this, in BatchingRuntime.
+        return self.engine.step_recognize(image, rotation, polygons, flipped)
 
 
 _settings: Settings | None = None

@@ -85,12 +85,6 @@ def finish_job(
         return True
 
 
-def set_progress(db: Database, job_id: str, done: int, total: int | None) -> None:
-    with db.session() as s:
-        s.execute(update(Job).where(Job.id == job_id)
-                  .values(batches_done=done, batches_total=total))
-
-
 def get_result(db: Database, job_id: str) -> dict[str, Any] | None:
     with db.session() as s:
         row = s.get(Result, job_id)
