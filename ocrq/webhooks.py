@@ -23,9 +23,11 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from ocrq.errors import ImageTooLarge, OcrqError
 
@@ -63,17 +65,19 @@ def verify(secret: str, body: bytes, timestamp: str, signature: str,
     return hmac.compare_digest(sign(secret, ts, body), signature)
 
 
-def check_url(url: str, allow_private: bool) -> None:
+def check_url(url: str, allow_private: bool) -> str | None:
     """Raise :class:`UnsafeURL` unless ``url`` is http(s) to a public address.
 
     Every address the host resolves to must be public (a host with one private
-    A record is refused). Delivery re-checks right before connecting.
+    A record is refused). Returns the checked address to connect to (None when
+    private addresses are allowed): the request is pinned to it, so a second
+    DNS answer (rebinding) cannot send it elsewhere.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeURL(f"URL must be http(s) with a host: {url!r}", url=url)
     if allow_private:
-        return
+        return None
     host = parts.hostname.rstrip(".").lower()
     if host in _METADATA_HOSTS or host == "localhost" or host.endswith(".localhost"):
         raise UnsafeURL(f"URL host {host!r} is not allowed", url=url)
@@ -88,6 +92,43 @@ def check_url(url: str, allow_private: bool) -> None:
         if not addr.is_global or addr.is_multicast:
             raise UnsafeURL(f"URL host {host!r} resolves to non-public address {addr}",
                             url=url, address=str(addr))
+    return str(infos[0][4][0]).split("%")[0]
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """Connect to ``address`` while the URL keeps its host name.
+
+    The Host header, TLS SNI and the certificate check all use the name; only
+    the TCP connection goes to the address :func:`check_url` approved.
+    """
+
+    def __init__(self, address: str, hostname: str, https: bool) -> None:
+        self._address, self._hostname, self._https = address, hostname, https
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self._https:
+            kwargs["server_hostname"] = self._hostname
+            kwargs["assert_hostname"] = self._hostname
+        super().init_poolmanager(*args, **kwargs)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        parts = urlsplit(request.url or "")
+        ip = f"[{self._address}]" if ":" in self._address else self._address
+        netloc = f"{ip}:{parts.port}" if parts.port else ip
+        request.headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
+        request.url = urlunsplit(parts._replace(netloc=netloc))
+        return super().send(request, **kwargs)
+
+
+def _session(url: str, address: str | None) -> requests.Session:
+    session = requests.Session()
+    if address is not None:
+        session.trust_env = False  # a proxy from the environment would undo the pinning
+        parts = urlsplit(url)
+        adapter = _PinnedAdapter(address, parts.hostname or "", parts.scheme == "https")
+        session.mount(f"{parts.scheme}://", adapter)
+    return session
 
 
 def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
@@ -108,9 +149,10 @@ def deliver(url: str, body: bytes, secret: str, *, timeout_s: float,
     """One POST; 2xx is success. Redirects are not followed (they could bypass the guard)."""
     t0 = time.perf_counter()
     try:
-        check_url(url, allow_private)
-        resp = requests.post(url, data=body, headers=signed_headers(secret, body),
-                             timeout=timeout_s, allow_redirects=False)
+        address = check_url(url, allow_private)
+        with _session(url, address) as session:
+            resp = session.post(url, data=body, headers=signed_headers(secret, body),
+                                timeout=timeout_s, allow_redirects=False)
         ok = 200 <= resp.status_code < 300
         err = None if ok else f"HTTP {resp.status_code}"
         return Attempt(ok, resp.status_code, err, (time.perf_counter() - t0) * 1000)
@@ -123,8 +165,9 @@ def fetch(url: str, *, max_bytes: int, timeout_s: float, allow_private: bool,
           max_redirects: int = 3) -> bytes:
     """GET an image URL under the guard: every redirect hop is checked, size bounded."""
     for _ in range(max_redirects + 1):
-        check_url(url, allow_private)
-        with requests.get(url, stream=True, timeout=timeout_s, allow_redirects=False) as resp:
+        address = check_url(url, allow_private)
+        with _session(url, address) as session, session.get(
+                url, stream=True, timeout=timeout_s, allow_redirects=False) as resp:
             if resp.is_redirect:
                 url = requests.compat.urljoin(url, resp.headers["Location"])
                 continue

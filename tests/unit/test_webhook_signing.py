@@ -50,3 +50,40 @@ def test_recognition_batches_cover_all_lines() -> None:
     assert batches(0, 32) == []
     assert batches(1, 32) == [(0, 1)]
     assert batches(200, 32)[-1] == (192, 200) and len(batches(200, 32)) == 7
+
+
+def test_checked_address_is_returned_for_pinning():
+    assert check_url("https://8.8.8.8/hook", allow_private=False) == "8.8.8.8"
+    assert check_url("http://127.0.0.1:9/hook", allow_private=True) is None
+
+
+def test_pinned_session_connects_to_the_checked_address_keeping_the_host_name():
+    """DNS rebinding: the request goes to the address the guard approved, not to
+    whatever a second lookup of the name would answer (here: nothing at all)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from ocrq.webhooks import _session
+
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            seen.append(self.headers["Host"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        url = f"http://receiver.invalid:{port}/hook"  # .invalid never resolves
+        with _session(url, "127.0.0.1") as session:
+            resp = session.post(url, data=b"{}", timeout=5)
+        assert resp.status_code == 204
+        assert seen == [f"receiver.invalid:{port}"]
+    finally:
+        server.shutdown()
