@@ -13,7 +13,7 @@ from celery import Celery
 from kombu.utils.uuid import uuid
 
 from ocrq.errors import OcrqError
-from ocrq.images import decode_image
+from ocrq.images import validate_image
 from ocrq.pipeline import canvas, work
 from ocrq.pipeline.routing import Router
 from ocrq.pipeline.state import Services
@@ -55,8 +55,7 @@ def submit(
         existing = store.find_idempotent(services.db, plan.bid, idempotency_key)
         if existing is not None:
             return work.document(services, existing.id) or {}, False
-    image = decode_image(data, name, s)  # full decode: corrupt pixel data is caught here too
-    height, width = image.shape[:2]
+    width, height = validate_image(data, name, s)  # corrupt pixel data is refused here too
     job_id = uuid().replace("-", "")
     job, created = store.create_job(
         services.db, id=job_id, bid=plan.bid, tid=plan.tid, status=str(JobStatus.QUEUED),
