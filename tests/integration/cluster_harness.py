@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,20 @@ class Cluster:
         missing = [i for i in ids if i not in done]
         raise AssertionError(f"{len(missing)} of {len(ids)} jobs not finished: "
                              f"{[self.document(i)['status'] for i in missing[:5]]}")
+
+
+@contextlib.contextmanager
+def gpu_and_cpu_cluster(tmp: Path, plans_yaml: str | None = None) -> Iterator[Cluster]:
+    """One GPU-entry worker (gpu1@test) and one CPU worker (cpu1@test), ready."""
+    c = make_cluster(tmp, plans_yaml)
+    c.start_worker("gpu", "gpu1@test", "gpu")
+    c.start_worker("cpu", "cpu1@test", "cpu")
+    try:
+        c.wait_ready("gpu1@test")
+        c.wait_ready("cpu1@test")
+        yield c
+    finally:
+        c.stop_all()
 
 
 def make_cluster(tmp: Path, plans_yaml: str | None = None) -> Cluster:

@@ -19,7 +19,7 @@ from ocrq.cluster.drain import WorkerNotFound, drain
 from ocrq.cluster.rollout import wait
 from ocrq.cluster.routing import NoLiveWorker
 from ocrq.storage import Job
-from tests.integration.cluster_harness import ROOT, Cluster, line_image, make_cluster
+from tests.integration.cluster_harness import ROOT, Cluster, gpu_and_cpu_cluster, line_image
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
 
@@ -41,15 +41,8 @@ bids:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = make_cluster(tmp_path_factory.mktemp("ops"), PLANS)
-    c.start_worker("gpu", "gpu1@test", "gpu")
-    c.start_worker("cpu", "cpu1@test", "cpu")
-    try:
-        c.wait_ready("gpu1@test")
-        c.wait_ready("cpu1@test")
+    with gpu_and_cpu_cluster(tmp_path_factory.mktemp("ops"), PLANS) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from ocrq.cluster.rollout import wait
-from tests.integration.cluster_harness import Cluster, line_image, make_cluster
+from tests.integration.cluster_harness import Cluster, gpu_and_cpu_cluster, line_image
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
 WORDS = ["Invoice 4711", "Total 12.50", "Paid cash", "Receipt 0042", "Thank you"]
@@ -20,15 +20,8 @@ WORDS = ["Invoice 4711", "Total 12.50", "Paid cash", "Receipt 0042", "Thank you"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = make_cluster(tmp_path_factory.mktemp("hotswap"))
-    c.start_worker("gpu", "gpu1@test", "gpu")
-    c.start_worker("cpu", "cpu1@test", "cpu")
-    try:
-        c.wait_ready("gpu1@test")
-        c.wait_ready("cpu1@test")
+    with gpu_and_cpu_cluster(tmp_path_factory.mktemp("hotswap")) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 @pytest.fixture(scope="module")
