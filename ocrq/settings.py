@@ -59,7 +59,7 @@ class Settings:
     result_cache_ttl_s: int = 3600
     result_retention_days: int = 30
     recognize_batch_lines: int = 64  # lines per recognition task: one task for most receipts
-    webhook_secret: str = "change-me"
+    webhook_secret: str = "change-me"  # warned about at start-up: set your own
     webhook_max_attempts: int = 8
     webhook_backoff_s: float = 2.0  # delay before the 2nd attempt; doubles each time
     webhook_backoff_max_s: float = 600.0

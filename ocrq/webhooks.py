@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -34,6 +35,19 @@ from ocrq.errors import ImageTooLarge, OcrqError
 HEADER_TIMESTAMP = "X-Ocrq-Timestamp"
 HEADER_SIGNATURE = "X-Ocrq-Signature"
 _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
+
+
+DEFAULT_SECRET = "change-me"
+
+
+def warn_if_default_secret(secret: str) -> bool:
+    """Log a warning when webhooks would be signed with the shipped default key."""
+    if secret != DEFAULT_SECRET:
+        return False
+    logging.getLogger(__name__).warning(
+        "OCRQ_WEBHOOK_SECRET is the default %r: receivers cannot trust the signatures; "
+        "set a secret of your own", DEFAULT_SECRET)
+    return True
 
 
 class UnsafeURL(OcrqError):

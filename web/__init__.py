@@ -12,6 +12,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["OCRQ_SETTINGS"] = settings or Settings.from_env()
+    from ocrq.webhooks import warn_if_default_secret
+
+    warn_if_default_secret(app.config["OCRQ_SETTINGS"].webhook_secret)
     from web import cluster, models
 
     for part in (extensions, errors, jobs, health, openapi, models, cluster):

@@ -33,6 +33,9 @@ def run_worker(kind: str, settings: Settings, args: argparse.Namespace,
                extra: Sequence[str] = (), pool: str = "prefork") -> None:
     """``pool``: a Celery pool name, or a "module:Class" pool (set as worker_pool)."""
     configure(settings, preload=not args.no_preload)
+    from ocrq.webhooks import warn_if_default_secret
+
+    warn_if_default_secret(settings.webhook_secret)  # workers sign the deliveries
     app = create_celery_app(settings)
     name = args.name or settings.worker_name or f"{kind}@{socket.gethostname()}"
     if ":" in pool:  # -P only takes names; Celery uses worker_pool when -P is left out

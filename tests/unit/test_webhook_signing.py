@@ -87,3 +87,13 @@ def test_pinned_session_connects_to_the_checked_address_keeping_the_host_name():
         assert seen == [f"receiver.invalid:{port}"]
     finally:
         server.shutdown()
+
+
+def test_default_secret_is_warned_about(caplog):
+    from ocrq.settings import Settings
+    from ocrq.webhooks import warn_if_default_secret
+
+    with caplog.at_level("WARNING", logger="ocrq.webhooks"):
+        assert warn_if_default_secret(Settings().webhook_secret)
+        assert not warn_if_default_secret("s3cr3t-of-our-own")
+    assert len(caplog.records) == 1 and "OCRQ_WEBHOOK_SECRET" in caplog.text
