@@ -82,6 +82,10 @@ def submit(
         err = EnqueueFailed(f"could not enqueue job {job_id}: {exc}", job_id=job_id)
         with contextlib.suppress(Exception):  # the DB row is written first; Redis may be down
             work.finish(services, job_id, JobStatus.FAILED, error=err.to_dict())
+        # Nothing ran: a retry with the same Idempotency-Key must get a new job,
+        # not this failed one forever.
+        with contextlib.suppress(Exception):
+            store.release_idempotency_key(services.db, job_id)
         raise err from exc
     return doc, True
 

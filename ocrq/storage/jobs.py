@@ -43,6 +43,12 @@ def find_idempotent(db: Database, bid: str, key: str) -> Job | None:
         return s.scalars(select(Job).where(Job.bid == bid, Job.idempotency_key == key)).first()
 
 
+def release_idempotency_key(db: Database, job_id: str) -> None:
+    """Free a job's key, so a retry with the same Idempotency-Key makes a new job."""
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(idempotency_key=None))
+
+
 def get_job(db: Database, job_id: str) -> Job | None:
     with db.session() as s:
         return s.get(Job, job_id)

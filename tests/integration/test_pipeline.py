@@ -311,7 +311,13 @@ def test_health_readiness_and_openapi(st: Stack) -> None:
     r = requests.get(f"{down}/readyz", timeout=30)
     assert r.status_code == 503 and r.json()["checks"]["broker"].startswith("error")
     # Submitting there: 503 JSON, and the job is recorded as failed, not left queued.
-    r = submit(down, encode(render_page(ONE_LINE), "png"))
+    image = encode(render_page(ONE_LINE), "png")
+    key = {"Idempotency-Key": "retry-after-broker-outage"}
+    r = submit(down, image, headers=key)
     assert (r.status_code, r.json()["error"]["code"]) == (503, "enqueue_failed"), r.text
-    job = store.get_job(st.services.db, r.json()["error"]["job_id"])
+    failed_id = r.json()["error"]["job_id"]
+    job = store.get_job(st.services.db, failed_id)
     assert job.status == "failed" and job.error["code"] == "enqueue_failed"
+    # The client retries with the same key once the broker is back: a new job runs.
+    r = submit(base, image, headers=key)
+    assert r.status_code == 202 and r.json()["id"] != failed_id, r.text
