@@ -363,10 +363,18 @@ class ModelRegistry:
                 return
             self._set_state(key, Status.UNLOADING, device=model.runtime.device,
                             backend=model.runtime.backend)
-        # Calls already holding ``model`` keep a reference; the state goes away
-        # (and the runtime is freed) when the last of them drops it.
-        weakref.finalize(model, self._forget, key)
+        # Calls already holding ``model`` keep a reference; when the last of
+        # them drops it the runtime is closed (torch gives its cached GPU
+        # memory back there) and the state goes away.
+        weakref.finalize(model, self._release, key, model.runtime)
         del model
+
+    def _release(self, key: tuple[str, int], runtime: Runtime) -> None:
+        try:
+            runtime.close()
+        except Exception:  # closing must never break the swap that unloaded it
+            log.exception("closing %s v%s failed", *key)
+        self._forget(key)
 
     def _forget(self, key: tuple[str, int]) -> None:
         with self._lock:

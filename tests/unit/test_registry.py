@@ -69,9 +69,13 @@ def test_activate_swaps_and_running_call_keeps_its_version(
     np.testing.assert_allclose(out_v1, v2.runtime.run(LINE), rtol=1e-5, atol=1e-6)
     assert _state(registry, "str", 1).status is Status.UNLOADING
     assert _state(registry, "str", 2).status is Status.READY
+    old_runtime = v1.runtime
     del v1
     gc.collect()
     assert [(s.name, s.version) for s in registry.states()] == [("str", 2)]
+    # The last holder gone, the old runtime was closed (frees its memory).
+    with pytest.raises(Exception):  # noqa: B017 - a closed ORT session has no run
+        old_runtime.run(LINE)
 
 
 def test_corrupt_weights_fail_with_reason_and_old_version_serves(
