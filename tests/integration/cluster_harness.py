@@ -167,18 +167,26 @@ def gpu_and_cpu_cluster(tmp: Path, plans_yaml: str | None = None) -> Iterator[Cl
         c.stop_all()
 
 
-def make_cluster(tmp: Path, plans_yaml: str | None = None) -> Cluster:
-    """Settings, migrated database and model repository (str v2 = a copy of v1)."""
+def cluster_env(tmp: Path, broker_db: int = BROKER_DB, cache_db: int = CACHE_DB,
+                **extra: str) -> dict[str, str]:
+    """Worker environment: the given Redis dbs, a SQLite file and models in ``tmp``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCRQ_")}
     env.update({
-        "OCRQ_BROKER_URL": f"redis://127.0.0.1:6379/{BROKER_DB}",
-        "OCRQ_REDIS_URL": f"redis://127.0.0.1:6379/{CACHE_DB}",
+        "OCRQ_BROKER_URL": f"redis://127.0.0.1:6379/{broker_db}",
+        "OCRQ_REDIS_URL": f"redis://127.0.0.1:6379/{cache_db}",
         "OCRQ_DATABASE_URL": f"sqlite:///{tmp / 'ocrq.db'}",
         "OCRQ_MODEL_ROOT": str(tmp / "models"),
         "OCRQ_THREADS": "1",
         "OCRQ_HEARTBEAT_TTL_S": "3",  # a killed worker leaves the routing table within 3 s
         "PYTHONPATH": str(ROOT),
+        **extra,
     })
+    return env
+
+
+def make_cluster(tmp: Path, plans_yaml: str | None = None) -> Cluster:
+    """Settings, migrated database and model repository (str v2 = a copy of v1)."""
+    env = cluster_env(tmp)
     if plans_yaml is not None:
         (tmp / "plans.yaml").write_text(plans_yaml)
         env["OCRQ_PLANS_FILE"] = str(tmp / "plans.yaml")
@@ -195,12 +203,9 @@ def make_cluster(tmp: Path, plans_yaml: str | None = None) -> Cluster:
 
 
 def migrate(url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
+    from ocrq.cli.serve import upgrade  # what `ocrq db upgrade` runs
 
-    cfg = Config(str(ROOT / "migrations" / "alembic.ini"))
-    cfg.set_main_option("sqlalchemy.url", url)
-    command.upgrade(cfg, "head")
+    upgrade(url)
 
 
 def line_image(text: str = "Invoice 4711") -> bytes:

@@ -8,7 +8,6 @@ heartbeat must show fewer recognition forward passes than recognition calls.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
@@ -18,7 +17,7 @@ from redis import Redis
 from ocrq.cluster.snapshot import ProcessView
 from ocrq.models.repository import ModelRepository
 from ocrq.settings import Settings
-from tests.integration.cluster_harness import ROOT, Cluster, migrate
+from tests.integration.cluster_harness import Cluster, cluster_env, migrate
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(240)]
 BROKER_DB, CACHE_DB = 14, 15
@@ -39,18 +38,9 @@ def page(i: int) -> bytes:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("gpubatch")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCRQ_")}
-    env.update({
-        "OCRQ_BROKER_URL": f"redis://127.0.0.1:6379/{BROKER_DB}",
-        "OCRQ_REDIS_URL": f"redis://127.0.0.1:6379/{CACHE_DB}",
-        "OCRQ_DATABASE_URL": f"sqlite:///{tmp / 'ocrq.db'}",
-        "OCRQ_MODEL_ROOT": str(tmp / "models"),
-        "OCRQ_THREADS": "1",
-        "OCRQ_HEARTBEAT_TTL_S": "3",  # a beat every second: counters read soon after the jobs
-        # Generous on a loaded 2-core CI box so concurrent batches reliably meet.
-        "OCRQ_BATCH_WAIT_MS": "100",
-        "PYTHONPATH": str(ROOT),
-    })
+    # A beat every second (TTL 3 s): counters are read soon after the jobs. A wait
+    # generous on a loaded 2-core CI box, so concurrent batches reliably meet.
+    env = cluster_env(tmp, BROKER_DB, CACHE_DB, OCRQ_BATCH_WAIT_MS="100")
     for db in (BROKER_DB, CACHE_DB):
         Redis(db=db).flushdb()
     settings = Settings.from_env(env)

@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from redis import Redis
 
 from ocrq.cluster.agent import ProcessAgent
@@ -31,9 +29,9 @@ REDIS_URL = "redis://127.0.0.1:6379/11"
 
 
 def migrate(url: str) -> None:
-    cfg = Config(str(ROOT / "migrations" / "alembic.ini"))
-    cfg.set_main_option("sqlalchemy.url", url)
-    command.upgrade(cfg, "head")
+    from ocrq.cli.serve import upgrade  # what `ocrq db upgrade` runs
+
+    upgrade(url)
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
