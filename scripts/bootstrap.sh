@@ -7,16 +7,7 @@ cd "$(dirname "$0")/.."
 extras="${1:-}"
 PY="${PYTHON:-python3}"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
-apt_install() {
-  # Debian/Ubuntu packages, only those missing; needs root or sudo.
-  local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  command -v apt-get >/dev/null || { echo "please install: ${missing[*]}" >&2; return 1; }
-  echo "installing ${missing[*]}" >&2
-  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+. scripts/apt.sh
 
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ocrq needs Python >= 3.11" >&2; exit 1; }
 if [ ! -x .venv/bin/python ]; then

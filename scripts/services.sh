@@ -1,7 +1,5 @@
 # Sourced by scripts/test: system packages and local services for the suite.
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
-
-apt_missing() { local m=(); for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || m+=("$p"); done; echo "${m[@]:-}"; }
+. scripts/apt.sh
 
 ensure_system_packages() {
   # tesseract: the peer engine of `ocrq eval`; DejaVu: rendered test fixtures;
@@ -9,13 +7,7 @@ ensure_system_packages() {
   local want=(tesseract-ocr tesseract-ocr-eng fonts-dejavu-core python3-venv)
   port_open 6379 || want+=(redis-server)
   port_open 3306 || want+=(mariadb-server)
-  local missing; missing=$(apt_missing "${want[@]}")
-  [ -z "$missing" ] && return 0
-  command -v apt-get >/dev/null || { echo "please install: $missing" >&2; return 1; }
-  echo "installing $missing" >&2
-  as_root apt-get update -qq
-  # shellcheck disable=SC2086
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  apt_install "${want[@]}"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
