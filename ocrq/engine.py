@@ -36,6 +36,10 @@ class EngineOptions:
     flip_line_confidence: float = 0.98  # one line flipped on its own evidence
     min_line_confidence: float = 0.3  # drop recognised lines below this
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineOptions:
+        return cls(recognize=RecognizeOptions(languages=settings.lexicon_languages))
+
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
@@ -48,6 +52,7 @@ class Engine:
 
     @classmethod
     def from_settings(cls, settings: Settings, options: EngineOptions | None = None) -> Engine:
+        options = options or EngineOptions.from_settings(settings)
         return cls(ModelRegistry.from_settings(settings), options)
 
     def preload(self) -> None:

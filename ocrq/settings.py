@@ -39,6 +39,9 @@ class Settings:
     batch_wait_ms: float = -1.0
     batch_max: int = 64  # rows per merged forward pass
     gpu_worker_threads: int = 4  # tasks a GPU worker runs at once (threads, one process)
+    # Languages (wordfreq codes, comma-separated) whose common words guide the
+    # correction of look-alike glyphs in recognised words; "none" turns it off.
+    lexicon: str = "en"
 
     # --- input limits -------------------------------------------------------
     max_image_pixels: int = 60_000_000  # refuse before decoding (decompression bombs)
@@ -84,6 +87,11 @@ class Settings:
             values[f.name] = _convert(f.type, raw)
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def lexicon_languages(self) -> tuple[str, ...]:
+        langs = [x.strip() for x in self.lexicon.split(",") if x.strip()]
+        return () if langs in ([], ["none"]) else tuple(langs)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

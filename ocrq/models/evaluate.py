@@ -58,11 +58,11 @@ class GateResult:
 
 def pinned_engine(settings: Settings, repository: ModelRepository, name: str,
                   version: int, label: str) -> _PinnedEngine:
-    from ocrq.engine import Engine
+    from ocrq.engine import Engine, EngineOptions
 
     registry = ModelRegistry(repository, settings)
     registry.activate(name, version)  # a broken candidate fails here, before scoring
-    return _PinnedEngine(label, Engine(registry))
+    return _PinnedEngine(label, Engine(registry, EngineOptions.from_settings(settings)))
 
 
 def run_gate(settings: Settings, name: str, candidate: int, baseline: int,

@@ -27,6 +27,7 @@ import numpy as np
 
 from ocrq.models.registry import LoadedModel
 from ocrq.stages._common import normalize
+from ocrq.stages.lexicon import Glyph, Lexicon, get_lexicon
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,20 @@ class RecognizeOptions:
     space_ink_ratio: float = 0.4  # blank run / ink height that makes a word space...
     space_blank_ratio: float = 2.5  # ... and / the line's median gap between letters
     fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (see _settle_zero_o)
+    # wordfreq language codes whose common words guide corrections among the
+    # network's runner-up glyphs (stages/lexicon.py); () turns that off.
+    languages: tuple[str, ...] = ("en",)
 
 
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
 _DECIMAL = re.compile(r"\d[.,]\d")
+# An O that opens an amount ("RMO.20", "$O.50", "O.75") is a zero: after a
+# currency sign or code, or at the start of the word, before a decimal part.
+_AMOUNT_ZERO = re.compile(
+    r"(?:^|(?<=[-+($€£¥])|(?<=RM)|(?<=RP)|(?<=USD)|(?<=SGD)|(?<=EUR)|(?<=GBP)|(?<=MYR))"
+    r"[Oo](?=[.,]\d)",
+    re.IGNORECASE,
+)
 
 
 def _settle_zero_o(text: str) -> str:
@@ -59,13 +70,15 @@ def _settle_zero_o(text: str) -> str:
 
     Within a word, a run of letters whose only digit is 0 is a word ("R0N" ->
     "RON"), and a run of digits whose only letter is O is a number ("1O5O" ->
-    "1050"). Words that hold a decimal number ("RM0.00") keep their zeros;
-    mixed codes ("M026588") stay as read.
+    "1050"). Words that hold a decimal number ("RM0.00") keep their zeros,
+    and an O that opens an amount ("RMO.20") becomes one; mixed codes
+    ("M026588") stay as read.
     """
     return " ".join(_settle_word(word) for word in text.split(" "))
 
 
 def _settle_word(word: str) -> str:
+    word = _AMOUNT_ZERO.sub("0", word)
     numeric = bool(_DECIMAL.search(word))
     return _ALNUM_RUN.sub(lambda m: _zero_or_o(m, numeric=numeric), word)
 
@@ -116,6 +129,7 @@ def recognize(
     opts = options or RecognizeOptions()
     height = int(model.manifest.input.get("height", 48))
     charset = _charset(model)
+    lexicon = get_lexicon(tuple(opts.languages)) if opts.languages else None
     buckets: dict[int, list[int]] = defaultdict(list)
     resized: list[np.ndarray] = []
     for i, crop in enumerate(crops):
@@ -138,7 +152,8 @@ def recognize(
             probs = model.runtime.run(normalize(batch, model.manifest.input))
             for j, i in enumerate(chunk):
                 ink = ink_profile(resized[i])
-                results[i] = decode(probs[j], charset, opts, ink=ink, width=width)
+                results[i] = decode(probs[j], charset, opts, ink=ink, width=width,
+                                    lexicon=lexicon)
     return results
 
 
@@ -179,6 +194,7 @@ def decode(
     opts: RecognizeOptions,
     ink: Ink | None = None,
     width: int = 0,
+    lexicon: Lexicon | None = None,
 ) -> Recognized:
     """Greedy CTC decoding with confidence and word spacing.
 
@@ -208,10 +224,15 @@ def decode(
             for s0, s1 in zip(steps, steps[1:], strict=False)
         ]
     usual_blank = float(np.median(blanks)) if blanks else 0.0
-    out = [chars[0]]
+    # Tokens as lists of emitted steps (indices into ``steps``), split where the
+    # model emitted a space or where the spacing rules above put one.
+    tokens: list[list[int]] = [[] if chars[0] == " " else [0]]
     for k in range(1, len(chars)):
         prev, cur = chars[k - 1], chars[k]
-        if prev != " " and cur != " ":
+        if cur == " ":
+            tokens.append([])
+            continue
+        if prev != " ":
             between = probs[steps[k - 1] + 1 : steps[k], space_col]
             space = between.size > 0 and float(between.max()) >= opts.space_prob
             if blanks:
@@ -224,12 +245,44 @@ def decode(
                 gap = int(gaps[k - 1])
                 space |= gap >= opts.space_min_steps and gap >= opts.space_gap_ratio * pitch
             if space:
-                out.append(" ")
-        out.append(cur)
+                tokens.append([])
+        tokens[-1].append(k)
     # NFKC folds the full-width punctuation the Chinese dictionary often picks
     # for Latin text (（ → (, ： → :) into the ASCII a Latin page printed.
-    text = " ".join(unicodedata.normalize("NFKC", "".join(out)).split())
-    if opts.fix_zero_o:
-        text = _settle_zero_o(text)
+    glyphs = [unicodedata.normalize("NFKC", c) for c in chars]
+    words: list[str] = []
+    for token in filter(None, tokens):
+        for word in "".join(glyphs[k] for k in token).split():
+            if opts.fix_zero_o:
+                word = _settle_word(word)
+            if lexicon is not None and len(word) == len(token) and lexicon.needs(word):
+                word = lexicon.correct(_glyphs(probs, steps, idx, token, word, charset, lexicon))
+            words.append(word)
     conf = float(best[steps].mean())
-    return Recognized(text, conf)
+    return Recognized(" ".join(words), conf)
+
+
+def _glyphs(
+    probs: np.ndarray,
+    steps: np.ndarray,
+    idx: np.ndarray,
+    token: list[int],
+    word: str,
+    charset: list[str],
+    lexicon: Lexicon,
+) -> list[Glyph]:
+    """The token's characters with their probability and the network's runners-up."""
+    rows = probs[steps[token]]
+    k = min(lexicon.options.alternatives + 1, rows.shape[1] - 1)
+    top = np.argpartition(rows, -k, axis=1)[:, -k:]
+    out = []
+    for j, (row, cands, ch) in enumerate(zip(rows, top, word, strict=True)):
+        chosen = idx[steps[token[j]]]
+        alts = tuple(
+            (unicodedata.normalize("NFKC", charset[c]), float(row[c]))
+            for c in cands
+            if c != chosen and 0 < c < len(charset) and row[c] >= lexicon.options.min_alternative
+            and charset[c].strip()
+        )
+        out.append(Glyph(ch, float(row[chosen]), alts))
+    return out

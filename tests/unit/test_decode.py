@@ -73,3 +73,11 @@ def test_zero_and_o_settled_by_their_neighbours():
     assert fix("M026588 N0 0 O 00 1O") == "M026588 N0 0 O 00 1O"
     # A word holding a decimal number keeps its zeros.
     assert fix("RM0.00 TOTAL:RM0,50") == "RM0.00 TOTAL:RM0,50"
+
+
+def test_an_o_that_opens_an_amount_is_a_zero():
+    from ocrq.stages.recognize import _settle_zero_o as fix
+
+    assert fix("RMO.20 -RMO.01 $O.50 O.75 (O.5)") == "RM0.20 -RM0.01 $0.50 0.75 (0.5)"
+    # "NO." is the abbreviation for number, and a word is not an amount.
+    assert fix("NO.32 INFO.12 O.K") == "NO.32 INFO.12 O.K"

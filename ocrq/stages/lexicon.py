@@ -1,0 +1,148 @@
+"""Word-level correction of recognised text among the recogniser's own alternatives.
+
+The PP-OCRv4 recogniser confuses glyphs that look alike in receipt fonts:
+M is read as H or N ("Tine", "TANAN"), l/I/T/1, O/Q, P/F. At such a
+character the network usually gives the right glyph the second-highest
+probability. For a word that is not a common word of the configured
+languages, we try swapping in those runner-up characters (at most two) and
+keep a swap when the new word is common enough to outweigh what the swap
+costs in the network's own probabilities (a noisy-channel choice):
+
+    score(word) = ln(10) * zipf(word) + sum(ln p(chosen char))
+
+``zipf`` is the word's frequency on the Zipf scale (log10 per billion words)
+from the wordfreq package, whose lists ship inside the wheel: nothing is
+downloaded. Words that are already common, numbers, and codes with more than
+one digit are never touched; a glyph the network did not offer is never
+invented.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ocrq.errors import OcrqError
+
+LN10 = math.log(10)
+
+
+@dataclass(frozen=True)
+class Glyph:
+    """One decoded character with its probability and the runners-up."""
+
+    char: str
+    prob: float
+    alternatives: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class LexiconOptions:
+    known_zipf: float = 3.0  # a word at least this common is left as read
+    short_min_zipf: float = 5.5  # two-letter words change only into very common ones
+    max_swaps: int = 2
+    min_alternative: float = 0.02  # runner-up glyphs below this probability are not offered
+    alternatives: int = 4  # runner-ups looked at per character
+
+
+class UnknownLanguage(OcrqError):
+    code = "unknown_language"
+
+
+class Lexicon:
+    """Word frequencies for a set of languages (wordfreq codes such as ``en``, ``ms``)."""
+
+    def __init__(self, languages: Sequence[str], options: LexiconOptions | None = None) -> None:
+        import wordfreq  # lazy: only engines that correct words pay for the import
+
+        known = set(wordfreq.available_languages())
+        bad = [lang for lang in languages if lang not in known]
+        if bad:
+            raise UnknownLanguage(
+                f"unknown lexicon language(s) {', '.join(bad)}; known: {', '.join(sorted(known))}"
+            )
+        self.languages = tuple(languages)
+        self.options = options or LexiconOptions()
+        self._zipf = lru_cache(maxsize=65536)(self._lookup)
+
+    def _lookup(self, word: str) -> float:
+        import wordfreq
+
+        return max(wordfreq.zipf_frequency(word, lang) for lang in self.languages)
+
+    def zipf(self, word: str) -> float:
+        return self._zipf(word.lower())
+
+    def _core(self, text: str) -> tuple[range, list[int], float] | None:
+        """The token's alphanumeric core, its digit positions and zipf; None: keep as is."""
+        i0, i1 = 0, len(text)
+        while i0 < i1 and not text[i0].isalnum():
+            i0 += 1
+        while i1 > i0 and not text[i1 - 1].isalnum():
+            i1 -= 1
+        core = range(i0, i1)
+        if len(core) < 2 or not text[i0:i1].isalnum():
+            return None
+        digits = [i for i in core if text[i].isdigit()]
+        # A number, or a code with several digits ("SR1234"), is not a word.
+        if len(digits) > 1 or len(digits) == len(core):
+            return None
+        z0 = 0.0 if digits else self.zipf(text[i0:i1])
+        return None if z0 >= self.options.known_zipf else (core, digits, z0)
+
+    def needs(self, text: str) -> bool:
+        """Whether ``text`` (one token) is a candidate for correction at all."""
+        return self._core(text) is not None
+
+    def correct(self, word: Sequence[Glyph]) -> str:
+        """The best spelling of one whitespace-free token (punctuation at its ends kept)."""
+        text = "".join(g.char for g in word)
+        if len(text) != len(word):
+            return text  # a glyph that normalised to several characters: leave it
+        found = self._core(text)
+        if found is None:
+            return text
+        core, digits, z0 = found
+        opts = self.options
+        letters = {i: [(a, p) for a, p in word[i].alternatives if a.isalpha()] for i in core}
+        slots = [i for i in core if letters[i]]
+        if any(d not in slots for d in digits):
+            return text  # a digit becomes a letter only if the network offered one
+        best_score = LN10 * z0 if not digits else -math.inf
+        best = text
+        for n in range(1, opts.max_swaps + 1):
+            for pos in itertools.combinations(slots, n):
+                if any(d not in pos for d in digits):
+                    continue
+                for picks in itertools.product(*(letters[i] for i in pos)):
+                    chars = [g.char for g in word]
+                    cost = 0.0
+                    for i, (alt, p) in zip(pos, picks, strict=True):
+                        chars[i] = _same_case(alt, chars, i)
+                        cost += math.log(p) - math.log(max(word[i].prob, 1e-9))
+                    z = self.zipf("".join(chars[i] for i in core))
+                    if z <= 0 or (len(core) < 3 and z < opts.short_min_zipf):
+                        continue
+                    score = LN10 * z + cost
+                    if score > best_score:
+                        best_score, best = score, "".join(chars)
+        return best
+
+
+def _same_case(alt: str, chars: list[str], i: int) -> str:
+    """Case the swapped-in letter like its neighbours (the lexicon is case-free)."""
+    near = [chars[j] for j in (i - 1, i + 1) if 0 <= j < len(chars) and chars[j].isalpha()]
+    if near and all(c.isupper() for c in near):
+        return alt.upper()
+    if near and all(c.islower() for c in near):
+        return alt.lower()
+    return alt
+
+
+@lru_cache(maxsize=8)
+def get_lexicon(languages: tuple[str, ...]) -> Lexicon:
+    """One shared (read-only) lexicon per language set and process."""
+    return Lexicon(languages)

@@ -1,0 +1,74 @@
+"""Correction of look-alike glyphs among the recogniser's runners-up (stages/lexicon.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ocrq.stages.lexicon import Glyph, Lexicon, UnknownLanguage
+from ocrq.stages.recognize import RecognizeOptions, decode
+
+
+@pytest.fixture(scope="module")
+def en() -> Lexicon:
+    return Lexicon(("en",))
+
+
+def word(text: str, alts: dict[int, list[tuple[str, float]]] | None = None,
+         prob: float = 0.6) -> list[Glyph]:
+    alts = alts or {}
+    return [Glyph(c, prob if i in alts else 0.98, tuple(alts.get(i, ())))
+            for i, c in enumerate(text)]
+
+
+def test_a_runner_up_glyph_that_makes_a_common_word_is_taken(en):
+    assert en.correct(word("Tine", {2: [("m", 0.3)]})) == "Time"
+    # Upper-case words stay upper case; punctuation at the ends is kept.
+    assert en.correct(word("TINE:", {2: [("M", 0.3)]})) == "TIME:"
+    assert en.correct(word("(AHOUNT)", {2: [("M", 0.2)]})) == "(AMOUNT)"
+    # Two swaps in one word.
+    assert en.correct(word("Descniplion", {4: [("r", 0.2)], 7: [("t", 0.2)]})) == "Description"
+
+
+def test_nothing_changes_without_a_runner_up_or_for_common_words(en):
+    assert en.correct(word("Tine")) == "Tine"  # the network offered nothing else
+    assert en.correct(word("time", {2: [("n", 0.4)]})) == "time"  # already a word
+    # A runner-up the network barely believed does not beat a plausible reading.
+    assert en.correct(word("Tine", {2: [("m", 1e-6)]}, prob=0.999)) == "Tine"
+
+
+def test_numbers_and_codes_are_not_words(en):
+    assert en.correct(word("2019", {0: [("Z", 0.3)]})) == "2019"
+    assert en.correct(word("SR12", {2: [("I", 0.4)]})) == "SR12"
+    # One digit among letters is a glyph the network may have mistaken...
+    assert en.correct(word("tota1", {4: [("l", 0.3)]})) == "total"
+    # ... but only into a letter it offered.
+    assert en.correct(word("tota1", {4: [("7", 0.3)]})) == "tota1"
+
+
+def test_two_letter_words_change_only_into_very_common_ones(en):
+    assert en.correct(word("N0", {1: [("O", 0.3)]})) == "NO"
+    assert en.correct(word("RH", {1: [("M", 0.3)]})) == "RH"  # "rm" is not common enough
+
+
+def test_unknown_language_lists_the_known_ones():
+    with pytest.raises(UnknownLanguage) as err:
+        Lexicon(("en", "xx"))
+    assert "xx" in err.value.message and "en" in err.value.message
+
+
+def test_decode_applies_the_lexicon_to_each_word():
+    charset = ["", "T", "i", "n", "m", "e", "S", "H", "O", "P", " "]
+    probs = np.full((30, len(charset)), 0.001, np.float32)
+    probs[:, 0] = 0.99
+    # "Tine SHOP": the third glyph is n (0.6) with m as runner-up (0.35).
+    for t, k in [(1, 1), (3, 2), (5, 3), (7, 5), (12, 6), (14, 7), (16, 8), (18, 9)]:
+        probs[t] = 0.001
+        probs[t, k] = 0.95
+    probs[5, 3], probs[5, 4] = 0.6, 0.35
+    probs[10, 10] = 0.3  # a space between the words
+    plain = decode(probs, charset, RecognizeOptions(languages=()))
+    assert plain.text == "Tine SHOP"
+    fixed = decode(probs, charset, RecognizeOptions(), lexicon=Lexicon(("en",)))
+    assert fixed.text == "Time SHOP"
+    assert fixed.confidence == plain.confidence
