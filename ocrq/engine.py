@@ -19,6 +19,7 @@ from ocrq.document import Line, PageResult
 from ocrq.models.registry import ModelRegistry
 from ocrq.settings import Settings
 from ocrq.stages.detect import DetectOptions, detect
+from ocrq.stages.leaders import leader_dots
 from ocrq.stages.recognize import RecognizeOptions, crop_lines, recognize
 from ocrq.stages.reorder import reading_order
 from ocrq.stages.rotate import classify_lines, classify_pages, rotate_image
@@ -32,6 +33,7 @@ class EngineOptions:
     recognize: RecognizeOptions = field(default_factory=RecognizeOptions)
     use_rotation: bool = True  # page orientation model
     use_direction: bool = True  # per-line 180° model
+    use_leaders: bool = True  # dot leaders right of a line become "." (stages/leaders.py)
     rot_min_confidence: float = 0.5  # below this the page is left as it is
     flip_line_confidence: float = 0.98  # one line flipped on its own evidence
     min_line_confidence: float = 0.3  # drop recognised lines below this
@@ -67,7 +69,8 @@ class Engine:
         models = {**r["models"], **d["models"], **t["models"]}
         h, w = image.shape[:2]
         return self.step_reorder(
-            name, w, h, d["rotation"], d["polygons"], t["texts"], models, timings
+            name, w, h, d["rotation"], d["polygons"], t["texts"], models, timings,
+            leaders=d["leaders"],
         )
 
     # --- steps -----------------------------------------------------------------
@@ -86,9 +89,11 @@ class Engine:
 
         When most lines read upside down the page is turned a further 180°
         (``rotation`` in the answer is the final one) and the polygons are
-        given in that frame.
+        given in that frame. ``leaders`` counts the leader dots right of each
+        line (stages/leaders.py), for step_reorder to append.
         """
         t0 = time.perf_counter()
+        asked = rotation
         upright = rotate_image(image, rotation)
         det = self.registry.get("std")
         regions = detect(det, [upright], self.options.detect)[0]
@@ -108,11 +113,17 @@ class Engine:
                 votes = [(not f, c) for f, c in votes]
             limit = self.options.flip_line_confidence
             flipped = [f and c >= limit for f, c in votes]
+        leaders = [0] * len(polygons)
+        if self.options.use_leaders and polygons:
+            page = upright if rotation == asked else rotate_image(image, rotation)
+            leaders = [0 if f else n for n, f in
+                       zip(leader_dots(page, polygons), flipped, strict=True)]
         return {
             "rotation": rotation,
             "polygons": [np.round(p.astype(np.float64), 1).tolist() for p in polygons],
             "scores": [round(r.score, 4) for r in regions],
             "flipped": flipped,
+            "leaders": leaders,
             "models": models,
             "ms": _ms(t0),
         }
@@ -148,8 +159,13 @@ class Engine:
         texts: Sequence[Sequence[Any]],
         models: dict[str, int],
         timings_ms: dict[str, float],
+        leaders: Sequence[int] | None = None,
     ) -> PageResult:
+        """Assemble the page; ``leaders``: dots to append to each line (step_detect)."""
         t0 = time.perf_counter()
+        if leaders:
+            texts = [[str(t[0]) + "." * int(n), t[1]] if n and str(t[0]).strip() else t
+                     for t, n in zip(texts, leaders, strict=True)]
         keep = [i for i, (text, conf) in enumerate(texts)
                 if text.strip() and float(conf) >= self.options.min_line_confidence]
         quads = [np.asarray(polygons[i], np.float32) for i in keep]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -191,3 +192,36 @@ def _png(width: int, height: int, idat: bytes) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
             + chunk(b"IEND", b""))
+
+
+# --- dot leaders ------------------------------------------------------------------
+GREY = 90  # receipt leaders are fainter than the text
+Drawer = Callable[[ImageDraw.ImageDraw, int, int], None]
+
+
+def label_with(extra: Drawer, label: str = "TOTAL AMT", size: int = 24
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """White strip with ``label`` at (20, 20); ``extra(draw, x_end, baseline)``
+    draws what follows. Returns the BGR image and the label's box as a DB-like quad."""
+    img = Image.new("L", (900, 80), 255)
+    draw = ImageDraw.Draw(img)
+    font = _font("DejaVuSansMono", size)
+    x0, y0, x1, y1 = draw.textbbox((20, 20), label, font=font)
+    draw.text((20, 20), label, font=font, fill=0)
+    extra(draw, x1, y1)
+    pad = 0.4 * (y1 - y0)  # the detector's boxes reach past the ink
+    quad = np.array([[x0 - pad, y0 - pad], [x1 + pad / 2, y0 - pad],
+                     [x1 + pad / 2, y1 + pad], [x0 - pad, y1 + pad]], np.float32)
+    bgr = np.repeat(np.asarray(img)[:, :, None], 3, axis=2)
+    return bgr, quad
+
+
+def dots(n: int, pitch: int = 10, start: int = 8, r: float = 1.6, fill: int = GREY) -> Drawer:
+    """``n`` round dots on the baseline, ``pitch`` px apart, starting ``start`` px
+    after the label (a dot leader as receipt printers print it)."""
+
+    def draw(d: ImageDraw.ImageDraw, x_end: int, baseline: int) -> None:
+        for k in range(n):
+            cx, cy = x_end + start + k * pitch, baseline - r - 1
+            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    return draw

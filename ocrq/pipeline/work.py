@@ -116,7 +116,7 @@ def detect(state: WorkerState, ctx: dict[str, Any]
     out = {**ctx, "rotation": d["rotation"],
            "models": {**ctx.get("models", {}), **d["models"]},
            "timings_ms": {**ctx.get("timings_ms", {}), "detect": d["ms"]},
-           "polygons": d["polygons"], "flipped": d["flipped"]}
+           "polygons": d["polygons"], "flipped": d["flipped"], "leaders": d["leaders"]}
     return out, d["polygons"], d["flipped"]
 
 
@@ -150,7 +150,8 @@ def reorder(state: WorkerState, results: list[dict[str, Any]], ctx: dict[str, An
     timings = {**ctx.get("timings_ms", {}),
                "recognize": round(sum(r["ms"] for r in results), 2)}
     page = state.engine.step_reorder(ctx["name"], ctx["width"], ctx["height"], ctx["rotation"],
-                                     ctx["polygons"], texts, models, timings)
+                                     ctx["polygons"], texts, models, timings,
+                                     leaders=ctx.get("leaders"))
     doc = page.to_dict()
     finish(state, job_id, JobStatus.SUCCEEDED, document=doc, batches_done=len(results),
            batches_total=len(results))

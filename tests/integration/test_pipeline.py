@@ -174,6 +174,16 @@ def test_fan_out_200_lines_same_text_as_engine(st: Stack, page_200_png: bytes) -
     assert page.text() == local.text(), (page.to_dict(), local.to_dict())
 
 
+def test_dot_leaders_found_at_detection_reach_the_result(st: Stack) -> None:
+    from tests.fixtures import dots, label_with
+
+    image, _ = label_with(dots(18))
+    base = st.web()
+    doc = st.wait(base, submit(base, encode(image, "png")).json()["id"])
+    assert doc["status"] == "succeeded", doc["error"]
+    assert PageResult.from_dict(doc["result"]).text() == "TOTAL AMT" + "." * 18
+
+
 def test_bid_options_and_json_base64_intake(st: Stack, one_line_png: bytes) -> None:
     base = st.web()
     r = requests.post(f"{base}/v1/jobs", json={

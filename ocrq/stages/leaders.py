@@ -1,0 +1,124 @@
+"""Dot leaders: the rows of dots that join a label to its value.
+
+"TOTAL AMT .............. RM 60.31" — the DB detector keeps the words but
+leaves most of the dots outside its boxes (they are small and faint), so the
+text would lose them. After detection we look right of each near-horizontal
+line, up to the next box on the same row: a leader is a run of at least
+``min_dots`` small, roughly square blobs of ink on the text's baseline half,
+evenly spaced, of even size and height. The count is appended to the line's
+text as ``.`` characters when the page is assembled.
+
+A rule under the text, speckle and ordinary punctuation do not qualify: a rule
+lies below the text's own rows, speckle is neither evenly spaced nor aligned,
+and a line of text ends the search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LeaderOptions:
+    min_dots: int = 4
+    max_span: float = 40.0  # search at most this many line heights to the right
+    max_dot: float = 0.3  # a dot is at most this share of the box height across
+    max_aspect: float = 1.8  # (long side + 1) / (short side + 1) of a dot
+    max_pitch_cv: float = 0.2  # spread of the spacing between dots
+    max_size_cv: float = 0.5  # spread of the dots' areas
+    max_y_spread: float = 0.08  # spread of their centres, in box heights
+    max_skew: float = 0.1  # only near-horizontal lines (|dy/dx| of the top edge)
+
+
+def leader_dots(
+    image: np.ndarray, polygons: Sequence[np.ndarray], options: LeaderOptions | None = None
+) -> list[int]:
+    """For each polygon, the number of leader dots right of it on ``image`` (0: none)."""
+    opts = options or LeaderOptions()
+    if not len(polygons):
+        return []
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    quads = np.asarray([np.asarray(p, np.float32).reshape(4, 2) for p in polygons])
+    return [_leader(gray, quads, i, opts) for i in range(len(quads))]
+
+
+def _leader(gray: np.ndarray, quads: np.ndarray, i: int, opts: LeaderOptions) -> int:
+    height, width = gray.shape
+    q = quads[i]
+    dx, dy = q[1] - q[0]
+    if dx <= 0 or abs(dy) > opts.max_skew * dx:
+        return 0
+    y0 = max(0, int(np.floor(min(q[0, 1], q[1, 1]))))
+    y1 = min(height, int(np.ceil(max(q[2, 1], q[3, 1]))))
+    bh = y1 - y0
+    if bh < 6:
+        return 0
+    xl, xr = max(0, int(np.floor(q[:, 0].min()))), int(np.ceil(q[:, 0].max()))
+    limit = min(width, int(xr + opts.max_span * bh))
+    # The next box on the same row (vertical overlap) ends the search.
+    others = np.delete(quads, i, axis=0)
+    if len(others):
+        oy0, oy1 = others[:, :, 1].min(axis=1), others[:, :, 1].max(axis=1)
+        ox0 = others[:, :, 0].min(axis=1)
+        overlap = np.minimum(y1, oy1) - np.maximum(y0, oy0)
+        same_row = (overlap > 0.4 * np.minimum(bh, oy1 - oy0)) & (ox0 > xr - 0.5 * bh)
+        if same_row.any():
+            limit = min(limit, int(ox0[same_row].min()))
+    if limit - xr < 2 * bh or xr - xl < 2:
+        return 0
+    text = gray[y0:y1, xl:xr]
+    if int(text.max()) - int(text.min()) < 40:
+        return 0
+    # Ink is what the line's own text calls ink (Otsu on the text box).
+    thr, _ = cv2.threshold(text, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    rows = np.flatnonzero((text < thr).mean(axis=1) > 0.08)
+    if rows.size == 0:
+        return 0
+    # The text's own rows: the longest run (a rule under the text is another run).
+    runs = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
+    run = max(runs, key=len)
+    top, bottom = int(run[0]), int(run[-1])
+    binary = (gray[y0:y1, xr:limit] < thr).astype(np.uint8)
+    n, _, stats, centres = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    order = sorted(range(1, n), key=lambda k: stats[k, 0])
+    small = opts.max_dot * bh
+    xs: list[float] = []
+    ys: list[float] = []
+    areas: list[int] = []
+    for k in order:
+        _, _, w, h, area = (int(v) for v in stats[k])
+        cx, cy = float(centres[k, 0]), float(centres[k, 1])
+        dot = (w <= small and h <= small and area >= 2
+               and max(w, h) + 1 <= opts.max_aspect * (min(w, h) + 1)
+               and top + 0.45 * (bottom - top) <= cy <= bottom + 1)
+        if not dot:
+            if h >= small or w > small:
+                break  # real ink: text or a rule ends the leader
+            continue  # a speck
+        if not xs:
+            if cx > 1.2 * bh:
+                break  # a leader starts right where the text ends
+        elif len(xs) == 1:
+            if cx - xs[-1] > 1.2 * bh:
+                break
+        else:
+            pitch = float(np.median(np.diff(xs)))
+            if cx - xs[-1] > 1.7 * pitch:
+                break
+            if cx - xs[-1] < 0.5 * pitch:
+                continue  # a fragment of the previous dot
+        xs.append(cx)
+        ys.append(cy)
+        areas.append(area)
+    if len(xs) < opts.min_dots:
+        return 0
+    gaps, sizes = np.diff(xs), np.asarray(areas, float)
+    if (gaps.std() > opts.max_pitch_cv * gaps.mean()
+            or float(np.std(ys)) > opts.max_y_spread * bh
+            or sizes.std() > opts.max_size_cv * sizes.mean()):
+        return 0
+    return len(xs)

@@ -1,0 +1,63 @@
+"""Dot leaders right of a line (stages/leaders.py) and their dots in the page text."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import ImageDraw
+
+from ocrq.stages.leaders import leader_dots
+from tests.fixtures import GREY, _font, dots, label_with
+
+
+def test_counts_the_dots_of_a_leader():
+    for n in (4, 9, 23):
+        image, quad = label_with(dots(n))
+        assert leader_dots(image, [quad]) == [n]
+
+
+def test_the_next_box_on_the_row_ends_the_leader():
+    image, quad = label_with(dots(20))
+    x_stop = quad[1, 0] + 8 + 10 * 12 - 4  # between the 12th and the 13th dot
+    value = quad.copy()
+    value[:, 0] += x_stop - value[0, 0]
+    assert leader_dots(image, [quad, value])[0] == 12
+
+
+def test_text_after_a_gap_of_dots_ends_the_leader():
+    def then_text(d: ImageDraw.ImageDraw, x_end: int, baseline: int) -> None:
+        dots(6)(d, x_end, baseline)
+        d.text((x_end + 8 + 6 * 10, 20), "RM 60.31", font=_font("DejaVuSansMono", 24), fill=0)
+    image, quad = label_with(then_text)
+    assert leader_dots(image, [quad]) == [6]
+
+
+def test_rules_speckle_and_plain_punctuation_are_not_leaders():
+    def rule(d: ImageDraw.ImageDraw, x_end: int, baseline: int) -> None:
+        # A dashed rule under the whole line, as receipts print between sections.
+        for x in range(10, 880, 9):
+            d.rectangle([x, baseline + 8, x + 4, baseline + 9], fill=GREY)
+    image, quad = label_with(rule)
+    assert leader_dots(image, [quad]) == [0]
+
+    rng = np.random.default_rng(7)
+    def speckle(d: ImageDraw.ImageDraw, x_end: int, baseline: int) -> None:
+        for _ in range(40):
+            x, y = int(rng.integers(x_end, 880)), int(rng.integers(10, 70))
+            s = int(rng.integers(1, 3))
+            d.rectangle([x, y, x + s, y + s], fill=int(rng.integers(60, 200)))
+    image, quad = label_with(speckle)
+    assert leader_dots(image, [quad]) == [0]
+
+    image, quad = label_with(dots(3))  # "..." after a word is the recogniser's job
+    assert leader_dots(image, [quad]) == [0]
+    image, quad = label_with(lambda d, x, y: None)
+    assert leader_dots(image, [quad]) == [0]
+
+
+def test_engine_appends_the_leader_to_its_line(engine):
+    image, _ = label_with(dots(18))
+    page = engine.run(image, "leader.png")
+    texts = [ln.text for ln in page.lines]
+    line = next(t for t in texts if "TOTAL" in t.upper())
+    assert line.upper().startswith("TOTAL AMT")
+    assert line.count(".") == 18, texts
