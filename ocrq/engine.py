@@ -20,6 +20,7 @@ from ocrq.models.registry import ModelRegistry
 from ocrq.settings import Settings
 from ocrq.stages.detect import DetectOptions, detect
 from ocrq.stages.leaders import leader_dots
+from ocrq.stages.lexicon import get_lexicon
 from ocrq.stages.recognize import RecognizeOptions, crop_lines, recognize
 from ocrq.stages.reorder import reading_order
 from ocrq.stages.rotate import classify_lines, classify_pages, rotate_image
@@ -51,6 +52,9 @@ class Engine:
     def __init__(self, registry: ModelRegistry, options: EngineOptions | None = None) -> None:
         self.registry = registry
         self.options = options or EngineOptions()
+        if self.options.recognize.languages:
+            # A misspelt OCRQ_LEXICON fails here, at start-up, not in every job.
+            get_lexicon(tuple(self.options.recognize.languages))
 
     @classmethod
     def from_settings(cls, settings: Settings, options: EngineOptions | None = None) -> Engine:

@@ -57,6 +57,18 @@ def test_unknown_language_lists_the_known_ones():
     assert "xx" in err.value.message and "en" in err.value.message
 
 
+def test_an_engine_with_an_unknown_lexicon_language_fails_at_start(model_root):
+    from ocrq.engine import Engine
+    from ocrq.settings import Settings
+
+    settings = Settings.from_env(environ={"OCRQ_LEXICON": "en,klingon"}, model_root=model_root)
+    assert settings.lexicon_languages == ("en", "klingon")
+    with pytest.raises(UnknownLanguage, match="klingon"):
+        Engine.from_settings(settings)
+    off = Settings.from_env(environ={"OCRQ_LEXICON": "none"}, model_root=model_root)
+    assert Engine.from_settings(off).options.recognize.languages == ()
+
+
 def test_decode_applies_the_lexicon_to_each_word():
     charset = ["", "T", "i", "n", "m", "e", "S", "H", "O", "P", " "]
     probs = np.full((30, len(charset)), 0.001, np.float32)
