@@ -5,8 +5,10 @@ M is read as H or N ("Tine", "TANAN"), l/I/T/1, O/Q, P/F. At such a
 character the network usually gives the right glyph the second-highest
 probability. For a word that is not a common word of the configured
 languages, we try swapping in those runner-up characters (at most two) and
-keep a swap when the new word is common enough to outweigh what the swap
-costs in the network's own probabilities (a noisy-channel choice):
+keep a swap when the new word is common (Zipf >= 2, about once per 100
+million words: not a rare name that happens to be one glyph away) and common
+enough to outweigh what the swap costs in the network's own probabilities (a
+noisy-channel choice):
 
     score(word) = ln(10) * zipf(word) + sum(ln p(chosen char))
 
@@ -42,6 +44,7 @@ class Glyph:
 @dataclass(frozen=True)
 class LexiconOptions:
     known_zipf: float = 3.0  # a word at least this common is left as read
+    min_zipf: float = 2.0  # a correction must make a word at least this common
     short_min_zipf: float = 5.5  # two-letter words change only into very common ones
     max_swaps: int = 2
     min_alternative: float = 0.02  # runner-up glyphs below this probability are not offered
@@ -124,7 +127,7 @@ class Lexicon:
                         chars[i] = _same_case(alt, chars, i)
                         cost += math.log(p) - math.log(max(word[i].prob, 1e-9))
                     z = self.zipf("".join(chars[i] for i in core))
-                    if z <= 0 or (len(core) < 3 and z < opts.short_min_zipf):
+                    if z < opts.min_zipf or (len(core) < 3 and z < opts.short_min_zipf):
                         continue
                     score = LN10 * z + cost
                     if score > best_score:

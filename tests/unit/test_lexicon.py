@@ -84,3 +84,9 @@ def test_decode_applies_the_lexicon_to_each_word():
     fixed = decode(probs, charset, RecognizeOptions(), lexicon=Lexicon(("en",)))
     assert fixed.text == "Time SHOP"
     assert fixed.confidence == plain.confidence
+
+
+def test_a_correction_must_make_a_reasonably_common_word(en):
+    # "tiran" is in the English list, but rarer than once per 100 million words.
+    assert en.zipf("tiran") < 2.0 < en.zipf("time")
+    assert en.correct(word("TIRAM", {4: [("N", 0.4)]})) == "TIRAM"
