@@ -31,6 +31,9 @@ class Settings:
     runtime: str = "onnxruntime"  # onnxruntime | torch
     device: str = "cpu"  # cpu | cuda | cuda:N
     threads: int = 0  # intra-op threads per model session; 0 = all cores
+    # ONNX Runtime on CPU: copies of the recogniser and line-direction model that
+    # split each batch's rows (0 = min(threads, 4); 1 = one session with all threads).
+    cpu_copies: int = 0
     fp16: bool = False  # torch runtime on CUDA only
     graph_rewrite: bool = True  # ONNX Runtime: fuse hard-swish, fold conv affine (graph_opt)
     torch_compile: bool = False  # torch runtime: torch.compile(dynamic=True) at load

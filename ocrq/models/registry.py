@@ -16,17 +16,20 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ocrq.errors import ModelLoadError, OcrqError
 from ocrq.models.repository import Manifest, ModelRepository, model_spec
 from ocrq.models.runtimes import Runtime, load_runtime
 from ocrq.models.runtimes.batching import BatchingRuntime
+from ocrq.models.runtimes.sharded import ShardedRuntime
 from ocrq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 _PINS: ContextVar[Mapping[str, int] | None] = ContextVar("ocrq_model_pins", default=None)
 # Models whose concurrent calls may share a forward pass (rows independent of each other).
 BATCHED = ("str", "dir")
+MAX_AUTO_COPIES = 4  # each copy keeps its own memory arena
 
 
 class Status(enum.StrEnum):
@@ -249,6 +253,25 @@ class ModelRegistry:
             return {b: dict(p) for b, p in self._bid_pins.items()}
 
     # --- changing ------------------------------------------------------------
+    def _runtime(self, name: str, weights: Path) -> Runtime:
+        s = self.settings
+
+        def make(threads: int) -> Runtime:
+            return load_runtime(s.runtime, weights, device=s.device, threads=threads,
+                                fp16=s.fp16, graph_rewrite=s.graph_rewrite,
+                                torch_compile=s.torch_compile)
+
+        total = s.threads or os.cpu_count() or 1
+        copies = 1
+        if name in BATCHED and s.runtime == "onnxruntime" and s.device == "cpu":
+            # Many small passes (a page's lines): copies that split the rows
+            # beat intra-op threads (runtimes/sharded.py).
+            copies = s.cpu_copies or min(total, MAX_AUTO_COPIES)
+        if copies < 2:
+            return make(s.threads)
+        per_copy = max(1, total // copies)
+        return ShardedRuntime(lambda: make(per_copy), copies)
+
     def load(self, name: str, version: int) -> LoadedModel:
         """Load (or return the already loaded) ``name``/``version``; not activated."""
         key = (name, version)
@@ -263,15 +286,7 @@ class ModelRegistry:
             try:
                 manifest = self.repository.manifest(name, version)
                 self.repository.verify(manifest)
-                runtime = load_runtime(
-                    self.settings.runtime,
-                    manifest.weights_path,
-                    device=self.settings.device,
-                    threads=self.settings.threads,
-                    fp16=self.settings.fp16,
-                    graph_rewrite=self.settings.graph_rewrite,
-                    torch_compile=self.settings.torch_compile,
-                )
+                runtime = self._runtime(name, manifest.weights_path)
                 if name in BATCHED and self.settings.batch_wait_ms > 0:
                     # One wrapper per loaded version: a canary's rows never share
                     # a pass with the active version's.

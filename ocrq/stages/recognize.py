@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from ocrq.models.registry import LoadedModel
+from ocrq.models.runtimes.sharded import run_many
 from ocrq.stages._common import normalize
 from ocrq.stages.lexicon import Glyph, Lexicon, get_lexicon
 
@@ -42,6 +43,7 @@ class RecognizeOptions:
     min_width: int = 128
     max_width: int = 2560  # longer crops are squeezed (rare: a whole-page-wide line)
     max_batch_pixels: int = 48 * 4096 * 8  # bounds one forward pass's input
+    round_batches: int = 4  # passes' worth of input handed to the runtime at once
     # Without an ink profile (no contrast): CTC step distance against the pitch.
     space_gap_ratio: float = 1.55  # gap / median pitch above which a space is inserted
     space_min_steps: int = 4  # ... and at least this many CTC steps
@@ -138,18 +140,30 @@ def recognize(
         resized.append(cv2.resize(crop, (rw, height), interpolation=cv2.INTER_LINEAR))
         width = max(opts.min_width, math.ceil(rw / opts.bucket) * opts.bucket)
         buckets[width].append(i)
-    results: list[Recognized] = [Recognized("", 0.0)] * len(crops)
+    chunks: list[tuple[int, list[int]]] = []  # (padded width, crop indices)
     for width, idxs in sorted(buckets.items()):
         per_batch = max(1, opts.max_batch_pixels // (height * width))
-        for start in range(0, len(idxs), per_batch):
-            chunk = idxs[start : start + per_batch]
+        chunks += [(width, idxs[s : s + per_batch]) for s in range(0, len(idxs), per_batch)]
+    results: list[Recognized] = [Recognized("", 0.0)] * len(crops)
+    # Passes go to the runtime a round at a time: a sharded runtime spreads a
+    # round's batches over its copies; the round bounds the memory held at once.
+    budget = opts.round_batches * opts.max_batch_pixels
+    while chunks:
+        round_, pixels = [], 0
+        while chunks and (not round_ or pixels + height * chunks[0][0] * len(chunks[0][1])
+                          <= budget):
+            round_.append(chunks.pop(0))
+            pixels += height * round_[-1][0] * len(round_[-1][1])
+        batches = []
+        for width, chunk in round_:
             batch = np.zeros((len(chunk), height, width, 3), np.uint8)
             # Pad with what normalises to 0 is what PaddleOCR does (zeros after
             # normalisation); we pad in pixel space with mid-grey (127.5 ~ 0).
             batch[:] = 128
             for j, i in enumerate(chunk):
                 batch[j, :, : resized[i].shape[1]] = resized[i]
-            probs = model.runtime.run(normalize(batch, model.manifest.input))
+            batches.append(normalize(batch, model.manifest.input))
+        for (width, chunk), probs in zip(round_, run_many(model.runtime, batches), strict=True):
             for j, i in enumerate(chunk):
                 ink = ink_profile(resized[i])
                 results[i] = decode(probs[j], charset, opts, ink=ink, width=width,

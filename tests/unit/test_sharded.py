@@ -1,0 +1,85 @@
+"""Data-parallel CPU sessions (runtimes/sharded.py) on the real recogniser."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from ocrq.models.registry import ModelRegistry
+from ocrq.models.repository import ModelRepository
+from ocrq.models.runtimes.onnxruntime import OnnxRuntime
+from ocrq.models.runtimes.sharded import ShardedRuntime, run_many
+from ocrq.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def rec_path(model_root):
+    return ModelRepository(model_root).manifest("str", 1).weights_path
+
+
+def batches(rows: list[int], width: int = 128) -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    return [rng.standard_normal((n, 3, 48, width + 64 * k), dtype=np.float32)
+            for k, n in enumerate(rows)]
+
+
+def test_rows_split_over_copies_read_like_one_session(rec_path):
+    single = OnnxRuntime(rec_path, threads=1)
+    sharded = ShardedRuntime(lambda: OnnxRuntime(rec_path, threads=1), 2)
+    try:
+        # Batches of one row (not split), odd and even sizes, in one call and alone.
+        work = batches([1, 5, 2, 9, 1])
+        expected = [single.run(b) for b in work]
+        got = sharded.run_many(work)
+        assert [g.shape for g in got] == [e.shape for e in expected]
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_allclose(g, e, atol=1e-5)
+        np.testing.assert_allclose(sharded.run(work[3]), expected[3], atol=1e-5)
+        assert run_many(single, work[:2])[1].shape == expected[1].shape  # plain fallback
+    finally:
+        sharded.close()
+
+
+def test_concurrent_callers_get_their_own_rows(rec_path):
+    sharded = ShardedRuntime(lambda: OnnxRuntime(rec_path, threads=1), 2)
+    work = batches([3, 4, 6, 2])
+    expected = [OnnxRuntime(rec_path, threads=1).run(b) for b in work]
+    errors: list[BaseException] = []
+
+    def call(k: int) -> None:
+        try:
+            for _ in range(3):
+                np.testing.assert_allclose(sharded.run(work[k]), expected[k], atol=1e-5)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(work))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sharded.close()
+    assert not errors, errors
+
+
+def test_registry_shards_line_models_only(model_root):
+    reg = ModelRegistry(ModelRepository(model_root), Settings(model_root=model_root, threads=2))
+    assert isinstance(reg.get("str").runtime, ShardedRuntime)
+    assert len(reg.get("dir").runtime.copies) == 2  # type: ignore[attr-defined]
+    assert isinstance(reg.get("std").runtime, OnnxRuntime)  # one large image: intra-op threads
+    one = ModelRegistry(ModelRepository(model_root),
+                        Settings(model_root=model_root, threads=2, cpu_copies=1))
+    assert isinstance(one.get("str").runtime, OnnxRuntime)
+
+
+def test_engine_reads_the_same_with_one_session_or_two_copies(model_root, invoice_page):
+    from ocrq.engine import Engine
+
+    one = Engine.from_settings(Settings(model_root=model_root, threads=2, cpu_copies=1))
+    two = Engine.from_settings(Settings(model_root=model_root, threads=2, cpu_copies=2))
+    assert isinstance(two.registry.get("str").runtime, ShardedRuntime)
+    a, b = one.run(invoice_page), two.run(invoice_page)
+    assert len(a.lines) >= 8
+    assert [ln.text for ln in a.lines] == [ln.text for ln in b.lines]
