@@ -66,6 +66,9 @@ class Settings:
     result_retention_days: int = 30
     recognize_batch_lines: int = 64  # lines per recognition task: one task for most receipts
     webhook_secret: str = "change-me"  # warned about at start-up: set your own
+    # Bearer token for the model-changing endpoints (activate, rollback); empty:
+    # those endpoints answer 403 and models change only through `ocrq models`.
+    admin_token: str = ""
     webhook_max_attempts: int = 8
     webhook_backoff_s: float = 2.0  # delay before the 2nd attempt; doubles each time
     webhook_backoff_max_s: float = 600.0

@@ -19,6 +19,8 @@ STATUS = {
     "unknown_model": 404,
     "model_not_found": 404,
     "nothing_to_roll_back": 409,
+    "unauthorized": 401,
+    "admin_disabled": 403,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
@@ -15,6 +16,20 @@ from web.errors import ApiError
 from web.extensions import services
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
+
+
+def _require_admin() -> None:
+    """Model changes need ``Authorization: Bearer <OCRQ_ADMIN_TOKEN>``."""
+    token = services().settings.admin_token
+    if not token:
+        raise ApiError("admin_disabled", "model changes over HTTP are off: set OCRQ_ADMIN_TOKEN "
+                       "on the web process and send 'Authorization: Bearer <token>', or use "
+                       "`ocrq models activate|rollback`")
+    sent = request.headers.get("Authorization", "")
+    scheme, _, value = sent.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
+                                                             token.encode()):
+        raise ApiError("unauthorized", "send 'Authorization: Bearer <OCRQ_ADMIN_TOKEN>'")
 
 
 def _control() -> ModelControl:
@@ -50,6 +65,7 @@ def list_models() -> ResponseReturnValue:
 @bp.post("/<name>/activate")
 def activate(name: str) -> ResponseReturnValue:
     """Body ``{"version": N, "bid": optional}``; 202 with where the rollout stands now."""
+    _require_admin()
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("version"), int):
         raise ApiError("bad_request", 'send JSON {"version": <int>} (optional "bid")')
@@ -63,6 +79,7 @@ def activate(name: str) -> ResponseReturnValue:
 
 @bp.post("/<name>/rollback")
 def rollback(name: str) -> ResponseReturnValue:
+    _require_admin()
     body = request.get_json(silent=True) or {}
     change = _control().rollback(name, bid=body.get("bid"), actor="api")
     return jsonify(change=change.to_dict()), 202
@@ -77,6 +94,8 @@ _ERR = {"$ref": "#/components/responses/Error"}
 _NAME = [{"name": "name", "in": "path", "required": True,
           "schema": {"type": "string", "enum": ["dir", "rot", "std", "str"]}}]
 _OBJ = {"content": {"application/json": {"schema": {"type": "object"}}}}
+_ADMIN = {"security": [{"adminToken": []}]}
+_DENIED = {"401": _ERR, "403": _ERR}  # wrong token; OCRQ_ADMIN_TOKEN not set
 OPENAPI_PATHS: dict[str, Any] = {
     "/v1/models": {"get": {
         "summary": "Model versions on disk, desired versions (global and per-bid canaries) "
@@ -88,12 +107,15 @@ OPENAPI_PATHS: dict[str, Any] = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["version"],
             "properties": {"version": {"type": "integer"}, "bid": {"type": "string"}}}}}},
+        **_ADMIN,
         "responses": {"202": {"description": "recorded and broadcast; rollout so far", **_OBJ},
-                      "400": _ERR, "404": _ERR}}},
+                      "400": _ERR, "404": _ERR, **_DENIED}}},
     "/v1/models/{name}/rollback": {"post": {
         "summary": "Back to the version active before (with bid: withdraw the canary)",
         "parameters": _NAME,
-        "responses": {"202": {"description": "recorded and broadcast", **_OBJ}, "409": _ERR}}},
+        **_ADMIN,
+        "responses": {"202": {"description": "recorded and broadcast", **_OBJ}, "409": _ERR,
+                      **_DENIED}}},
     "/v1/models/{name}/history": {"get": {
         "summary": "Activation log, newest first", "parameters": _NAME,
         "responses": {"200": {"description": "history", **_OBJ}}}},
@@ -108,3 +130,5 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(bp)
     SPEC["paths"].update(OPENAPI_PATHS)  # one document; these endpoints live in this module
+    SPEC.setdefault("components", {}).setdefault("securitySchemes", {})["adminToken"] = {
+        "type": "http", "scheme": "bearer", "description": "OCRQ_ADMIN_TOKEN"}

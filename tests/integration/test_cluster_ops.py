@@ -45,15 +45,42 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
 
 
-@pytest.fixture(scope="module")
-def api(cluster: Cluster) -> Iterator[str]:
+TOKEN = "s3cret-admin"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _serve(cluster: Cluster, **settings: str) -> Iterator[str]:
     from web import create_app
 
-    server = make_server("127.0.0.1", 0, create_app(cluster.settings), threaded=True)
+    app = create_app(cluster.settings.with_(**settings))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Cluster) -> Iterator[str]:
+    yield from _serve(cluster, admin_token=TOKEN)
+
+
+def test_model_changes_need_the_admin_token(cluster: Cluster, api: str) -> None:
+    url = f"{api}/v1/models/str/activate"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        r = requests.post(url, json={"version": 2}, headers=headers, timeout=10)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
+    r = requests.post(f"{api}/v1/models/str/rollback", json={}, timeout=10)
+    assert r.status_code == 401
+    # Nothing changed: still version 1 everywhere.
+    assert cluster.control().desired().versions["str"] == 1
+    # Without OCRQ_ADMIN_TOKEN the web process refuses model changes altogether.
+    for base in _serve(cluster):
+        r = requests.post(f"{base}/v1/models/str/activate", json={"version": 2},
+                          headers=ADMIN, timeout=10)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "admin_disabled"
+        assert "OCRQ_ADMIN_TOKEN" in r.json()["error"]["message"]
+        assert requests.get(f"{base}/v1/models", timeout=10).status_code == 200  # reads stay open
 
 
 @pytest.fixture(scope="module")
@@ -75,26 +102,31 @@ def test_models_and_cluster_api(cluster: Cluster, api: str) -> None:
     # This machine has no NVIDIA driver: the GPU part says so instead of failing.
     assert memory["gpus"] == [] and memory["gpu_note"].startswith("no NVIDIA GPU (NVML")
 
-    r = requests.post(f"{api}/v1/models/str/activate", json={"version": 2}, timeout=10)
+    r = requests.post(f"{api}/v1/models/str/activate", json={"version": 2}, headers=ADMIN,
+                      timeout=10)
     assert r.status_code == 202 and r.json()["change"]["previous_version"] == 1
     assert wait(cluster.redis, "str", 2, timeout_s=30).done
     models = {m["name"]: m for m in requests.get(f"{api}/v1/models", timeout=10).json()["models"]}
     assert models["str"]["active"] == 2
     assert {w["version"] for w in models["str"]["workers"] if w["active"]} == {2}
 
-    bad = requests.post(f"{api}/v1/models/str/activate", json={"version": 9}, timeout=10)
+    bad = requests.post(f"{api}/v1/models/str/activate", json={"version": 9}, headers=ADMIN,
+                        timeout=10)
     assert bad.status_code == 404 and bad.json()["error"]["code"] == "model_not_found"
-    assert requests.post(f"{api}/v1/models/nope/activate", json={"version": 1},
+    assert requests.post(f"{api}/v1/models/nope/activate", json={"version": 1}, headers=ADMIN,
                          timeout=10).status_code == 404
-    assert requests.post(f"{api}/v1/models/str/activate", json={"v": 1},
+    assert requests.post(f"{api}/v1/models/str/activate", json={"v": 1}, headers=ADMIN,
                          timeout=10).status_code == 400
-    back = requests.post(f"{api}/v1/models/str/rollback", json={}, timeout=10)
+    back = requests.post(f"{api}/v1/models/str/rollback", json={}, headers=ADMIN, timeout=10)
     assert back.status_code == 202 and back.json()["change"]["version"] == 1
     assert wait(cluster.redis, "str", 1, timeout_s=30).done
     history = requests.get(f"{api}/v1/models/str/history", timeout=10).json()["history"]
     assert [(h["version"], h["actor"]) for h in history[:2]] == [(1, "api"), (2, "api")]
-    paths = requests.get(f"{api}/v1/openapi.json", timeout=10).json()["paths"]
+    spec = requests.get(f"{api}/v1/openapi.json", timeout=10).json()
+    paths = spec["paths"]
     assert {"/v1/models", "/v1/models/{name}/activate", "/v1/cluster"} <= set(paths)
+    assert paths["/v1/models/{name}/activate"]["post"]["security"] == [{"adminToken": []}]
+    assert spec["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
 
 
 def _ocrq(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
