@@ -74,6 +74,9 @@ class Settings:
     webhook_backoff_max_s: float = 600.0
     webhook_timeout_s: float = 10.0
     task_time_limit_s: int = 300  # hard limit per stage task (soft limit 30 s earlier)
+    # A stage task whose worker process died under it (killed: out of memory, say)
+    # is redelivered; it runs at most this many times, then the job fails.
+    max_deliveries: int = 3
     allow_private_urls: bool = False
     worker_name: str = ""
     # --- cluster: heartbeats, routing, model control (issue 4) -------------

@@ -27,13 +27,28 @@ def _init_process(**_: Any) -> None:
     init_process()
 
 
+def _may_run(task: Task, job_id: str, stage: str) -> bool:
+    """False when this task's message came back too often (its workers died)."""
+    state = get_state()
+
+    def failed(job: str) -> None:
+        if (state.cache.get(job) or {}).get("callback"):
+            enqueue_webhook(task.app, job, state.settings.queue_webhooks)
+
+    return work.delivered(state, task.request.id, job_id, stage, failed)
+
+
 @shared_task(name=canvas.T_ROTATE, ignore_result=True, **STAGE)
 def rotate(self: Task, ctx: dict[str, Any]) -> dict[str, Any] | None:
+    if not _may_run(self, ctx["job_id"], "rotate"):
+        return None
     return work.rotate(get_state(), ctx)
 
 
 @shared_task(name=canvas.T_DETECT, ignore_result=True, **STAGE)
 def detect(self: Task, ctx: dict[str, Any] | None) -> None:
+    if ctx is None or not _may_run(self, ctx["job_id"], "detect"):
+        return
     state = get_state()
     out = work.detect(state, ctx)
     if out is None:
@@ -53,11 +68,15 @@ def detect(self: Task, ctx: dict[str, Any] | None) -> None:
 @shared_task(name=canvas.T_RECOGNIZE, **STAGE)
 def recognize(self: Task, ref: dict[str, Any], polygons: list[Any], flipped: list[bool],
               index: int) -> dict[str, Any]:
+    if not _may_run(self, ref["job_id"], "recognize"):
+        return {"index": index, "texts": [], "models": {}, "ms": 0.0, "cancelled": True}
     return work.recognize(get_state(), ref, polygons, flipped, index)
 
 
 @shared_task(name=canvas.T_REORDER, ignore_result=True, **STAGE)
 def reorder(self: Task, results: list[dict[str, Any]], ctx: dict[str, Any]) -> None:
+    if not _may_run(self, ctx["job_id"], "reorder"):
+        return
     state = get_state()
     if work.reorder(state, results, ctx) is not None and ctx.get("callback"):
         enqueue_webhook(self.app, ctx["job_id"], state.settings.queue_webhooks)

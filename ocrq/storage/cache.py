@@ -79,6 +79,14 @@ class StatusCache:
         """
         return int(self._incr(keys=[self.key(job_id)]))
 
+    def delivery(self, task_id: str, ttl_s: int = 7 * 24 * 3600) -> int:
+        """Count one start of a task's message; the count survives redeliveries."""
+        k = f"ocrq:delivery:{task_id}"
+        pipe = self.redis.pipeline()
+        pipe.incr(k)
+        pipe.expire(k, ttl_s)  # longer than any visibility timeout
+        return int(pipe.execute()[0])
+
     # Celery task ids of a job, so a cancel can revoke what has not run yet.
     def add_tasks(self, job_id: str, task_ids: list[str]) -> None:
         if task_ids:
