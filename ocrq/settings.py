@@ -74,6 +74,10 @@ class Settings:
     webhook_backoff_max_s: float = 600.0
     webhook_timeout_s: float = 10.0
     task_time_limit_s: int = 300  # hard limit per stage task (soft limit 30 s earlier)
+    # Redis gives a message that a vanished worker took (node lost, whole worker
+    # killed) to another worker after this long. 0: 2 x the longest a message may
+    # rightly stay unacknowledged (task time limit, webhook backoff) + 60 s.
+    visibility_timeout_s: int = 0
     # A stage task whose worker process died under it (killed: out of memory, say)
     # is redelivered; it runs at most this many times, then the job fails.
     max_deliveries: int = 3
@@ -96,6 +100,12 @@ class Settings:
             values[f.name] = _convert(f.type, raw)
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def visibility_timeout(self) -> int:
+        if self.visibility_timeout_s > 0:
+            return self.visibility_timeout_s
+        return 2 * int(max(self.task_time_limit_s, self.webhook_backoff_max_s)) + 60
 
     @property
     def lexicon_languages(self) -> tuple[str, ...]:

@@ -30,8 +30,12 @@ class CeleryConfig:
         # rejected, not acked, when the worker process dies under them.
         self.task_acks_late = True
         self.task_reject_on_worker_lost = True
-        # Redis redelivers unacked messages after this; longer than any task + ETA wait.
-        self.broker_transport_options = {"visibility_timeout": 2 * 3600}
+        # Redis redelivers a message nobody acknowledged after this (its worker is
+        # gone): longer than any task may run or a webhook retry may wait (ETA),
+        # else a message still in good hands would run twice. Workers sweep for
+        # such messages every 10 s (kombu's default: every 100 s).
+        self.broker_transport_options = {"visibility_timeout": s.visibility_timeout,
+                                         "unacked_restore_throttle": 1}
         self.result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
         self.broker_connection_retry_on_startup = True
         self.worker_prefetch_multiplier = 1  # GPU workers must not hoard; CPU use the same

@@ -117,6 +117,11 @@ class Cluster:
         path = self.tmp / f"{name.split('@')[0]}.log"
         return path.read_text(errors="replace")[-n:] if path.exists() else "(no log)"
 
+    def task_starts(self) -> dict[str, int]:
+        """How often each task has started (the pipeline's per-task delivery counters)."""
+        return {k.decode(): int(self.redis.get(k) or 0)
+                for k in self.redis.scan_iter("ocrq:delivery:*")}
+
     def pids(self) -> dict[str, list[int]]:
         """Pids of every live worker node and its processes, from heartbeats."""
         return {w.name: [w.pid] + [p.pid for p in w.processes] for w in self.snapshot().workers}

@@ -31,21 +31,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.stop_all()
 
 
-def _starts(c: Cluster) -> dict[str, int]:
-    return {k.decode(): int(c.redis.get(k) or 0) for k in c.redis.scan_iter("ocrq:delivery:*")}
-
-
 def _children(c: Cluster) -> list[psutil.Process]:
     return psutil.Process(c.workers[WORKER].pid).children()
 
 
 def test_a_task_whose_worker_dies_each_time_fails_the_job(cluster: Cluster) -> None:
-    seen = _starts(cluster)
+    seen = cluster.task_starts()
     job = cluster.submit(line_image("Killer page 1"))
     kills = 0
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        now = _starts(cluster)
+        now = cluster.task_starts()
         fresh = {k: n for k, n in now.items() if n > seen.get(k, 0)}
         if fresh:
             seen = now
@@ -69,12 +65,12 @@ def test_a_task_whose_worker_dies_each_time_fails_the_job(cluster: Cluster) -> N
 
 
 def test_a_task_whose_worker_died_once_runs_again_and_succeeds(cluster: Cluster) -> None:
-    seen = _starts(cluster)
+    seen = cluster.task_starts()
     job = cluster.submit(line_image("Survivor 42"))
     killed = False
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not killed:
-        now = _starts(cluster)
+        now = cluster.task_starts()
         if any(n > seen.get(k, 0) for k, n in now.items()):
             for child in _children(cluster):
                 os.kill(child.pid, signal.SIGKILL)
@@ -88,3 +84,4 @@ def test_a_task_whose_worker_died_once_runs_again_and_succeeds(cluster: Cluster)
 
 def test_log_says_why(cluster: Cluster) -> None:
     assert "died 2 times; giving up" in Path(cluster.tmp / "lost1.log").read_text()
+

@@ -1,0 +1,41 @@
+"""A whole worker vanishes mid-task (node lost): Redis hands its unacknowledged
+message to another worker after the visibility timeout — real workers, Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.cluster_harness import line_image, make_cluster
+
+pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
+
+
+def test_a_task_taken_by_a_vanished_worker_runs_elsewhere(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The whole worker (node and pool) dies mid-task, as when its machine goes:
+    # nobody requeues the message; Redis hands it out again after the
+    # visibility timeout, and the job still succeeds on another worker.
+    c = make_cluster(tmp_path_factory.mktemp("vanish"))
+    c.env["OCRQ_VISIBILITY_TIMEOUT_S"] = "4"
+    c.start_worker("cpu", "gone@test", "gpu,cpu")
+    try:
+        c.wait_ready("gone@test")
+        seen = c.task_starts()
+        job = c.submit(line_image("Orphan 77"))
+        deadline = time.monotonic() + 60
+        while not any(n > seen.get(k, 0) for k, n in c.task_starts().items()):
+            assert time.monotonic() < deadline, c.log_tail("gone@test")
+            time.sleep(0.005)
+        lost = time.monotonic()
+        c.kill_worker("gone@test")  # SIGKILL to the process group: nothing acks or requeues
+        assert c.document(job)["status"] in ("queued", "running")  # not finished
+        c.start_worker("cpu", "heir@test", "gpu,cpu")
+        done = c.wait_jobs([job], timeout_s=90)[job]
+        assert done["status"] == "succeeded", (done, c.log_tail("heir@test"))
+        assert "77" in done["result"]["lines"][0]["text"]
+        assert max(c.task_starts().values()) == 2  # the same task, started a second time
+        assert time.monotonic() - lost >= 4  # not before the visibility timeout
+    finally:
+        c.stop_all()
