@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -134,15 +133,12 @@ def gpu_memory_mib(device: str) -> dict[str, float | None]:
         "reserved": torch.cuda.memory_reserved(index) / 2**20,
         "nvml_process_used": None,
     }
-    try:
-        import pynvml
+    from ocrq.models.gpu import process_memory  # the one NVML reader
 
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
-        mine = [p.usedGpuMemory for p in procs if p.pid == os.getpid() and p.usedGpuMemory]
-        out["nvml_process_used"] = sum(mine) / 2**20 if mine else None
-    except Exception as exc:  # no NVML (or no permission in a container): torch's view only
+    try:
+        used = next((g.used_bytes for g in process_memory().gpus if g.index == index), None)
+        out["nvml_process_used"] = used / 2**20 if used else None
+    except Exception as exc:  # NVML refused (permissions in a container): torch's view only
         log.debug("NVML unavailable: %s", exc)
     return out
 
