@@ -143,15 +143,9 @@ def _rescuer(app: Any, settings: Any, name: str, queues: Any) -> Any:
         return step is None or bool(step.options.get("cpu_fallback", True))
 
     def fail(job_id: str, message: str) -> None:
-        from ocrq.pipeline import canvas, work
-        from ocrq.storage import JobStatus
+        from ocrq.pipeline.tasks import fail_job
 
-        state = get_state()
-        error = {"code": "no_live_worker", "message": message}
-        if work.finish(state, job_id, JobStatus.FAILED, error=error) and (
-                (state.cache.get(job_id) or {}).get("callback")):
-            app.signature(canvas.T_WEBHOOK, args=(job_id, 1),
-                          queue=settings.queue_webhooks).apply_async()
+        fail_job(app, job_id, {"code": "no_live_worker", "message": message})
 
     def run() -> None:
         mine = set(queues())

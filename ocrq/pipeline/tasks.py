@@ -30,12 +30,10 @@ def _init_process(**_: Any) -> None:
 def _may_run(task: Task, job_id: str, stage: str) -> bool:
     """False when this task's message came back too often (its workers died)."""
     state = get_state()
-
-    def failed(job: str) -> None:
-        if (state.cache.get(job) or {}).get("callback"):
-            enqueue_webhook(task.app, job, state.settings.queue_webhooks)
-
-    return work.delivered(state, task.request.id, job_id, stage, failed)
+    error = work.redelivery_error(state, task.request.id, job_id, stage)
+    if error is not None:
+        fail_job(task.app, job_id, error)
+    return error is None
 
 
 @shared_task(name=canvas.T_ROTATE, ignore_result=True, **STAGE)
@@ -89,13 +87,9 @@ def job_failed(request: Any, exc: BaseException, traceback: Any, job_id: str) ->
     Not bound on purpose: Celery only passes (request, exc, traceback) to errbacks
     whose signature it can inspect, and bound tasks are treated as old-style.
     """
-    state = get_state()
     task = getattr(request, "task", None)
     log.warning("job %s failed in %s: %r", job_id, task, exc)
-    if work.finish(state, job_id, JobStatus.FAILED, error=work.error_object(exc, task)):
-        job = state.cache.get(job_id) or {}
-        if job.get("callback"):
-            enqueue_webhook(current_app, job_id, state.settings.queue_webhooks)
+    fail_job(current_app, job_id, work.error_object(exc, task))
 
 
 @shared_task(name=canvas.T_WEBHOOK, ignore_result=True, bind=True, acks_late=True)
@@ -105,6 +99,14 @@ def webhook(self: Task, job_id: str, attempt: int = 1) -> None:
     if delay is not None:  # a new message per attempt: each one is recorded on its own
         self.apply_async((job_id, attempt + 1), countdown=delay,
                          queue=state.settings.queue_webhooks)
+
+
+def fail_job(app: Any, job_id: str, error: dict[str, Any]) -> None:
+    """Fail the job (unless it already ended) and send its webhook if it has one."""
+    state = get_state()
+    if work.finish(state, job_id, JobStatus.FAILED, error=error) and (
+            (state.cache.get(job_id) or {}).get("callback")):
+        enqueue_webhook(app, job_id, state.settings.queue_webhooks)
 
 
 def enqueue_webhook(app: Any, job_id: str, queue: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,29 +69,25 @@ def shape(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- stage work ------------------------------------------------------------------------
-def delivered(state: Services, task_id: str | None, job_id: str, stage: str,
-              on_failed: Callable[[str], None] | None = None) -> bool:
-    """Whether this start of a stage task may run; False: the job is failed instead.
+def redelivery_error(state: Services, task_id: str | None, job_id: str,
+                     stage: str) -> dict[str, Any] | None:
+    """None if this start of a stage task may run, else the error to fail its job with.
 
     Tasks are acknowledged late and requeued when the process running them dies,
     so nothing is lost to a crash; but a page that kills every worker taking it
     (out of memory) would come back forever. A task runs at most
-    ``max_deliveries`` times; the next start fails the job (``on_failed(job_id)``
-    then runs once, e.g. to send the webhook).
+    ``max_deliveries`` times; its next start fails the job instead.
     """
     if not task_id:
-        return True  # called directly (eager, tests): no broker, no redelivery
+        return None  # called directly (eager, tests): no broker, no redelivery
     n = state.cache.delivery(task_id)
     if n <= state.settings.max_deliveries:
-        return True
+        return None
     log.error("job %s: the worker running its %s step died %d times; giving up",
               job_id, stage, n - 1)
-    if finish(state, job_id, JobStatus.FAILED, error={
-            "code": "worker_lost", "task": stage,
+    return {"code": "worker_lost", "task": stage,
             "message": f"the worker process running this job's {stage} step died {n - 1} "
-                       "times (killed, e.g. out of memory); not retried again"}) and on_failed:
-        on_failed(job_id)
-    return False
+                       "times (killed, e.g. out of memory); not retried again"}
 
 
 def cancelled(state: Services, job_id: str) -> bool:
