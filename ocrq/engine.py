@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -138,9 +138,17 @@ class Engine:
         rotation: int,
         polygons: Sequence[Sequence[Sequence[float]]],
         flipped: Sequence[bool] | None = None,
+        languages: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """Read the given lines; the answer for a line never depends on the others."""
+        """Read the given lines; the answer for a line never depends on the others.
+
+        ``languages`` overrides the engine's lexicon for this call (a plan's
+        ``recognize.lexicon``; ``[]`` turns word correction off).
+        """
         t0 = time.perf_counter()
+        opts = self.options.recognize
+        if languages is not None:
+            opts = replace(opts, languages=tuple(languages))
         model = self.registry.get("str")
         if not polygons:
             return {"texts": [], "models": {"str": model.version}, "ms": _ms(t0)}
@@ -149,7 +157,7 @@ class Engine:
         if flipped:
             crops = [np.ascontiguousarray(c[::-1, ::-1]) if f else c
                      for c, f in zip(crops, flipped, strict=True)]
-        results = recognize(model, crops, self.options.recognize)
+        results = recognize(model, crops, opts)
         texts = [[r.text, round(r.confidence, 4)] for r in results]
         return {"texts": texts, "models": {"str": model.version}, "ms": _ms(t0)}
 

@@ -123,10 +123,27 @@ def _steps(spec: Any, where: str) -> tuple[Step, ...]:
     if names != [s for s in STEPS if s in names] or any(r not in names for r in REQUIRED):
         raise InvalidPlans(f"{where}: steps {names} must follow rotate? -> detect -> "
                            "recognize -> reorder")
-    bl = steps[names.index("recognize")].options.get("batch_lines")
+    rec = steps[names.index("recognize")].options
+    bl = rec.get("batch_lines")
     if bl is not None and (not isinstance(bl, int) or bl < 1):
         raise InvalidPlans(f"{where}: recognize.batch_lines must be a positive integer")
+    if "lexicon" in rec:
+        _check_lexicon(rec["lexicon"], where)
     return tuple(steps)
+
+
+def _check_lexicon(value: Any, where: str) -> None:
+    """``recognize.lexicon``: a list of wordfreq language codes; [] turns correction off."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidPlans(f"{where}: recognize.lexicon must be a list of language codes "
+                           "(e.g. [en, ms]; [] for none)")
+    import wordfreq
+
+    known = set(wordfreq.available_languages())
+    bad = [v for v in value if v not in known]
+    if bad:
+        raise InvalidPlans(f"{where}: recognize.lexicon: unknown language(s) {', '.join(bad)}; "
+                           f"known: {', '.join(sorted(known))}")
 
 
 def _apply_override(base: tuple[Step, ...], override: dict[str, Any], where: str

@@ -225,3 +225,13 @@ def dots(n: int, pitch: int = 10, start: int = 8, r: float = 1.6, fill: int = GR
             cx, cy = x_end + start + k * pitch, baseline - r - 1
             d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
     return draw
+
+
+# --- a word the recogniser misreads ------------------------------------------------
+def blurred_line(text: str = "MEDIUM MONTH", size: int = 12, scale: float = 0.7) -> np.ndarray:
+    """``text`` in DejaVu Sans Mono, shrunk and enlarged again (a soft, low-resolution
+    print). At the defaults the PP-OCRv4 recogniser reads "MEDTUR MONTH": I and M
+    come second at two glyphs, so the English lexicon settles it to "MEDIUM"."""
+    img = render_page([text], font="DejaVuSansMono", size=size, margin=10)
+    img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_LINEAR)

@@ -62,7 +62,10 @@ def batches(n: int, size: int) -> list[tuple[int, int]]:
 
 def ref(ctx: dict[str, Any]) -> dict[str, Any]:
     """What a recognition batch needs besides its polygons."""
-    return {k: ctx[k] for k in ("job_id", "image_key", "name", "rotation")}
+    out = {k: ctx[k] for k in ("job_id", "image_key", "name", "rotation")}
+    if "lexicon" in ctx:
+        out["lexicon"] = ctx["lexicon"]
+    return out
 
 
 def inline_recognize(ctx: dict[str, Any], n_lines: int) -> bool:

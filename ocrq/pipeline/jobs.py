@@ -69,11 +69,13 @@ def submit(
         # the job must then end failed, never sit in "queued" forever.
         key = services.blobs.put(job_id, data)
         services.cache.put(job_id, work.flat_from_row(job, None))
-        batch_lines = (plan.step("recognize").options.get("batch_lines")  # type: ignore[union-attr]
-                       or s.recognize_batch_lines)
+        rec = plan.step("recognize").options  # type: ignore[union-attr]
+        batch_lines = rec.get("batch_lines") or s.recognize_batch_lines
         ctx = {"job_id": job_id, "image_key": key, "name": name, "width": width,
                "height": height, "queues": queues, "batch_lines": int(batch_lines),
                "callback": bool(callback_url), "models": {}, "timings_ms": {}}
+        if "lexicon" in rec:  # else the worker's OCRQ_LEXICON
+            ctx["lexicon"] = list(rec["lexicon"])
         sig, ids = canvas.start(app, ctx)
         services.cache.add_tasks(job_id, ids)
         doc = work.document(services, job_id) or {}  # as accepted: a worker may start at once

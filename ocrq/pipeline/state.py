@@ -100,9 +100,11 @@ class WorkerState(Services):
         return self._engine
 
     def step_recognize(self, image: np.ndarray, rotation: int, polygons: Sequence[Any],
-                       flipped: Sequence[bool] | None) -> dict[str, Any]:
+                       flipped: Sequence[bool] | None,
+                       languages: Sequence[str] | None = None) -> dict[str, Any]:
         # Cross-job batching (GPU worker) happens below this, in BatchingRuntime.
-        return self.engine.step_recognize(image, rotation, polygons, flipped)
+        return self.engine.step_recognize(image, rotation, polygons, flipped,
+                                          languages=languages)
 
 
 _settings: Settings | None = None

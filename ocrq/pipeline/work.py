@@ -151,7 +151,8 @@ def recognize(state: WorkerState, ref: dict[str, Any], polygons: list[Any],
               flipped: list[bool], index: int) -> dict[str, Any]:
     if cancelled(state, ref["job_id"]):
         return {"index": index, "texts": [], "models": {}, "ms": 0.0, "cancelled": True}
-    t = state.step_recognize(_image(state, ref), ref["rotation"], polygons, flipped)
+    t = state.step_recognize(_image(state, ref), ref["rotation"], polygons, flipped,
+                             languages=ref.get("lexicon"))
     state.cache.incr_done(ref["job_id"])
     return {"index": index, "texts": t["texts"], "models": t["models"], "ms": t["ms"]}
 

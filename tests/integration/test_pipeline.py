@@ -195,6 +195,22 @@ def test_bid_options_and_json_base64_intake(st: Stack, one_line_png: bytes) -> N
     assert "rot" not in doc["result"]["models"]  # the plan skips the orientation step
 
 
+def test_a_bids_lexicon_reaches_recognition(st: Stack) -> None:
+    from tests.fixtures import blurred_line
+
+    data = encode(blurred_line(), "png")
+    base = st.web()
+    texts = {}
+    for bid in ("default", "literal"):  # literal: recognize.lexicon = [] in plans.yaml
+        r = requests.post(f"{base}/v1/jobs", files={"image": ("m.png", data, "image/png")},
+                          data={"bid": bid, "tid": "ocr-upright"}, timeout=30)
+        doc = st.wait(base, r.json()["id"])
+        assert doc["status"] == "succeeded", doc["error"]
+        texts[bid] = PageResult.from_dict(doc["result"]).text()
+    assert texts["default"] == "MEDIUM MONTH"
+    assert texts["literal"] != "MEDIUM MONTH", texts
+
+
 # --- polling from Redis --------------------------------------------------------------------
 def test_status_polling_served_from_redis(st: Stack, one_line_png: bytes) -> None:
     base = st.web()

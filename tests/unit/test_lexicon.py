@@ -69,6 +69,18 @@ def test_an_engine_with_an_unknown_lexicon_language_fails_at_start(model_root):
     assert Engine.from_settings(off).options.recognize.languages == ()
 
 
+def test_engine_corrects_a_real_misreading_unless_told_not_to(engine):
+    from tests.fixtures import blurred_line
+
+    image = blurred_line()
+    assert engine.run(image).text() == "MEDIUM MONTH"
+    d = engine.step_detect(image, 0)
+    plain = engine.step_recognize(image, 0, d["polygons"], d["flipped"], languages=[])
+    fixed = engine.step_recognize(image, 0, d["polygons"], d["flipped"], languages=["en"])
+    assert [t for t, _ in fixed["texts"]] == ["MEDIUM MONTH"]
+    assert [t for t, _ in plain["texts"]] != ["MEDIUM MONTH"]  # what the network alone reads
+
+
 def test_decode_applies_the_lexicon_to_each_word():
     charset = ["", "T", "i", "n", "m", "e", "S", "H", "O", "P", " "]
     probs = np.full((30, len(charset)), 0.001, np.float32)

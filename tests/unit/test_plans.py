@@ -59,3 +59,12 @@ def test_broken_override_fails_at_load(tmp_path: Path) -> None:
                  "bids:\n  acme:\n    ocr:\n      options: {recognize: {batch_lines: 0}}\n")
     with pytest.raises(InvalidPlans, match="batch_lines"):
         Plans.load(f)
+
+
+def test_recognize_lexicon_option_is_checked_at_load():
+    base = {"tids": {"ocr": {"steps": ["detect", "recognize", "reorder"]}}}
+    ok = Plans({**base, "bids": {"my": {"ocr": {"options": {"recognize": {"lexicon": ["ms"]}}}}}})
+    assert ok.resolve("my", "ocr").step("recognize").options == {"lexicon": ["ms"]}
+    for bad, match in ((["xx"], "unknown language"), ("en", "list of language codes")):
+        with pytest.raises(InvalidPlans, match=match):
+            Plans({**base, "bids": {"b": {"ocr": {"options": {"recognize": {"lexicon": bad}}}}}})
