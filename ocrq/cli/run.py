@@ -40,6 +40,9 @@ def expand_inputs(items: tuple[str, ...]) -> Iterator[Path]:
               help="Model runtime (default: OCRQ_RUNTIME or onnxruntime).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: OCRQ_DEVICE or cpu).")
 @click.option("--threads", type=int, default=None, help="Threads per model (0 = all cores).")
+@click.option("--lexicon", default=None,
+              help="Languages whose common words settle look-alike glyphs, e.g. en,ms; "
+                   "none: off (default: OCRQ_LEXICON or en).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: on a terminal with several images).")
 def run(
@@ -48,6 +51,7 @@ def run(
     runtime: str | None,
     device: str | None,
     threads: int | None,
+    lexicon: str | None,
     progress: bool | None,
 ) -> None:
     """OCR IMAGE, DIR or GLOB ... and print the text in reading order."""
@@ -57,7 +61,8 @@ def run(
     from ocrq.settings import Settings
 
     overrides = {k: v for k, v in
-                 {"runtime": runtime, "device": device, "threads": threads}.items()
+                 {"runtime": runtime, "device": device, "threads": threads,
+                  "lexicon": lexicon}.items()
                  if v is not None}
     settings = Settings.from_env(**overrides)
     paths = list(expand_inputs(inputs))

@@ -65,3 +65,15 @@ def test_missing_file_and_no_match(model_root, folder):
     assert len(lines) == 2 and all(line.startswith("ocrq: error: ") for line in lines)
     assert "nope.jpg" in lines[0] and "*.gif" in lines[1]
     assert INVOICE_LINES[0] in res.stdout
+
+
+def test_lexicon_option(model_root, tmp_path):
+    from tests.fixtures import blurred_line
+
+    path = tmp_path / "medium.png"
+    path.write_bytes(encode(blurred_line(), "png"))
+    assert ocrq(model_root, "run", str(path)).stdout.strip() == "MEDIUM MONTH"
+    plain = ocrq(model_root, "run", "--lexicon", "none", str(path))
+    assert plain.returncode == 0 and plain.stdout.strip() not in ("", "MEDIUM MONTH")
+    bad = ocrq(model_root, "run", "--lexicon", "en,xx", str(path))
+    assert bad.returncode == 1 and "unknown lexicon language(s) xx" in bad.stderr
