@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 from collections.abc import Sequence
 
@@ -27,6 +28,19 @@ def parser(kind: str, queues: str, concurrency: int, pool: str = "prefork pool",
     p.add_argument("--no-preload", action="store_true",
                    help="do not load models at process start (webhook-only workers)")
     return p
+
+
+def split_threads(settings: Settings, processes: int) -> Settings:
+    """Give each of ``processes`` worker processes its share of the cores.
+
+    OCRQ_THREADS=0 means "all cores" to one engine; N prefork children each
+    taking all cores would oversubscribe the machine N times (and each would
+    keep extra model copies for them, see runtimes/sharded.py). An explicit
+    OCRQ_THREADS is kept as given.
+    """
+    if settings.threads > 0:
+        return settings
+    return settings.with_(threads=max(1, (os.cpu_count() or 1) // max(1, processes)))
 
 
 def run_worker(kind: str, settings: Settings, args: argparse.Namespace,

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 
 from ocrq.settings import Settings
-from workers.common import parser, run_worker
+from workers.common import parser, run_worker, split_threads
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # so waiting for one (OCRQ_BATCH_WAIT_MS, meant for GPU workers) is pure latency.
     s = s.with_(batch_wait_ms=0.0)
     args = parser("cpu", f"{s.queue_cpu},{s.queue_webhooks}", os.cpu_count() or 1).parse_args(argv)
-    run_worker("cpu", s, args)
+    run_worker("cpu", split_threads(s, args.concurrency), args)
 
 
 if __name__ == "__main__":
