@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ocrq.pipeline.state import Services, WorkerState
-from ocrq.storage import JobStatus
+from ocrq.storage import TERMINAL, JobStatus
 from ocrq.storage import jobs as store
 from ocrq.webhooks import backoff_s, deliver
 
@@ -90,12 +90,14 @@ def redelivery_error(state: Services, task_id: str | None, job_id: str,
                        "times (killed, e.g. out of memory); not retried again"}
 
 
-def cancelled(state: Services, job_id: str) -> bool:
+def ended(state: Services, job_id: str) -> bool:
+    """Whether the job is over (cancelled, failed by another task or a time limit,
+    or done): a stage that starts then has nothing left to do."""
     status = state.cache.status(job_id)
     if status is None:  # not cached (expired): ask the system of record
         job = store.get_job(state.db, job_id)
         status = None if job is None else job.status
-    return status == JobStatus.CANCELLED
+    return status in TERMINAL
 
 
 def _image(state: WorkerState, ctx: dict[str, Any]) -> np.ndarray:
@@ -114,7 +116,7 @@ def _enter(state: WorkerState, ctx: dict[str, Any], stage: str, first: bool) -> 
 
 
 def rotate(state: WorkerState, ctx: dict[str, Any]) -> dict[str, Any] | None:
-    if cancelled(state, ctx["job_id"]):
+    if ended(state, ctx["job_id"]):
         return None
     _enter(state, ctx, "rotate", first=True)
     r = state.engine.step_rotate(_image(state, ctx))
@@ -124,7 +126,7 @@ def rotate(state: WorkerState, ctx: dict[str, Any]) -> dict[str, Any] | None:
 
 def detect(state: WorkerState, ctx: dict[str, Any]
            ) -> tuple[dict[str, Any], list[Any], list[bool]] | None:
-    if ctx is None or cancelled(state, ctx["job_id"]):
+    if ctx is None or ended(state, ctx["job_id"]):
         return None
     first = "rotate" not in ctx["queues"]
     if ctx.pop("rotate_here", False):  # fused: rotate runs in this task (same queue)
@@ -149,7 +151,7 @@ def fanned_out(state: WorkerState, job_id: str, task_ids: list[str], n_batches: 
 
 def recognize(state: WorkerState, ref: dict[str, Any], polygons: list[Any],
               flipped: list[bool], index: int) -> dict[str, Any]:
-    if cancelled(state, ref["job_id"]):
+    if ended(state, ref["job_id"]):
         return {"index": index, "texts": [], "models": {}, "ms": 0.0, "cancelled": True}
     t = state.step_recognize(_image(state, ref), ref["rotation"], polygons, flipped,
                              languages=ref.get("lexicon"))
@@ -161,7 +163,7 @@ def reorder(state: WorkerState, results: list[dict[str, Any]], ctx: dict[str, An
             ) -> dict[str, Any] | None:
     """Join the batches into the result document and finish the job."""
     job_id = ctx["job_id"]
-    if cancelled(state, job_id) or any(r.get("cancelled") for r in results):
+    if ended(state, job_id) or any(r.get("cancelled") for r in results):
         return None
     state.cache.update(job_id, stage="reorder")
     results = sorted(results, key=lambda r: r["index"])  # chord keeps order; be explicit

@@ -1,0 +1,48 @@
+"""The GPU worker's threads pool fails a job whose stage runs past the time limit
+(Celery enforces limits in prefork children only) — real worker, Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fixtures import encode, render_page
+from tests.integration.cluster_harness import Cluster, line_image, make_cluster
+
+pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
+WORKER = "slow1@test"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = make_cluster(tmp_path_factory.mktemp("limit"))
+    c.env["OCRQ_TASK_TIME_LIMIT_S"] = "1"
+    c.start_worker("gpu", WORKER, "gpu,cpu")
+    try:
+        c.wait_ready(WORKER)
+        yield c
+    finally:
+        c.stop_all()
+
+
+def test_a_stage_past_its_time_limit_fails_the_job(cluster: Cluster) -> None:
+    cols = [[f"Line {c * 40 + i:03d} of a long page" for i in range(40)] for c in range(5)]
+    page = encode(render_page([], columns=cols, size=24), "png")
+    started = time.monotonic()
+    job = cluster.submit(page)
+    doc = cluster.wait_jobs([job], timeout_s=120)[job]
+    assert doc["status"] == "failed", doc
+    # 200 lines: recognition batches of 64 lines, each past 1 s on one thread.
+    assert doc["error"]["code"] == "time_limit" and doc["error"]["task"] == "recognize"
+    assert "1 s time limit" in doc["error"]["message"]
+    assert time.monotonic() - started < 30
+    # The thread runs on and finishes its pass; the job stays failed.
+    time.sleep(8)
+    assert cluster.document(job)["status"] == "failed"
+    # Quick jobs on the same worker are not affected.
+    quick = cluster.submit(line_image("Invoice 4711"))
+    done = cluster.wait_jobs([quick], timeout_s=60)[quick]
+    assert done["status"] == "succeeded", done
+    assert "still running after its 1 s time limit" in cluster.log_tail(WORKER, 20000)
