@@ -137,13 +137,12 @@ def _check_lexicon(value: Any, where: str) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidPlans(f"{where}: recognize.lexicon must be a list of language codes "
                            "(e.g. [en, ms]; [] for none)")
-    import wordfreq
+    from ocrq.stages.lexicon import UnknownLanguage, check_languages
 
-    known = set(wordfreq.available_languages())
-    bad = [v for v in value if v not in known]
-    if bad:
-        raise InvalidPlans(f"{where}: recognize.lexicon: unknown language(s) {', '.join(bad)}; "
-                           f"known: {', '.join(sorted(known))}")
+    try:
+        check_languages(value)
+    except UnknownLanguage as exc:
+        raise InvalidPlans(f"{where}: recognize.lexicon: {exc.message}") from exc
 
 
 def _apply_override(base: tuple[Step, ...], override: dict[str, Any], where: str

@@ -32,7 +32,8 @@ from ocrq.pipeline import canvas
 
 log = logging.getLogger(__name__)
 STAGES = {canvas.T_ROTATE, canvas.T_DETECT, canvas.T_RECOGNIZE, canvas.T_REORDER}
-_timers: dict[str, threading.Timer] = {}
+# Keyed by task id and thread: a redelivered copy of a task may run beside a hung one.
+_timers: dict[tuple[str, int], threading.Timer] = {}
 _lock = threading.Lock()
 
 
@@ -62,13 +63,13 @@ def _arm(task_id: str | None = None, task: Any = None, args: Any = None, **_: An
     timer = threading.Timer(float(limit), _expired, (task.app, task.name, job_id, limit))
     timer.daemon = True
     with _lock:
-        _timers[task_id] = timer
+        _timers[(task_id, threading.get_ident())] = timer
     timer.start()
 
 
 def _disarm(task_id: str | None = None, **_: Any) -> None:
     with _lock:
-        timer = _timers.pop(task_id or "", None)
+        timer = _timers.pop((task_id or "", threading.get_ident()), None)
     if timer is not None:
         timer.cancel()
 

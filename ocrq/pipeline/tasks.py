@@ -52,6 +52,8 @@ def detect(self: Task, ctx: dict[str, Any] | None) -> None:
     if out is None:
         return
     ctx2, polygons, flipped = out
+    if work.ended(state, ctx2["job_id"]):
+        return  # failed (time limit) or cancelled while detection ran
     if polygons and canvas.inline_recognize(ctx2, len(polygons)):
         work.fanned_out(state, ctx2["job_id"], [], 1)
         result = work.recognize(state, canvas.ref(ctx2), polygons, flipped, 0)

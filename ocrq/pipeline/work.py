@@ -79,15 +79,15 @@ def redelivery_error(state: Services, task_id: str | None, job_id: str,
     ``max_deliveries`` times; its next start fails the job instead.
     """
     if not task_id:
-        return None  # called directly (eager, tests): no broker, no redelivery
+        return None  # no task id: not run from a broker message
     n = state.cache.delivery(task_id)
     if n <= state.settings.max_deliveries:
         return None
-    log.error("job %s: the worker running its %s step died %d times; giving up",
-              job_id, stage, n - 1)
+    log.error("job %s: its %s step was lost %d times; giving up", job_id, stage, n - 1)
     return {"code": "worker_lost", "task": stage,
-            "message": f"the worker process running this job's {stage} step died {n - 1} "
-                       "times (killed, e.g. out of memory); not retried again"}
+            "message": f"this job's {stage} step was lost {n - 1} times: the worker process "
+                       "running it died (killed, e.g. out of memory) or stopped answering; "
+                       "not retried again"}
 
 
 def ended(state: Services, job_id: str) -> bool:

@@ -52,6 +52,8 @@ def _leader(gray: np.ndarray, quads: np.ndarray, i: int, opts: LeaderOptions) ->
     dx, dy = q[1] - q[0]
     if dx <= 0 or abs(dy) > opts.max_skew * dx:
         return 0
+    if np.linalg.norm(q[3] - q[0]) >= 1.5 * dx:
+        return 0  # a vertical line (read turned a quarter): no leader to its right
     y0 = max(0, int(np.floor(min(q[0, 1], q[1, 1]))))
     y1 = min(height, int(np.ceil(max(q[2, 1], q[3, 1]))))
     bh = y1 - y0

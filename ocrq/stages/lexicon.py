@@ -30,6 +30,7 @@ from functools import lru_cache
 from ocrq.errors import OcrqError
 
 LN10 = math.log(10)
+MAX_WORD = 20  # longer alphanumeric runs are left as read
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,7 @@ class Lexicon:
     """Word frequencies for a set of languages (wordfreq codes such as ``en``, ``ms``)."""
 
     def __init__(self, languages: Sequence[str], options: LexiconOptions | None = None) -> None:
-        import wordfreq  # lazy: only engines that correct words pay for the import
-
-        known = set(wordfreq.available_languages())
-        bad = [lang for lang in languages if lang not in known]
-        if bad:
-            raise UnknownLanguage(
-                f"unknown lexicon language(s) {', '.join(bad)}; known: {', '.join(sorted(known))}"
-            )
+        check_languages(languages)
         self.languages = tuple(languages)
         self.options = options or LexiconOptions()
         self._zipf = lru_cache(maxsize=65536)(self._lookup)
@@ -87,13 +81,14 @@ class Lexicon:
         while i1 > i0 and not text[i1 - 1].isalnum():
             i1 -= 1
         core = range(i0, i1)
-        if len(core) < 2 or not text[i0:i1].isalnum():
+        # Long tokens (URLs, codes run together) cost quadratic work and are not words.
+        if not 2 <= len(core) <= MAX_WORD or not text[i0:i1].isalnum():
             return None
         digits = [i for i in core if text[i].isdigit()]
         # A number, or a code with several digits ("SR1234"), is not a word.
         if len(digits) > 1 or len(digits) == len(core):
             return None
-        z0 = 0.0 if digits else self.zipf(text[i0:i1])
+        z0 = self.zipf(text[i0:i1])  # "mp3", "1st" and "co2" are words too
         return None if z0 >= self.options.known_zipf else (core, digits, z0)
 
     def needs(self, text: str) -> bool:
@@ -104,7 +99,7 @@ class Lexicon:
         """The best spelling of one whitespace-free token (punctuation at its ends kept)."""
         text = "".join(g.char for g in word)
         if len(text) != len(word):
-            return text  # a glyph that normalised to several characters: leave it
+            return text  # every glyph must be one character (decode sees to that)
         found = self._core(text)
         if found is None:
             return text
@@ -114,8 +109,7 @@ class Lexicon:
         slots = [i for i in core if letters[i]]
         if any(d not in slots for d in digits):
             return text  # a digit becomes a letter only if the network offered one
-        best_score = LN10 * z0 if not digits else -math.inf
-        best = text
+        best_score, best = LN10 * z0, text
         for n in range(1, opts.max_swaps + 1):
             for pos in itertools.combinations(slots, n):
                 if any(d not in pos for d in digits):
@@ -143,6 +137,30 @@ def _same_case(alt: str, chars: list[str], i: int) -> str:
     if near and all(c.islower() for c in near):
         return alt.lower()
     return alt
+
+
+def check_languages(languages: Sequence[str]) -> None:
+    """Raise :class:`UnknownLanguage` unless every language can be looked up here.
+
+    wordfreq lists Chinese, Japanese and Korean but needs extra tokenisers
+    (jieba, MeCab) to look words up in them; one lookup per language finds that
+    now rather than in the first job.
+    """
+    import wordfreq  # lazy: only engines that correct words pay for the import
+
+    known = set(wordfreq.available_languages())
+    bad = [lang for lang in languages if lang not in known]
+    if bad:
+        raise UnknownLanguage(
+            f"unknown lexicon language(s) {', '.join(bad)}; known: {', '.join(sorted(known))}"
+        )
+    for lang in languages:
+        try:
+            wordfreq.zipf_frequency("a", lang)
+        except Exception as exc:  # ModuleNotFoundError for jieba / MeCab, typically
+            raise UnknownLanguage(
+                f"lexicon language {lang!r} cannot be used here: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 @lru_cache(maxsize=8)

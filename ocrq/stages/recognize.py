@@ -50,7 +50,7 @@ class RecognizeOptions:
     space_prob: float = 0.03  # or the space class reaches this probability in the gap
     space_ink_ratio: float = 0.4  # blank run / ink height that makes a word space...
     space_blank_ratio: float = 2.5  # ... and / the line's median gap between letters
-    fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (see _settle_zero_o)
+    fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (see _settle_word)
     # wordfreq language codes whose common words guide corrections among the
     # network's runner-up glyphs (stages/lexicon.py); () turns that off.
     languages: tuple[str, ...] = ("en",)
@@ -269,7 +269,10 @@ def decode(
         for word in "".join(glyphs[k] for k in token).split():
             if opts.fix_zero_o:
                 word = _settle_word(word)
-            if lexicon is not None and len(word) == len(token) and lexicon.needs(word):
+            # Runner-ups line up with characters only where each glyph is one
+            # character ("ﬀ" -> "ff" or a full-width space would shift them).
+            if (lexicon is not None and len(word) == len(token)
+                    and all(len(glyphs[k]) == 1 for k in token) and lexicon.needs(word)):
                 word = lexicon.correct(_glyphs(probs, steps, idx, token, word, charset, lexicon))
             words.append(word)
     conf = float(best[steps].mean())
@@ -292,11 +295,12 @@ def _glyphs(
     out = []
     for j, (row, cands, ch) in enumerate(zip(rows, top, word, strict=True)):
         chosen = idx[steps[token[j]]]
-        alts = tuple(
-            (unicodedata.normalize("NFKC", charset[c]), float(row[c]))
-            for c in cands
-            if c != chosen and 0 < c < len(charset) and row[c] >= lexicon.options.min_alternative
-            and charset[c].strip()
-        )
-        out.append(Glyph(ch, float(row[chosen]), alts))
+        alts = []
+        for c in cands:
+            if c == chosen or not 0 < c < len(charset) or row[c] < lexicon.options.min_alternative:
+                continue
+            alt = unicodedata.normalize("NFKC", charset[c])
+            if len(alt) == 1 and not alt.isspace():  # "№" -> "No" would lengthen the word
+                alts.append((alt, float(row[c])))
+        out.append(Glyph(ch, float(row[chosen]), tuple(alts)))
     return out

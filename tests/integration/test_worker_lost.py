@@ -55,7 +55,7 @@ def test_a_task_whose_worker_dies_each_time_fails_the_job(cluster: Cluster) -> N
     doc = cluster.document(job)
     assert doc["status"] == "failed", (doc, kills, cluster.log_tail(WORKER))
     assert doc["error"]["code"] == "worker_lost", doc["error"]
-    assert f"died {LIMIT} times" in doc["error"]["message"]
+    assert f"lost {LIMIT} times" in doc["error"]["message"]
     assert kills == LIMIT
     # The worker itself lives on and serves the next job.
     other = cluster.submit(line_image("Invoice 4711"))
@@ -83,5 +83,5 @@ def test_a_task_whose_worker_died_once_runs_again_and_succeeds(cluster: Cluster)
 
 
 def test_log_says_why(cluster: Cluster) -> None:
-    assert "died 2 times; giving up" in Path(cluster.tmp / "lost1.log").read_text()
+    assert "step was lost 2 times; giving up" in Path(cluster.tmp / "lost1.log").read_text()
 

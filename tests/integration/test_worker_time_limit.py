@@ -34,8 +34,10 @@ def test_a_stage_past_its_time_limit_fails_the_job(cluster: Cluster) -> None:
     job = cluster.submit(page)
     doc = cluster.wait_jobs([job], timeout_s=120)[job]
     assert doc["status"] == "failed", doc
-    # 200 lines: recognition batches of 64 lines, each past 1 s on one thread.
-    assert doc["error"]["code"] == "time_limit" and doc["error"]["task"] == "recognize"
+    # 200 lines: detection, or a recognition batch of 64 lines, runs past 1 s on
+    # one thread (which one first depends on the machine's load).
+    assert doc["error"]["code"] == "time_limit"
+    assert doc["error"]["task"] in ("detect", "recognize"), doc["error"]
     assert "1 s time limit" in doc["error"]["message"]
     assert time.monotonic() - started < 30
     # The thread runs on and finishes its pass; the job stays failed.

@@ -31,6 +31,13 @@ def test_text_after_a_gap_of_dots_ends_the_leader():
     assert leader_dots(image, [quad]) == [6]
 
 
+def test_vertical_lines_have_no_leader():
+    image, quad = label_with(dots(12))
+    x0, y0 = quad[0]
+    tall = np.array([[x0, y0], [x0 + 20, y0], [x0 + 20, y0 + 60], [x0, y0 + 60]], np.float32)
+    assert leader_dots(image, [tall]) == [0]
+
+
 def test_rules_speckle_and_plain_punctuation_are_not_leaders():
     def rule(d: ImageDraw.ImageDraw, x_end: int, baseline: int) -> None:
         # A dashed rule under the whole line, as receipts print between sections.

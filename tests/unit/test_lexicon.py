@@ -46,9 +46,27 @@ def test_numbers_and_codes_are_not_words(en):
     assert en.correct(word("tota1", {4: [("7", 0.3)]})) == "tota1"
 
 
+def test_words_with_a_digit_are_looked_up_too(en):
+    assert en.correct(word("MP3", {2: [("S", 0.03)]}, prob=0.9)) == "MP3"  # a word as read
+    assert en.correct(word("CO2", {2: [("Z", 0.05)]}, prob=0.9)) == "CO2"
+    # Very long alphanumeric runs are left alone (not words; quadratic work).
+    assert not en.needs("Supercalifragilisticexpialidocious")
+
+
 def test_two_letter_words_change_only_into_very_common_ones(en):
     assert en.correct(word("N0", {1: [("O", 0.3)]})) == "NO"
     assert en.correct(word("RH", {1: [("M", 0.3)]})) == "RH"  # "rm" is not common enough
+
+
+def test_a_listed_language_that_cannot_be_looked_up_fails_at_once():
+    import importlib.util
+
+    if importlib.util.find_spec("jieba") is not None:
+        assert Lexicon(("zh",)).zipf("中国") > 0
+        return
+    # wordfreq lists Chinese but needs jieba to look words up in it.
+    with pytest.raises(UnknownLanguage, match="'zh' cannot be used here"):
+        Lexicon(("en", "zh"))
 
 
 def test_unknown_language_lists_the_known_ones():
@@ -102,3 +120,20 @@ def test_a_correction_must_make_a_reasonably_common_word(en):
     # "tiran" is in the English list, but rarer than once per 100 million words.
     assert en.zipf("tiran") < 2.0 < en.zipf("time")
     assert en.correct(word("TIRAM", {4: [("N", 0.4)]})) == "TIRAM"
+
+
+def test_glyphs_that_normalise_to_several_characters_are_not_corrected():
+    # "ﬀ" is one glyph but two letters: its runner-ups would land on the wrong
+    # characters, so the token is left as read.
+    charset = ["", "ﬀ", "x", "e", "m", "T", "i", "n", "\u3000", " "]
+    probs = np.full((20, len(charset)), 0.001, np.float32)
+    probs[:, 0] = 0.99
+    # ﬀ x <full-width space>: three glyphs, and "ffx" is three characters too.
+    for t, k in [(1, 1), (3, 2), (5, 8), (8, 5), (10, 6), (12, 7), (14, 3)]:
+        probs[t] = 0.001
+        probs[t, k] = 0.95
+    probs[3, 2], probs[3, 3] = 0.6, 0.35  # x, with e as runner-up: "ffe"
+    probs[12, 7], probs[12, 4] = 0.6, 0.35  # n, with m as runner-up: "Time"
+    probs[7, 9] = 0.3  # a space
+    out = decode(probs, charset, RecognizeOptions(), lexicon=Lexicon(("en",)))
+    assert out.text == "ffx Time"

@@ -65,6 +65,6 @@ def test_recognize_lexicon_option_is_checked_at_load():
     base = {"tids": {"ocr": {"steps": ["detect", "recognize", "reorder"]}}}
     ok = Plans({**base, "bids": {"my": {"ocr": {"options": {"recognize": {"lexicon": ["ms"]}}}}}})
     assert ok.resolve("my", "ocr").step("recognize").options == {"lexicon": ["ms"]}
-    for bad, match in ((["xx"], "unknown language"), ("en", "list of language codes")):
+    for bad, match in ((["xx"], "unknown lexicon language"), ("en", "list of language codes")):
         with pytest.raises(InvalidPlans, match=match):
             Plans({**base, "bids": {"b": {"ocr": {"options": {"recognize": {"lexicon": bad}}}}}})

@@ -82,8 +82,10 @@ class ShardedRuntime:
         for f in futures:
             f.result()
         out = []
-        for i in range(len(batches)):
+        for i, b in enumerate(batches):
             parts = [outputs[p] for p, (j, _, _) in enumerate(pieces) if j == i]
+            if not parts:  # an empty batch among others: what the model gives for none
+                parts = [self.copies[0].run(b)]
             out.append(parts[0] if len(parts) == 1 else np.concatenate(parts))
         return out
 
