@@ -25,22 +25,18 @@ import platform
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from _common import data_parser  # puts the checkout on sys.path
 
-from ocrq.engine import Engine  # noqa: E402
-from ocrq.evaluation.dataset import load_manifest  # noqa: E402
-from ocrq.models.runtimes.batching import BatchingRuntime  # noqa: E402
-from ocrq.settings import Settings  # noqa: E402
+from ocrq.engine import Engine
+from ocrq.evaluation.dataset import load_manifest
+from ocrq.models.runtimes.batching import BatchingRuntime
+from ocrq.settings import Settings
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("data", nargs="?", type=Path, default=REPO / ".." / "shared" / "eval" / "dev")
-    ap.add_argument("--limit", type=int, default=16, help="pages (receipts)")
+    ap = data_parser(__doc__, limit=16, limit_help="pages (receipts)")
     ap.add_argument("--jobs", type=int, default=4, help="pages recognised at once (threads)")
     ap.add_argument("--wait-ms", default="3,10", help="batch waits to compare (comma list)")
     ap.add_argument("--batch-max", type=int, default=64)

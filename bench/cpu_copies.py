@@ -11,25 +11,19 @@ the ratio to the first value, and whether every page read the same text.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from _common import data_parser  # puts the checkout on sys.path
 
-from ocrq.engine import Engine  # noqa: E402
-from ocrq.evaluation.dataset import load_manifest  # noqa: E402
-from ocrq.evaluation.peers import resolve_threads  # noqa: E402
-from ocrq.settings import Settings  # noqa: E402
+from ocrq.engine import Engine
+from ocrq.evaluation.dataset import load_manifest
+from ocrq.evaluation.peers import resolve_threads
+from ocrq.settings import Settings
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("data", nargs="?", type=Path, default=REPO / ".." / "shared" / "eval" / "dev")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N images")
+    ap = data_parser(__doc__)
     ap.add_argument("--threads", type=int, default=0, help="thread budget (0 = all cores)")
     ap.add_argument("--copies", default="1,2", help="OCRQ_CPU_COPIES values to compare")
     ap.add_argument("--repeat", type=int, default=2, help="passes over the images per engine")

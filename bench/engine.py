@@ -20,21 +20,17 @@ import platform
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from _common import data_parser  # puts the checkout on sys.path
 
-from ocrq.evaluation.dataset import load_manifest  # noqa: E402
-from ocrq.evaluation.peers import PeerUnavailable, build_engine, resolve_threads  # noqa: E402
+from ocrq.evaluation.dataset import load_manifest
+from ocrq.evaluation.peers import PeerUnavailable, build_engine, resolve_threads
 
 BASELINE = "rapidocr"
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("data", nargs="?", type=Path, default=REPO / ".." / "shared" / "eval" / "dev")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N images")
+    ap = data_parser(__doc__)
     ap.add_argument("--threads", type=int, default=0, help="threads per engine (0 = all cores)")
     ap.add_argument("--repeat", type=int, default=1, help="passes over the images per engine")
     ap.add_argument(

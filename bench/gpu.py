@@ -32,7 +32,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,24 +39,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _common import data_parser  # puts the checkout on sys.path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
-
-from ocrq.engine import Engine  # noqa: E402
-from ocrq.evaluation.dataset import load_manifest  # noqa: E402
-from ocrq.models.repository import ModelRepository  # noqa: E402
-from ocrq.models.runtimes import load_runtime  # noqa: E402
-from ocrq.models.runtimes.torch import TorchRuntime, gpu_memory_mib  # noqa: E402
-from ocrq.settings import Settings  # noqa: E402
+from ocrq.engine import Engine
+from ocrq.evaluation.dataset import load_manifest
+from ocrq.models.repository import ModelRepository
+from ocrq.models.runtimes import load_runtime
+from ocrq.models.runtimes.torch import TorchRuntime, gpu_memory_mib
+from ocrq.settings import Settings
 
 BASE = "ort-cpu"
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("data", nargs="?", type=Path, default=REPO / ".." / "shared" / "eval" / "dev")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N receipts")
+    ap = data_parser(__doc__, limit_help="only the first N receipts")
     ap.add_argument("--batches", default="1,2,4,8,16,32,64", help="batch sizes for str/dir")
     ap.add_argument("--det-sizes", default="640x480,960x960,1536x1536", help="HxW for std")
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds timed per row")

@@ -39,21 +39,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import requests
+from _common import REPO, data_parser  # puts this checkout on sys.path
+from redis import Redis
 
-import requests  # noqa: E402
-from redis import Redis  # noqa: E402
-
-from ocrq.document import PageResult  # noqa: E402
-from ocrq.evaluation.dataset import load_manifest  # noqa: E402
-from ocrq.settings import Settings  # noqa: E402
+from ocrq.document import PageResult
+from ocrq.evaluation.dataset import load_manifest
+from ocrq.settings import Settings
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("data", nargs="?", type=Path, default=REPO / ".." / "shared" / "eval" / "dev")
-    ap.add_argument("--limit", type=int, default=None)
+    ap = data_parser(__doc__, limit_help="only the first N receipts")
     ap.add_argument("--concurrency", type=int, default=os.cpu_count() or 1,
                     help="worker processes")
     ap.add_argument("--worker-threads", type=int, default=1,
