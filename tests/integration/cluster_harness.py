@@ -159,6 +159,21 @@ class Cluster:
 
 
 @contextlib.contextmanager
+def one_worker_cluster(tmp: Path, kind: str, name: str, queues: str,
+                       **env: str) -> Iterator[Cluster]:
+    """One worker of ``kind`` (cpu | gpu) named ``name`` on ``queues``, ready;
+    ``env``: extra OCRQ_* settings for the workers."""
+    c = make_cluster(tmp)
+    c.env.update(env)
+    c.start_worker(kind, name, queues)
+    try:
+        c.wait_ready(name)
+        yield c
+    finally:
+        c.stop_all()
+
+
+@contextlib.contextmanager
 def gpu_and_cpu_cluster(tmp: Path, plans_yaml: str | None = None) -> Iterator[Cluster]:
     """One GPU-entry worker (gpu1@test) and one CPU worker (cpu1@test), ready."""
     c = make_cluster(tmp, plans_yaml)

@@ -70,15 +70,22 @@ def _submit(base: str, png: bytes, callback: str) -> str:
     return r.json()["id"]
 
 
-def test_webhook_delivered_and_signature_verifies(st: Stack, png: bytes) -> None:
+def _first_delivery(st: Stack, data: bytes, **web: object) -> tuple[str, dict, bytes]:
+    """Submit ``data`` with a callback to a local receiver; the job id and the
+    headers and body of the first POST it gets."""
     receiver = Receiver()
     try:
-        base = st.web(allow_private_urls=True)  # this test's receiver is on loopback
-        job_id = _submit(base, png, receiver.url)
+        base = st.web(allow_private_urls=True, **web)  # the receiver is on loopback
+        job_id = _submit(base, data, receiver.url)
         receiver.wait(1)
     finally:
         receiver.close()
     headers, body = receiver.calls[0]
+    return job_id, headers, body
+
+
+def test_webhook_delivered_and_signature_verifies(st: Stack, png: bytes) -> None:
+    job_id, headers, body = _first_delivery(st, png)
     assert verify(SECRET, body, headers[HEADER_TIMESTAMP], headers[HEADER_SIGNATURE])
     assert not verify(SECRET, body + b" ", headers[HEADER_TIMESTAMP], headers[HEADER_SIGNATURE])
     assert not verify("other-secret", body, headers[HEADER_TIMESTAMP],
@@ -119,15 +126,8 @@ def test_receiver_down_then_up_is_delivered_after_retries(st: Stack, png: bytes)
 
 def test_failed_job_is_reported_by_webhook(st: Stack) -> None:
     """Intake accepts a 4200 px wide page, the workers (limit 4000 px) refuse it."""
-    receiver = Receiver()
-    try:
-        base = st.web(allow_private_urls=True, max_image_side=20_000)
-        wide = encode(render_page(["wide"], width=4200), "png")
-        job_id = _submit(base, wide, receiver.url)
-        receiver.wait(1)
-    finally:
-        receiver.close()
-    headers, body = receiver.calls[0]
+    wide = encode(render_page(["wide"], width=4200), "png")
+    job_id, headers, body = _first_delivery(st, wide, max_image_side=20_000)
     assert verify(SECRET, body, headers[HEADER_TIMESTAMP], headers[HEADER_SIGNATURE])
     doc = json.loads(body)
     assert (doc["id"], doc["status"], doc["result"]) == (job_id, "failed", None)

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.integration.cluster_harness import Cluster, line_image, make_cluster
+from tests.integration.cluster_harness import Cluster, line_image, one_worker_cluster
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 WORKER = "lost1@test"
@@ -21,14 +21,9 @@ LIMIT = 2
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = make_cluster(tmp_path_factory.mktemp("lost"))
-    c.env["OCRQ_MAX_DELIVERIES"] = str(LIMIT)
-    c.start_worker("cpu", WORKER, "gpu,cpu")
-    try:
-        c.wait_ready(WORKER)
+    with one_worker_cluster(tmp_path_factory.mktemp("lost"), "cpu", WORKER, "gpu,cpu",
+                            OCRQ_MAX_DELIVERIES=str(LIMIT)) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def _children(c: Cluster) -> list[psutil.Process]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures import encode, render_page
-from tests.integration.cluster_harness import Cluster, line_image, make_cluster
+from tests.integration.cluster_harness import Cluster, line_image, one_worker_cluster
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 WORKER = "slow1@test"
@@ -17,14 +17,9 @@ WORKER = "slow1@test"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = make_cluster(tmp_path_factory.mktemp("limit"))
-    c.env["OCRQ_TASK_TIME_LIMIT_S"] = "1"
-    c.start_worker("gpu", WORKER, "gpu,cpu")
-    try:
-        c.wait_ready(WORKER)
+    with one_worker_cluster(tmp_path_factory.mktemp("limit"), "gpu", WORKER, "gpu,cpu",
+                            OCRQ_TASK_TIME_LIMIT_S="1") as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def test_a_stage_past_its_time_limit_fails_the_job(cluster: Cluster) -> None:

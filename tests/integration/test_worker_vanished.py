@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.integration.cluster_harness import line_image, make_cluster
+from tests.integration.cluster_harness import line_image, one_worker_cluster
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 
@@ -17,11 +17,8 @@ def test_a_task_taken_by_a_vanished_worker_runs_elsewhere(
     # The whole worker (node and pool) dies mid-task, as when its machine goes:
     # nobody requeues the message; Redis hands it out again after the
     # visibility timeout, and the job still succeeds on another worker.
-    c = make_cluster(tmp_path_factory.mktemp("vanish"))
-    c.env["OCRQ_VISIBILITY_TIMEOUT_S"] = "4"
-    c.start_worker("cpu", "gone@test", "gpu,cpu")
-    try:
-        c.wait_ready("gone@test")
+    with one_worker_cluster(tmp_path_factory.mktemp("vanish"), "cpu", "gone@test", "gpu,cpu",
+                            OCRQ_VISIBILITY_TIMEOUT_S="4") as c:
         seen = c.task_starts()
         job = c.submit(line_image("Orphan 77"))
         deadline = time.monotonic() + 60
@@ -31,11 +28,9 @@ def test_a_task_taken_by_a_vanished_worker_runs_elsewhere(
         lost = time.monotonic()
         c.kill_worker("gone@test")  # SIGKILL to the process group: nothing acks or requeues
         assert c.document(job)["status"] in ("queued", "running")  # not finished
-        c.start_worker("cpu", "heir@test", "gpu,cpu")
+        c.start_worker("cpu", "heir@test", "gpu,cpu")  # stopped with the cluster
         done = c.wait_jobs([job], timeout_s=90)[job]
         assert done["status"] == "succeeded", (done, c.log_tail("heir@test"))
         assert "77" in done["result"]["lines"][0]["text"]
         assert max(c.task_starts().values()) == 2  # the same task, started a second time
         assert time.monotonic() - lost >= 4  # not before the visibility timeout
-    finally:
-        c.stop_all()
