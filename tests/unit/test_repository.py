@@ -9,7 +9,8 @@ from importlib import metadata
 import pytest
 
 from ocrq.errors import ModelIntegrityError, ModelNotFound, UnknownModel
-from ocrq.models.repository import KNOWN_MODELS, ModelRepository, model_spec, sha256_file
+from ocrq.models.builtin import KNOWN_MODELS, model_spec
+from ocrq.models.repository import ModelRepository, sha256_file
 
 
 def test_defaults_come_from_the_wheels(model_root):

