@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Integer, String, Text, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
 from ocrq.errors import ModelNotFound, OcrqError
 from ocrq.models.registry import Desired
 from ocrq.models.repository import ModelRepository, model_spec
-from ocrq.storage.models import Base, Timestamp, utcnow
+from ocrq.storage.models import ModelActivation
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -38,22 +36,6 @@ def channel(redis: Redis) -> str:
     """
     db = redis.connection_pool.connection_kwargs.get("db", 0)
     return f"{CHANNEL}:{db}"
-
-
-class ModelActivation(Base):
-    """One operator decision: ``model`` serves ``version`` (for ``bid``, or everyone)."""
-
-    __tablename__ = "ocrq_model_activations"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model: Mapped[str] = mapped_column(String(32), index=True)
-    bid: Mapped[str | None] = mapped_column(String(64), nullable=True)  # NULL: global
-    # NULL on a bid row: the canary is withdrawn, the bid follows the global version.
-    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    previous_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    actor: Mapped[str] = mapped_column(String(128), default="")
-    note: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
 class NothingToRollBack(OcrqError):

@@ -1,5 +1,5 @@
-"""Persistence: SQL system of record (jobs, results, webhook deliveries),
-Redis blob store for images and Redis status cache for polling.
+"""Persistence: SQL system of record (jobs, results, webhook deliveries, model
+activations), Redis blob store for images and Redis status cache for polling.
 
 No Flask, no Celery here; callers pass in a :class:`Database` and Redis clients.
 """
@@ -7,7 +7,14 @@ No Flask, no Celery here; callers pass in a :class:`Database` and Redis clients.
 from ocrq.storage.blobs import BlobStore, ImageExpired
 from ocrq.storage.cache import StatusCache
 from ocrq.storage.db import Database
-from ocrq.storage.models import TERMINAL, Delivery, Job, JobStatus, Result
+from ocrq.storage.models import (
+    TERMINAL,
+    Delivery,
+    Job,
+    JobStatus,
+    ModelActivation,
+    Result,
+)
 
 __all__ = [
     "TERMINAL",
@@ -17,6 +24,7 @@ __all__ = [
     "ImageExpired",
     "Job",
     "JobStatus",
+    "ModelActivation",
     "Result",
     "StatusCache",
 ]

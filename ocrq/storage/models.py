@@ -1,4 +1,9 @@
-"""SQLAlchemy 2 models: the system of record for jobs, results and webhook deliveries."""
+"""SQLAlchemy 2 models: the system of record for jobs, results, webhook deliveries
+and model activations.
+
+Every table lives here, so ``Base.metadata`` is complete once this module is imported
+(migrations/env.py relies on it: autogenerate drops the tables it does not see).
+"""
 
 from __future__ import annotations
 
@@ -83,4 +88,23 @@ class Delivery(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     ok: Mapped[bool] = mapped_column(default=False)
     duration_ms: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class ModelActivation(Base):
+    """One operator decision: ``model`` serves ``version`` (for ``bid``, or everyone).
+
+    The append-only log behind :class:`ocrq.models.control.ModelControl`.
+    """
+
+    __tablename__ = "ocrq_model_activations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(32), index=True)
+    bid: Mapped[str | None] = mapped_column(String(64), nullable=True)  # NULL: global
+    # NULL on a bid row: the canary is withdrawn, the bid follows the global version.
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    previous_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
