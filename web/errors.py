@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
-from flask.typing import ResponseReturnValue
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from ocrq.errors import OcrqError
@@ -21,6 +20,7 @@ STATUS = {
     "nothing_to_roll_back": 409,
     "unauthorized": 401,
     "admin_disabled": 403,
+    "invalid_plans": 500,  # the server's plans file is broken: not the client's fault
 }
 
 
@@ -30,18 +30,32 @@ class ApiError(OcrqError):
         self.code = code
 
 
-def init_app(app: Flask) -> None:
-    @app.errorhandler(OcrqError)
-    def _ocrq(exc: OcrqError) -> ResponseReturnValue:
-        return jsonify(error=exc.to_dict()), STATUS.get(exc.code, 400)
+def ocrq_response(exc: OcrqError) -> Response:
+    resp = jsonify(error=exc.to_dict())
+    resp.status_code = STATUS.get(exc.code, 400)
+    if resp.status_code == 401:  # RFC 9110: a 401 says which scheme to use
+        resp.headers["WWW-Authenticate"] = "Bearer"
+    return resp
 
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException) -> ResponseReturnValue:
-        code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify(error={"code": code, "message": exc.description}), exc.code or 500
+
+def http_response(exc: HTTPException) -> Response:
+    code = (exc.name or "error").lower().replace(" ", "_")
+    resp = jsonify(error={"code": code, "message": exc.description or exc.name or "error"})
+    resp.status_code = exc.code or 500
+    for name, value in exc.get_headers():  # e.g. Allow on a 405; the body is ours (JSON)
+        if name.lower() != "content-type":
+            resp.headers[name] = value
+    return resp
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(OcrqError, ocrq_response)
+    app.register_error_handler(HTTPException, http_response)
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> ResponseReturnValue:
+    def _unexpected(exc: Exception) -> Response:
         # Clients get JSON even for bugs; the traceback goes to the log, not the client.
         app.logger.exception("unhandled error")
-        return jsonify(error={"code": "internal_error", "message": "internal error"}), 500
+        resp = jsonify(error={"code": "internal_error", "message": "internal error"})
+        resp.status_code = 500
+        return resp

@@ -29,8 +29,12 @@ def readyz() -> ResponseReturnValue:
             checks[name] = "ok"
         except Exception as exc:  # any failure means not ready; say which and why
             checks[name] = f"error: {type(exc).__name__}: {exc}"
-    ok = all(v == "ok" for v in checks.values())
-    return jsonify(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503
+    failed = [name for name, v in checks.items() if v != "ok"]
+    if not failed:
+        return jsonify(status="ok", checks=checks)
+    # A 503 carries the API's error object too, beside the checks a probe reads.
+    error = {"code": "unavailable", "message": f"not ready: {', '.join(failed)} unreachable"}
+    return jsonify(status="unavailable", checks=checks, error=error), 503
 
 
 def _broker() -> None:

@@ -10,8 +10,11 @@ from flask.typing import ResponseReturnValue
 
 from ocrq.cluster.heartbeat import read_snapshot
 from ocrq.cluster.rollout import progress
+from ocrq.errors import UnknownModel
 from ocrq.models.control import ModelControl
 from ocrq.models.repository import ModelRepository
+from ocrq.names import ModelKind
+from web import openapi
 from web.errors import ApiError
 from web.extensions import services
 
@@ -66,69 +69,107 @@ def list_models() -> ResponseReturnValue:
 def activate(name: str) -> ResponseReturnValue:
     """Body ``{"version": N, "bid": optional}``; 202 with where the rollout stands now."""
     _require_admin()
+    _known(name)  # an unknown name: 404 listing the known ones, whatever the body
     body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("version"), int):
+    version = body.get("version") if isinstance(body, dict) else None
+    # bool is an int subclass: {"version": true} must not mean version 1.
+    if not isinstance(version, int) or isinstance(version, bool):
         raise ApiError("bad_request", 'send JSON {"version": <int>} (optional "bid")')
-    bid = body.get("bid")
-    if bid is not None and not isinstance(bid, str):
-        raise ApiError("bad_request", "bid must be a string")
-    change = _control().activate(name, body["version"], bid=bid, actor="api")
-    state = progress(read_snapshot(services().redis), name, body["version"], bid)
+    bid = _bid(body)
+    known = services().plans.bids
+    if bid is not None and bid not in known:  # a canary for a bid no job can have
+        raise ApiError("unknown_plan", f"unknown bid {bid!r}; known: {', '.join(known)}",
+                       field="bid", known=known)
+    change = _control().activate(name, version, bid=bid, actor="api")
+    state = progress(read_snapshot(services().redis), name, version, bid)
     return jsonify(change=change.to_dict(), rollout=state.to_dict()), 202
 
 
 @bp.post("/<name>/rollback")
 def rollback(name: str) -> ResponseReturnValue:
+    """Optional body ``{"bid": "..."}`` (withdraw that bid's canary); 202 with the change."""
     _require_admin()
-    body = request.get_json(silent=True) or {}
-    change = _control().rollback(name, bid=body.get("bid"), actor="api")
+    _known(name)
+    body = request.get_json(silent=True)
+    if body is None and not request.get_data():
+        body = {}  # no body: the global version goes back
+    if not isinstance(body, dict):  # a bid sent some other way must not roll back globally
+        raise ApiError("bad_request", 'send no body, or JSON {} or {"bid": "<bid>"}')
+    change = _control().rollback(name, bid=_bid(body), actor="api")
     return jsonify(change=change.to_dict()), 202
 
 
 @bp.get("/<name>/history")
 def history(name: str) -> ResponseReturnValue:
+    _known(name)
     return jsonify(history=_control().history(name))
 
 
-_ERR = {"$ref": "#/components/responses/Error"}
-_NAME = [{"name": "name", "in": "path", "required": True,
-          "schema": {"type": "string", "enum": ["dir", "rot", "std", "str"]}}]
-_OBJ = {"content": {"application/json": {"schema": {"type": "object"}}}}
-_ADMIN = {"security": [{"adminToken": []}]}
-_DENIED = {"401": _ERR, "403": _ERR}  # wrong token; OCRQ_ADMIN_TOKEN not set
-OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/models": {"get": {
-        "summary": "Model versions on disk, desired versions (global and per-bid canaries) "
-                   "and what every live worker process serves: status, device, memory",
-        "responses": {"200": {"description": "models and status rows", **_OBJ}}}},
-    "/v1/models/{name}/activate": {"post": {
-        "summary": "Make a version serve (globally, or for one bid as a canary)",
-        "parameters": _NAME,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["version"],
-            "properties": {"version": {"type": "integer"}, "bid": {"type": "string"}}}}}},
-        **_ADMIN,
-        "responses": {"202": {"description": "recorded and broadcast; rollout so far", **_OBJ},
-                      "400": _ERR, "404": _ERR, **_DENIED}}},
-    "/v1/models/{name}/rollback": {"post": {
-        "summary": "Back to the version active before (with bid: withdraw the canary)",
-        "parameters": _NAME,
-        **_ADMIN,
-        "responses": {"202": {"description": "recorded and broadcast", **_OBJ}, "409": _ERR,
-                      **_DENIED}}},
-    "/v1/models/{name}/history": {"get": {
-        "summary": "Activation log, newest first", "parameters": _NAME,
-        "responses": {"200": {"description": "history", **_OBJ}}}},
-    "/v1/cluster": {"get": {
-        "summary": "Live snapshot: workers, their processes and models, routing table",
-        "responses": {"200": {"description": "snapshot", **_OBJ}}}},
-}
+def _kinds() -> list[str]:
+    return sorted(kind.value for kind in ModelKind)
+
+
+def _known(name: str) -> None:
+    if name not in _kinds():
+        raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(_kinds())}",
+                           known=_kinds())
+
+
+def _bid(body: dict[str, Any]) -> str | None:
+    bid = body.get("bid")
+    if bid is not None and not isinstance(bid, str):
+        raise ApiError("bad_request", "bid must be a string")
+    return bid
+
+
+def _name_parameter() -> list[dict[str, Any]]:
+    return [{"name": "name", "in": "path", "required": True,
+             "schema": {"type": "string", "enum": _kinds()}}]
+
+
+def _any_object() -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _change(summary: str, body: dict[str, Any], required: bool, accepted: str,
+            errors: tuple[str, ...]) -> dict[str, Any]:
+    """A model-changing POST: admin token, 401 wrong token, 403 OCRQ_ADMIN_TOKEN not set."""
+    op: dict[str, Any] = {"summary": summary, "parameters": _name_parameter(),
+                          "security": [{"adminToken": []}]}
+    op["requestBody"] = {"required": required,
+                         "content": {"application/json": {"schema": body}}}
+    op["responses"] = {"202": {"description": accepted, **_any_object()},
+                       **{status: openapi.error_ref() for status in (*errors, "401", "403")}}
+    return {"post": op}
+
+
+def openapi_paths() -> dict[str, Any]:
+    """This module's endpoints in the OpenAPI document (a fresh dict per call)."""
+    activation = {"type": "object", "required": ["version"],
+                  "properties": {"version": {"type": "integer"}, "bid": {"type": "string"}}}
+    canary = {"type": "object", "properties": {"bid": {"type": "string"}}}
+    return {
+        "/v1/models": {"get": {
+            "summary": "Model versions on disk, desired versions (global and per-bid canaries) "
+                       "and what every live worker process serves: status, device, memory",
+            "responses": {"200": {"description": "models and status rows", **_any_object()}}}},
+        "/v1/models/{name}/activate": _change(
+            "Make a version serve (globally, or for one bid as a canary)", activation, True,
+            "recorded and broadcast; rollout so far", ("400", "404")),
+        "/v1/models/{name}/rollback": _change(
+            "Back to the version active before (with bid: withdraw the canary)",
+            canary, False, "recorded and broadcast", ("400", "404", "409")),
+        "/v1/models/{name}/history": {"get": {
+            "summary": "Activation log, newest first", "parameters": _name_parameter(),
+            "responses": {"200": {"description": "history", **_any_object()},
+                          "404": openapi.error_ref()}}},
+    }
+
+
+ADMIN_SCHEME = {"adminToken": {"type": "http", "scheme": "bearer",
+                               "description": "OCRQ_ADMIN_TOKEN"}}
 
 
 def init_app(app: Flask) -> None:
-    from web.openapi import SPEC
-
     app.register_blueprint(bp)
-    SPEC["paths"].update(OPENAPI_PATHS)  # one document; these endpoints live in this module
-    SPEC.setdefault("components", {}).setdefault("securitySchemes", {})["adminToken"] = {
-        "type": "http", "scheme": "bearer", "description": "OCRQ_ADMIN_TOKEN"}
+    openapi.extend(app, openapi_paths(), ADMIN_SCHEME)  # copies: the app's own document

@@ -1,100 +1,159 @@
-"""The OpenAPI 3.1 document of the API, served at /v1/openapi.json."""
+"""The OpenAPI 3.1 document of the API, served at /v1/openapi.json.
+
+Each app gets its own document: :func:`base_document` builds a fresh one (jobs,
+health, this endpoint) at every call, and the modules that own other endpoints
+add theirs to the app's copy with :func:`extend` in their ``init_app``. Nothing
+at module level is ever modified, so two apps in one process (tests, a server
+that builds several) never see each other's changes.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify
+from flask import Blueprint, Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 bp = Blueprint("openapi", __name__)
 
-_ERR = {"$ref": "#/components/responses/Error"}
-_ID = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_EXTENSION = "ocrq_openapi"  # key of the app's document in app.extensions
 
 
-def _json(ref: str) -> dict[str, Any]:
+def error_ref() -> dict[str, Any]:
+    """A response that is the Error schema (fresh: documents share no objects)."""
+    return {"$ref": "#/components/responses/Error"}
+
+
+def json_body(ref: str) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
 
 
-SPEC: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {"title": "ocrq", "version": "1",
-             "description": "Asynchronous OCR jobs: submit, poll or receive a signed webhook "
-                            "(X-Ocrq-Timestamp, X-Ocrq-Signature: v1=HMAC-SHA256(secret, "
-                            "timestamp + '.' + body))."},
-    "paths": {
-        "/v1/jobs": {"post": {
-            "summary": "Submit an image",
-            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                            "schema": {"type": "string"},
-                            "description": "same key and bid return the same job"}],
-            "requestBody": {"required": True, "content": {
-                "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
-                    "properties": {"image": {"type": "string", "format": "binary"},
-                                   "bid": {"type": "string"}, "tid": {"type": "string"},
-                                   "callback_url": {"type": "string", "format": "uri"}}}},
-                "application/json": {"schema": {"type": "object", "properties": {
-                    "image_url": {"type": "string", "format": "uri"},
-                    "image_base64": {"type": "string"}, "name": {"type": "string"},
-                    "bid": {"type": "string"}, "tid": {"type": "string"},
-                    "callback_url": {"type": "string", "format": "uri"}}}}}},
-            "responses": {"202": {"description": "accepted", **_json("Job"),
-                                  "headers": {"Location": {"schema": {"type": "string"}}}},
-                          "200": {"description": "idempotent replay", **_json("Job")},
-                          "400": _ERR, "413": _ERR}}},
+def _job_id() -> list[dict[str, Any]]:
+    return [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def _submit() -> dict[str, Any]:
+    fields = {"bid": {"type": "string"}, "tid": {"type": "string"},
+              "callback_url": {"type": "string", "format": "uri"}}
+    return {
+        "summary": "Submit an image",
+        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                        "schema": {"type": "string"},
+                        "description": "same key and bid return the same job"}],
+        "requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
+                "properties": {"image": {"type": "string", "format": "binary"}, **fields}}},
+            "application/json": {"schema": {"type": "object", "properties": {
+                "image_url": {"type": "string", "format": "uri"},
+                "image_base64": {"type": "string"}, "name": {"type": "string"},
+                **copy.deepcopy(fields)}}}}},
+        "responses": {"202": {"description": "accepted", **json_body("Job"),
+                              "headers": {"Location": {"schema": {"type": "string"}}}},
+                      "200": {"description": "idempotent replay", **json_body("Job"),
+                              "headers": {"Idempotent-Replayed": {"schema": {"type": "string"}},
+                                          "Location": {"schema": {"type": "string"}}}},
+                      "400": error_ref(), "413": error_ref(), "503": error_ref()}}
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/v1/jobs": {"post": _submit()},
         "/v1/jobs/{job_id}": {
-            "get": {"summary": "Job status (from the Redis cache)", "parameters": _ID,
-                    "responses": {"200": {"description": "job", **_json("Job")}, "404": _ERR}},
-            "delete": {"summary": "Cancel", "parameters": _ID,
-                       "responses": {"200": {"description": "cancelled", **_json("Job")},
-                                     "404": _ERR, "409": _ERR}}},
+            "get": {"summary": "Job status (from the Redis cache)", "parameters": _job_id(),
+                    "responses": {"200": {"description": "job", **json_body("Job")},
+                                  "404": error_ref()}},
+            "delete": {"summary": "Cancel", "parameters": _job_id(),
+                       "responses": {"200": {"description": "cancelled", **json_body("Job")},
+                                     "404": error_ref(), "409": error_ref()}}},
         "/v1/jobs/{job_id}/result": {"get": {
-            "summary": "Result document", "parameters": _ID,
-            "responses": {"200": {"description": "result", **_json("Page")},
-                          "404": _ERR, "409": _ERR}}},
+            "summary": "Result document", "parameters": _job_id(),
+            "responses": {"200": {"description": "result", **json_body("Page")},
+                          "404": error_ref(), "409": error_ref()}}},
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "up"}}}},
         "/readyz": {"get": {"summary": "Broker, Redis and database reachable",
                             "responses": {"200": {"description": "ready"},
                                           "503": {"description": "not ready"}}}},
-    },
-    "components": {
-        "responses": {"Error": {"description": "error", **_json("Error")}},
-        "schemas": {
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                "type": "object", "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-            "Job": {"type": "object", "required": ["id", "status"], "properties": {
-                "id": {"type": "string"}, "bid": {"type": "string"}, "tid": {"type": "string"},
-                "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
-                "stage": {"type": ["string", "null"]},
-                "progress": {"type": "object", "properties": {
-                    "batches_done": {"type": "integer"},
-                    "batches_total": {"type": ["integer", "null"]}}},
-                "image": {"type": "object"},
-                "created_at": {"type": ["string", "null"]},
-                "started_at": {"type": ["string", "null"]},
-                "finished_at": {"type": ["string", "null"]},
-                "error": {"type": ["object", "null"]},
-                "result": {"oneOf": [{"$ref": "#/components/schemas/Page"}, {"type": "null"}]}}},
-            "Page": {"type": "object", "properties": {
-                "image": {"type": "string"}, "width": {"type": "integer"},
-                "height": {"type": "integer"}, "rotation": {"type": "integer"},
-                "lines": {"type": "array", "items": {"type": "object", "properties": {
-                    "text": {"type": "string"}, "confidence": {"type": "number"},
-                    "polygon": {"type": "array"}, "order": {"type": "integer"},
-                    "block": {"type": "integer"}, "line": {"type": "integer"}}}},
-                "models": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "timings_ms": {"type": "object"}}},
-        },
-    },
-}
+        "/v1/openapi.json": {"get": {
+            "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": {
+                "application/json": {"schema": {"type": "object"}}}}}}},
+    }
+
+
+def _job_schema() -> dict[str, Any]:
+    nullable_str = ["string", "null"]
+    return {"type": "object", "required": ["id", "status"], "properties": {
+        "id": {"type": "string"}, "bid": {"type": "string"}, "tid": {"type": "string"},
+        "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        "stage": {"type": list(nullable_str)},
+        "progress": {"type": "object", "properties": {
+            "batches_done": {"type": "integer"},
+            "batches_total": {"type": ["integer", "null"]}}},
+        "image": {"type": "object"},
+        "created_at": {"type": list(nullable_str)},
+        "started_at": {"type": list(nullable_str)},
+        "finished_at": {"type": list(nullable_str)},
+        "error": {"type": ["object", "null"]},
+        "result": {"oneOf": [{"$ref": "#/components/schemas/Page"}, {"type": "null"}]}}}
+
+
+def _schemas() -> dict[str, Any]:
+    return {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+        "Job": _job_schema(),
+        "Page": {"type": "object", "properties": {
+            "image": {"type": "string"}, "width": {"type": "integer"},
+            "height": {"type": "integer"}, "rotation": {"type": "integer"},
+            "lines": {"type": "array", "items": {"type": "object", "properties": {
+                "text": {"type": "string"}, "confidence": {"type": "number"},
+                "polygon": {"type": "array"}, "order": {"type": "integer"},
+                "block": {"type": "integer"}, "line": {"type": "integer"}}}},
+            "models": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "timings_ms": {"type": "object"}}},
+    }
+
+
+def base_document() -> dict[str, Any]:
+    """A new document with the jobs, health and OpenAPI endpoints (a fresh dict per call)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ocrq", "version": "1",
+                 "description": "Asynchronous OCR jobs: submit, poll or receive a signed "
+                                "webhook (X-Ocrq-Timestamp, X-Ocrq-Signature: "
+                                "v1=HMAC-SHA256(secret, timestamp + '.' + body))."},
+        "paths": _paths(),
+        "components": {"responses": {"Error": {"description": "error",
+                                               **json_body("Error")}},
+                       "schemas": _schemas()},
+    }
+
+
+def document(app: Flask) -> dict[str, Any]:
+    """The app's own document (created on first use)."""
+    doc = app.extensions.get(_EXTENSION)
+    if doc is None:
+        doc = app.extensions[_EXTENSION] = base_document()
+    return doc
+
+
+def extend(app: Flask, paths: dict[str, Any],
+           security_schemes: dict[str, Any] | None = None) -> None:
+    """Add ``paths`` (and security schemes) to the app's document, as deep copies."""
+    doc = document(app)
+    doc["paths"].update(copy.deepcopy(paths))
+    if security_schemes:
+        schemes = doc["components"].setdefault("securitySchemes", {})
+        schemes.update(copy.deepcopy(security_schemes))
 
 
 @bp.get("/v1/openapi.json")
 def spec() -> ResponseReturnValue:
-    return jsonify(SPEC)
+    return jsonify(document(current_app))
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    document(app)
