@@ -11,6 +11,7 @@ import base64
 import io
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -214,6 +215,15 @@ def test_image_over_the_pixel_limits_is_413(web_settings: Settings, png: bytes,
     client = create_app(web_settings.with_(**limit)).test_client()
     error = assert_api_error(post_file(client, png), 413, "image_too_large")
     assert (error["width"], error["height"]) == (160, 48)
+    assert web_counts() == (0, 0)
+
+
+def test_a_broken_plans_file_is_the_servers_fault(web_settings: Settings, png: bytes,
+                                                  web_counts: Counts, tmp_path: Path) -> None:
+    plans = tmp_path / "plans.yaml"
+    plans.write_text("default_bid: default\ntids: {}\n")
+    client = create_app(web_settings.with_(plans_file=plans)).test_client()
+    assert_api_error(post_file(client, png), 500, "invalid_plans")
     assert web_counts() == (0, 0)
 
 
