@@ -15,6 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ocrq.errors import ModelLoadError
 from ocrq.models.runtimes.onnx_torch import Ints, build_module
+from ocrq.models.runtimes.onnx_torch.node import Node
+from ocrq.models.runtimes.onnx_torch.ops import BUILDERS
 
 RNG = np.random.default_rng(0)
 
@@ -306,7 +308,6 @@ def test_ints_shape_arithmetic_stays_python() -> None:
              helper.make_node("Div", ["s2", "two"], ["shape"]),
              helper.make_node("Reshape", ["x", "shape"], ["y"])]
     module = check(graph(nodes), *X4)
-    from ocrq.models.runtimes.onnx_torch.ops import BUILDERS, Node
 
     mul = BUILDERS["Mul"](Node("Mul", "m", ["a", "b"], ["c"], {}, 12))
     assert mul(Ints((2, 3)), Ints((2,))) == (4, 6) and isinstance(mul(Ints((1,)), Ints((1,))), Ints)

@@ -1,0 +1,138 @@
+"""Op builders for convolutions, pooling, normalisation and resizing (NCHW tensors)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ocrq.models.runtimes.onnx_torch.node import (
+    Fn,
+    Node,
+    as_floats,
+    as_ints,
+    check_auto_pad,
+    split_pads,
+    torch_pad,
+)
+
+
+def _conv(n: Node) -> Fn:
+    check_auto_pad(n)
+    w = n.const(1)
+    nd = len(n.attrs["kernel_shape"]) if "kernel_shape" in n.attrs else w.dim() - 2  # type: ignore[union-attr]
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
+    strides = n.attrs.get("strides", [1] * nd)
+    dilations = n.attrs.get("dilations", [1] * nd)
+    group = n.attrs.get("group", 1)
+    begin, end = split_pads(n.attrs.get("pads"), nd)
+    pre = None if begin == end else torch_pad(begin, end)
+    padding = begin if pre is None else [0] * nd
+
+    def fn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        if pre is not None:
+            x = F.pad(x, pre)
+        return conv(x, w, b, strides, padding, dilations, group)
+
+    return fn
+
+
+def _conv_transpose(n: Node) -> Fn:
+    check_auto_pad(n)
+    if "output_shape" in n.attrs:
+        raise NotImplementedError("ConvTranspose with output_shape is not supported")
+    nd = len(n.attrs["kernel_shape"])
+    conv = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[nd]
+    begin, end = split_pads(n.attrs.get("pads"), nd)
+    if begin != end:
+        raise NotImplementedError("ConvTranspose with asymmetric pads is not supported")
+    strides = n.attrs.get("strides", [1] * nd)
+    dilations = n.attrs.get("dilations", [1] * nd)
+    out_pad = n.attrs.get("output_padding", [0] * nd)
+    group = n.attrs.get("group", 1)
+
+    def fn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        return conv(x, w, b, strides, begin, out_pad, group, dilations)
+
+    return fn
+
+
+def _pool(n: Node) -> Fn:
+    check_auto_pad(n)
+    kernel = n.attrs["kernel_shape"]
+    nd = len(kernel)
+    strides = n.attrs.get("strides", [1] * nd)
+    ceil = bool(n.attrs.get("ceil_mode", 0))
+    begin, end = split_pads(n.attrs.get("pads"), nd)
+    if n.op_type == "MaxPool":
+        if len(n.outputs) > 1:
+            raise NotImplementedError("MaxPool with an Indices output is not supported")
+        pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd]
+        dilations = n.attrs.get("dilations", [1] * nd)
+        pre = None if begin == end else torch_pad(begin, end)
+        padding = begin if pre is None else [0] * nd
+
+        def max_fn(x: torch.Tensor) -> torch.Tensor:
+            if pre is not None:
+                x = F.pad(x, pre, value=float("-inf"))
+            return pool(x, kernel, strides, padding, dilations, ceil_mode=ceil)
+
+        return max_fn
+    if begin != end:
+        raise NotImplementedError("AveragePool with asymmetric pads is not supported")
+    avg = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[nd]
+    include = bool(n.attrs.get("count_include_pad", 0))
+    return lambda x: avg(x, kernel, strides, begin, ceil, include)
+
+
+def _global_avg(n: Node) -> Fn:
+    return lambda x: x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
+
+
+def _batch_norm(n: Node) -> Fn:
+    if len(n.outputs) > 1 or n.attrs.get("training_mode", 0):
+        raise NotImplementedError("BatchNormalization in training mode is not supported")
+    eps = float(n.attrs.get("epsilon", 1e-5))
+    return lambda x, s, b, m, v: F.batch_norm(x, m, v, s, b, False, 0.0, eps)
+
+
+def _layer_norm(n: Node) -> Fn:  # produced by the LayerNorm fusion, not an ONNX op here
+    eps = float(n.attrs["epsilon"])
+    return lambda x: F.layer_norm(x, (x.shape[-1],), eps=eps)
+
+
+def _resize(n: Node) -> Fn:
+    mode = n.attrs.get("mode", b"nearest")
+    ctm = n.attrs.get("coordinate_transformation_mode", b"half_pixel")
+    nearest = n.attrs.get("nearest_mode", b"round_prefer_floor")
+    if n.opset < 11:
+        ctm, nearest = b"asymmetric", b"floor"  # the opset-10 definition
+    if (mode, ctm, nearest) != (b"nearest", b"asymmetric", b"floor"):
+        raise NotImplementedError(
+            f"Resize mode={mode!r} coordinate_transformation_mode={ctm!r} "
+            f"nearest_mode={nearest!r} is not supported (only nearest/asymmetric/floor)"
+        )
+    scales = as_floats(n.need_const(1 if n.opset < 11 else 2, "scales")) or None
+    sizes = as_ints(n.need_const(3, "sizes")) if n.opset >= 11 else None
+    if scales:
+        if scales[:2] != [1.0, 1.0]:
+            raise NotImplementedError("Resize of the batch or channel axis is not supported")
+        # torch "nearest" is floor(dst / scale): ONNX asymmetric + floor exactly.
+        return lambda x, *_: F.interpolate(x, scale_factor=scales[2:], mode="nearest")
+    if sizes:
+        return lambda x, *_: F.interpolate(x, size=sizes[2:], mode="nearest")
+    raise NotImplementedError("Resize without scales or sizes is not supported")
+
+
+CONV_BUILDERS: dict[str, Callable[[Node], Fn]] = {
+    "AveragePool": _pool,
+    "BatchNormalization": _batch_norm,
+    "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
+    "GlobalAveragePool": _global_avg,
+    "MaxPool": _pool,
+    "Resize": _resize,
+}
+# Ops only the graph fusions create; never accepted from an ONNX file.
+FUSED_BUILDERS: dict[str, Callable[[Node], Fn]] = {"ocrq.LayerNorm": _layer_norm}
