@@ -46,23 +46,58 @@ def leader_dots(
     return [_leader(gray, quads, i, opts) for i in range(len(quads))]
 
 
+@dataclass(frozen=True)
+class _Box:
+    """A near-horizontal line's pixel box: rows ``y0:y1``, columns ``xl:xr``."""
+
+    y0: int
+    y1: int
+    xl: int
+    xr: int
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+
 def _leader(gray: np.ndarray, quads: np.ndarray, i: int, opts: LeaderOptions) -> int:
-    height, width = gray.shape
-    q = quads[i]
+    box = _line_box(quads[i], gray.shape[0], opts)
+    if box is None:
+        return 0
+    limit = _search_limit(box, np.delete(quads, i, axis=0), gray.shape[1], opts)
+    if limit - box.xr < 2 * box.height or box.xr - box.xl < 2:
+        return 0
+    ink = _text_ink(gray[box.y0:box.y1, box.xl:box.xr])
+    if ink is None:
+        return 0
+    thr, top, bottom = ink
+    binary = (gray[box.y0:box.y1, box.xr:limit] < thr).astype(np.uint8)
+    xs, ys, areas = _dots(binary, box.height, top, bottom, opts)
+    if len(xs) < opts.min_dots or not _regular(xs, ys, areas, box.height, opts):
+        return 0
+    return len(xs)
+
+
+def _line_box(q: np.ndarray, height: int, opts: LeaderOptions) -> _Box | None:
+    """The box of quad ``q`` if it is a near-horizontal line tall enough to measure."""
     dx, dy = q[1] - q[0]
     if dx <= 0 or abs(dy) > opts.max_skew * dx:
-        return 0
+        return None
     if np.linalg.norm(q[3] - q[0]) >= 1.5 * dx:
-        return 0  # a vertical line (read turned a quarter): no leader to its right
+        return None  # a vertical line (read turned a quarter): no leader to its right
     y0 = max(0, int(np.floor(min(q[0, 1], q[1, 1]))))
     y1 = min(height, int(np.ceil(max(q[2, 1], q[3, 1]))))
-    bh = y1 - y0
-    if bh < 6:
-        return 0
+    if y1 - y0 < 6:
+        return None
     xl, xr = max(0, int(np.floor(q[:, 0].min()))), int(np.ceil(q[:, 0].max()))
+    return _Box(y0, y1, xl, xr)
+
+
+def _search_limit(box: _Box, others: np.ndarray, width: int, opts: LeaderOptions) -> int:
+    """The column where the search right of ``box`` ends."""
+    y0, y1, xr, bh = box.y0, box.y1, box.xr, box.height
     limit = min(width, int(xr + opts.max_span * bh))
     # The next box on the same row (vertical overlap) ends the search.
-    others = np.delete(quads, i, axis=0)
     if len(others):
         oy0, oy1 = others[:, :, 1].min(axis=1), others[:, :, 1].max(axis=1)
         ox0 = others[:, :, 0].min(axis=1)
@@ -70,21 +105,28 @@ def _leader(gray: np.ndarray, quads: np.ndarray, i: int, opts: LeaderOptions) ->
         same_row = (overlap > 0.4 * np.minimum(bh, oy1 - oy0)) & (ox0 > xr - 0.5 * bh)
         if same_row.any():
             limit = min(limit, int(ox0[same_row].min()))
-    if limit - xr < 2 * bh or xr - xl < 2:
-        return 0
-    text = gray[y0:y1, xl:xr]
+    return limit
+
+
+def _text_ink(text: np.ndarray) -> tuple[float, int, int] | None:
+    """The ink threshold of the line's text and the top and bottom of its own rows."""
     if int(text.max()) - int(text.min()) < 40:
-        return 0
+        return None
     # Ink is what the line's own text calls ink (Otsu on the text box).
     thr, _ = cv2.threshold(text, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     rows = np.flatnonzero((text < thr).mean(axis=1) > 0.08)
     if rows.size == 0:
-        return 0
+        return None
     # The text's own rows: the longest run (a rule under the text is another run).
     runs = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
     run = max(runs, key=len)
-    top, bottom = int(run[0]), int(run[-1])
-    binary = (gray[y0:y1, xr:limit] < thr).astype(np.uint8)
+    return thr, int(run[0]), int(run[-1])
+
+
+def _dots(
+    binary: np.ndarray, bh: int, top: int, bottom: int, opts: LeaderOptions
+) -> tuple[list[float], list[float], list[int]]:
+    """Centres (x, y) and areas of the dots left to right, up to what ends the leader."""
     n, _, stats, centres = cv2.connectedComponentsWithStats(binary, connectivity=8)
     order = sorted(range(1, n), key=lambda k: stats[k, 0])
     small = opts.max_dot * bh
@@ -116,11 +158,14 @@ def _leader(gray: np.ndarray, quads: np.ndarray, i: int, opts: LeaderOptions) ->
         xs.append(cx)
         ys.append(cy)
         areas.append(area)
-    if len(xs) < opts.min_dots:
-        return 0
+    return xs, ys, areas
+
+
+def _regular(
+    xs: list[float], ys: list[float], areas: list[int], bh: int, opts: LeaderOptions
+) -> bool:
+    """Evenly spaced, aligned and of even size: a leader, not speckle."""
     gaps, sizes = np.diff(xs), np.asarray(areas, float)
-    if (gaps.std() > opts.max_pitch_cv * gaps.mean()
-            or float(np.std(ys)) > opts.max_y_spread * bh
-            or sizes.std() > opts.max_size_cv * sizes.mean()):
-        return 0
-    return len(xs)
+    return not (gaps.std() > opts.max_pitch_cv * gaps.mean()
+                or float(np.std(ys)) > opts.max_y_spread * bh
+                or sizes.std() > opts.max_size_cv * sizes.mean())
