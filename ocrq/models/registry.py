@@ -1,9 +1,8 @@
 """Loaded model versions of one process, with status and atomic swap.
 
-A :class:`LoadedModel` is immutable: a stage call holds a reference to one for
-its whole duration, so swapping the active version never changes the model
-under a running call — it finishes on the version it started with, and the
-next call picks up the new one.
+Swapping the active version never changes the model under a running call
+(a :class:`LoadedModel` is immutable): it finishes on the version it started
+with, and the next call picks up the new one.
 
 Versions are chosen in this order: an explicit ``get(name, version)``, the
 versions pinned for the current bid (a canary, see :meth:`ModelRegistry.for_bid`),
@@ -14,71 +13,23 @@ version in the repository.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
-import os
 import threading
-import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
-from contextvars import ContextVar, Token
+from collections.abc import Iterable, Mapping
+from contextvars import Token
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ocrq.errors import ModelLoadError, OcrqError
 from ocrq.models.builtin import model_spec
-from ocrq.models.repository import Manifest, ModelRepository
-from ocrq.models.runtimes import Runtime, load_runtime
-from ocrq.models.runtimes.batching import BatchingRuntime
-from ocrq.models.runtimes.sharded import ShardedRuntime
+from ocrq.models.pins import current_pins, pin_versions, pinned_versions, unpin_versions
+from ocrq.models.repository import ModelRepository
+from ocrq.models.runtime_setup import build_runtime
+from ocrq.models.runtimes import Runtime
+from ocrq.models.states import LoadedModel, Status, VersionState
 from ocrq.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Versions pinned for the code running in this context (a task of one bid).
-# A ContextVar, not an attribute: threads and tasks of other bids never see it.
-_PINS: ContextVar[Mapping[str, int] | None] = ContextVar("ocrq_model_pins", default=None)
-# Models whose concurrent calls may share a forward pass (rows independent of each other).
-BATCHED = ("str", "dir")
-MAX_AUTO_COPIES = 4  # each copy keeps its own memory arena
-
-
-class Status(enum.StrEnum):
-    LOADING = "LOADING"
-    READY = "READY"
-    FAILED = "FAILED"
-    UNLOADING = "UNLOADING"
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    name: str
-    version: int
-    manifest: Manifest
-    runtime: Runtime
-    loaded_at: float = field(default_factory=time.time)
-    # Stage helpers cache derived data here (e.g. the decoded charset).
-    extras: dict[str, object] = field(default_factory=dict, compare=False)
-
-
-@dataclass
-class VersionState:
-    name: str
-    version: int
-    status: Status
-    reason: str = ""
-    device: str = ""
-    backend: str = ""
-    since: float = field(default_factory=time.time)
-    active: bool = False  # the global active version of ``name``
-    bids: tuple[str, ...] = ()  # bids pinned to this version (canaries)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name, "version": self.version, "status": str(self.status),
-            "reason": self.reason, "device": self.device, "backend": self.backend,
-            "since": self.since, "active": self.active, "bids": list(self.bids),
-        }
 
 
 @dataclass(frozen=True)
@@ -140,7 +91,7 @@ class ModelRegistry:
         version serves instead so a bad canary never fails a job.
         """
         if version is None:
-            pins = _PINS.get()
+            pins = current_pins()
             if pins:
                 version = pins.get(name)
         if version is not None:
@@ -189,22 +140,19 @@ class ModelRegistry:
             return model
         state = self._states.get((name, version))
         if state is not None and state.status is Status.FAILED:
-            return self._active_or_load(name) if _PINS.get() else self._raise_failed(state)
+            return self._active_or_load(name) if current_pins() else self._raise_failed(state)
         try:
             model = self.load(name, version)
         except OcrqError:
-            if _PINS.get():  # a pinned (canary) version: fall back to the active one
+            if current_pins():  # a pinned (canary) version: fall back to the active one
                 return self._active_or_load(name)
             raise
         self._refresh_flags(name)
         return model
 
     def _active_or_load(self, name: str) -> LoadedModel:
-        token = _PINS.set(None)
-        try:
+        with pinned_versions(None):
             return self.get(name)
-        finally:
-            _PINS.reset(token)
 
     @staticmethod
     def _raise_failed(state: VersionState) -> LoadedModel:
@@ -226,24 +174,18 @@ class ModelRegistry:
         for name in names:
             self.get(name)
 
-    @contextlib.contextmanager
-    def using(self, versions: Mapping[str, int] | None) -> Iterator[None]:
+    def using(self, versions: Mapping[str, int] | None) -> contextlib.AbstractContextManager[None]:
         """Serve ``versions`` (name -> version) to ``get`` calls in this context."""
-        token = _PINS.set(dict(versions) if versions else None)
-        try:
-            yield
-        finally:
-            _PINS.reset(token)
+        return pinned_versions(versions)
 
     def pin_bid(self, bid: str | None) -> Token[Mapping[str, int] | None]:
         """Like :meth:`for_bid` for code that cannot use ``with`` (task signal hooks);
         undo with :meth:`unpin`."""
-        pins = self._bid_pins.get(bid) if bid else None
-        return _PINS.set(dict(pins) if pins else None)
+        return pin_versions(self._bid_pins.get(bid) if bid else None)
 
     @staticmethod
     def unpin(token: Token[Mapping[str, int] | None]) -> None:
-        _PINS.reset(token)
+        unpin_versions(token)
 
     def for_bid(self, bid: str | None) -> contextlib.AbstractContextManager[None]:
         """Context in which ``get`` returns the versions pinned for ``bid``, if any."""
@@ -254,25 +196,6 @@ class ModelRegistry:
             return {b: dict(p) for b, p in self._bid_pins.items()}
 
     # --- changing ------------------------------------------------------------
-    def _runtime(self, name: str, weights: Path) -> Runtime:
-        s = self.settings
-
-        def make(threads: int) -> Runtime:
-            return load_runtime(s.runtime, weights, device=s.device, threads=threads,
-                                fp16=s.fp16, graph_rewrite=s.graph_rewrite,
-                                torch_compile=s.torch_compile)
-
-        total = s.threads or os.cpu_count() or 1
-        copies = 1
-        if name in BATCHED and s.runtime == "onnxruntime" and s.device == "cpu":
-            # Many small passes (a page's lines): copies that split the rows
-            # beat intra-op threads (runtimes/sharded.py).
-            copies = s.cpu_copies or min(total, MAX_AUTO_COPIES)
-        if copies < 2:
-            return make(s.threads)
-        per_copy = max(1, total // copies)
-        return ShardedRuntime(lambda: make(per_copy), copies)
-
     def load(self, name: str, version: int) -> LoadedModel:
         """Load (or return the already loaded) ``name``/``version``; not activated."""
         key = (name, version)
@@ -287,12 +210,7 @@ class ModelRegistry:
             try:
                 manifest = self.repository.manifest(name, version)
                 self.repository.verify(manifest)
-                runtime = self._runtime(name, manifest.weights_path)
-                if name in BATCHED and self.settings.batch_wait_ms > 0:
-                    # One wrapper per loaded version: a canary's rows never share
-                    # a pass with the active version's.
-                    runtime = BatchingRuntime(runtime, max_wait_ms=self.settings.batch_wait_ms,
-                                              max_batch=self.settings.batch_max)
+                runtime = build_runtime(name, manifest.weights_path, self.settings)
             except OcrqError as exc:
                 self._fail(key, str(exc))
                 raise

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pyclipper
 
-from ocrq.models.registry import LoadedModel
+from ocrq.models.states import LoadedModel
 from ocrq.stages._common import normalize
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ocrq.models.registry import LoadedModel
 from ocrq.models.runtimes.sharded import run_many
+from ocrq.models.states import LoadedModel
 from ocrq.stages._common import normalize
 from ocrq.stages.lexicon import Glyph, Lexicon, get_lexicon
 
@@ -225,12 +225,30 @@ def decode(
     if steps.size == 0:
         return Recognized("", 0.0)
     chars = [charset[k] if k < len(charset) else "" for k in idx[steps]]
-    space_col = len(charset) - 1
+    stride = width / len(idx) if width else 0.0
+    spacing = _spacing(steps, chars, ink, stride)
+    tokens = _tokens(probs, steps, chars, len(charset) - 1, spacing, opts)
+    words = _words(probs, steps, idx, chars, tokens, charset, opts, lexicon)
+    conf = float(best[steps].mean())
+    return Recognized(" ".join(words), conf)
+
+
+@dataclass(frozen=True)
+class _Spacing:
+    """A line's measures that decide whether two neighbouring characters are one word."""
+
+    gaps: np.ndarray  # CTC step distance between neighbouring emitted characters
+    pitch: float  # the usual such distance between characters that are not spaces
+    blanks: list[int]  # longest blank ink run between neighbours; empty without a profile
+    usual_blank: float  # their median: the line's usual gap between letters
+    ink_height: float  # vertical extent of the ink (0 without a profile)
+
+
+def _spacing(steps: np.ndarray, chars: list[str], ink: Ink | None, stride: float) -> _Spacing:
     gaps = np.diff(steps)
     # The usual pitch: median distance between neighbours that are not spaces.
     inner = [g for g, a, b in zip(gaps, chars, chars[1:], strict=False) if a != " " and b != " "]
     pitch = float(np.median(inner)) if inner else 0.0
-    stride = width / len(idx) if width else 0.0
     blanks: list[int] = []
     if ink is not None and stride:
         blanks = [
@@ -238,29 +256,46 @@ def decode(
             for s0, s1 in zip(steps, steps[1:], strict=False)
         ]
     usual_blank = float(np.median(blanks)) if blanks else 0.0
-    # Tokens as lists of emitted steps (indices into ``steps``), split where the
-    # model emitted a space or where the spacing rules above put one.
+    return _Spacing(gaps, pitch, blanks, usual_blank, ink.height if ink is not None else 0.0)
+
+
+def _tokens(probs: np.ndarray, steps: np.ndarray, chars: list[str], space_col: int,
+            spacing: _Spacing, opts: RecognizeOptions) -> list[list[int]]:
+    """Tokens as lists of emitted steps (indices into ``steps``), split where the
+    model emitted a space or where the spacing rules put one."""
     tokens: list[list[int]] = [[] if chars[0] == " " else [0]]
     for k in range(1, len(chars)):
         prev, cur = chars[k - 1], chars[k]
         if cur == " ":
             tokens.append([])
             continue
-        if prev != " ":
-            between = probs[steps[k - 1] + 1 : steps[k], space_col]
-            space = between.size > 0 and float(between.max()) >= opts.space_prob
-            if blanks:
-                # The crop shows the gap: wide for the text's size and wide
-                # against this line's usual gap between letters (fonts differ).
-                blank = blanks[k - 1]
-                space |= (blank >= opts.space_ink_ratio * ink.height  # type: ignore[union-attr]
-                          and blank >= opts.space_blank_ratio * max(usual_blank, 1.0))
-            elif pitch > 0:
-                gap = int(gaps[k - 1])
-                space |= gap >= opts.space_min_steps and gap >= opts.space_gap_ratio * pitch
-            if space:
-                tokens.append([])
+        if prev != " " and _space_before(probs, steps, k, space_col, spacing, opts):
+            tokens.append([])
         tokens[-1].append(k)
+    return tokens
+
+
+def _space_before(probs: np.ndarray, steps: np.ndarray, k: int, space_col: int,
+                  spacing: _Spacing, opts: RecognizeOptions) -> bool:
+    """Whether a space goes between emitted characters ``k - 1`` and ``k``."""
+    between = probs[steps[k - 1] + 1 : steps[k], space_col]
+    space = between.size > 0 and float(between.max()) >= opts.space_prob
+    if spacing.blanks:
+        # The crop shows the gap: wide for the text's size and wide
+        # against this line's usual gap between letters (fonts differ).
+        blank = spacing.blanks[k - 1]
+        space |= (blank >= opts.space_ink_ratio * spacing.ink_height
+                  and blank >= opts.space_blank_ratio * max(spacing.usual_blank, 1.0))
+    elif spacing.pitch > 0:
+        gap = int(spacing.gaps[k - 1])
+        space |= gap >= opts.space_min_steps and gap >= opts.space_gap_ratio * spacing.pitch
+    return space
+
+
+def _words(probs: np.ndarray, steps: np.ndarray, idx: np.ndarray, chars: list[str],
+           tokens: list[list[int]], charset: list[str], opts: RecognizeOptions,
+           lexicon: Lexicon | None) -> list[str]:
+    """The tokens' words, settled (0/O) and corrected against the lexicon."""
     # NFKC folds the full-width punctuation the Chinese dictionary often picks
     # for Latin text (（ → (, ： → :) into the ASCII a Latin page printed.
     glyphs = [unicodedata.normalize("NFKC", c) for c in chars]
@@ -275,8 +310,7 @@ def decode(
                     and all(len(glyphs[k]) == 1 for k in token) and lexicon.needs(word)):
                 word = lexicon.correct(_glyphs(probs, steps, idx, token, word, charset, lexicon))
             words.append(word)
-    conf = float(best[steps].mean())
-    return Recognized(" ".join(words), conf)
+    return words
 
 
 def _glyphs(

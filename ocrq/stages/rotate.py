@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ocrq.models.registry import LoadedModel
+from ocrq.models.states import LoadedModel
 from ocrq.stages._common import normalize, softmax
 
 ANGLES = (0, 90, 180, 270)

@@ -17,8 +17,9 @@ from ocrq.cluster.heartbeat import read_snapshot
 from ocrq.cluster.rollout import wait
 from ocrq.errors import ModelNotFound
 from ocrq.models.control import ModelControl, NothingToRollBack
-from ocrq.models.registry import ModelRegistry, Status
+from ocrq.models.registry import ModelRegistry
 from ocrq.models.repository import ModelRepository
+from ocrq.models.states import Status
 from ocrq.settings import Settings
 from ocrq.storage import Database
 from tests.integration.conftest import MARIADB_URL

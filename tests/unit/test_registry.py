@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from ocrq.errors import ModelIntegrityError, ModelLoadError
-from ocrq.models.registry import Desired, ModelRegistry, Status
+from ocrq.models.registry import Desired, ModelRegistry
 from ocrq.models.repository import ModelRepository
+from ocrq.models.states import Status
 from ocrq.settings import Settings
 
 LINE = np.random.default_rng(0).random((1, 3, 48, 96), dtype=np.float32)
