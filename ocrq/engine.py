@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 
 from ocrq.document import Line, PageResult
-from ocrq.models.registry import ModelRegistry
+from ocrq.models.registry import Desired, ModelRegistry
+from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
 from ocrq.stages.detect import DetectOptions, detect
 from ocrq.stages.leaders import leader_dots
@@ -25,7 +25,39 @@ from ocrq.stages.recognize import RecognizeOptions, crop_lines, recognize
 from ocrq.stages.reorder import reading_order
 from ocrq.stages.rotate import classify_lines, classify_pages, rotate_image
 
-MODELS = ("rot", "std", "dir", "str")
+Quad = list[list[float]]  # four [x, y] points, clockwise from the text's top-left
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """step_rotate: how far (clockwise) to turn the page to make it upright."""
+
+    rotation: int
+    confidence: float
+    models: dict[str, int]
+    ms: float
+
+
+@dataclass(frozen=True)
+class Detected:
+    """step_detect: the lines of the upright page (in the frame of ``rotation``)."""
+
+    rotation: int
+    polygons: list[Quad]
+    scores: list[float]
+    flipped: list[bool]  # line reads upside down on its own evidence
+    leaders: list[int]  # leader dots right of each line (stages/leaders.py)
+    models: dict[str, int]
+    ms: float
+
+
+@dataclass(frozen=True)
+class Recognized:
+    """step_recognize: (text, confidence) per line, in the order of the polygons."""
+
+    texts: list[tuple[str, float]]
+    models: dict[str, int]
+    ms: float
 
 
 @dataclass(frozen=True)
@@ -57,38 +89,38 @@ class Engine:
             get_lexicon(tuple(self.options.recognize.languages))
 
     @classmethod
-    def from_settings(cls, settings: Settings, options: EngineOptions | None = None) -> Engine:
+    def from_settings(cls, settings: Settings, options: EngineOptions | None = None, *,
+                      desired: Desired | None = None) -> Engine:
+        """``desired``: model versions to serve first (a worker reads them before forking)."""
         options = options or EngineOptions.from_settings(settings)
-        return cls(ModelRegistry.from_settings(settings), options)
+        return cls(ModelRegistry.from_settings(settings, desired=desired), options)
 
     def preload(self) -> None:
-        self.registry.preload(MODELS)
+        self.registry.preload(OCR_MODELS)
 
     # --- in-process ------------------------------------------------------------
     def run(self, image: np.ndarray, name: str = "") -> PageResult:
         r = self.step_rotate(image)
-        d = self.step_detect(image, r["rotation"])
-        t = self.step_recognize(image, d["rotation"], d["polygons"], d["flipped"])
-        timings = {"rotate": r["ms"], "detect": d["ms"], "recognize": t["ms"]}
-        models = {**r["models"], **d["models"], **t["models"]}
+        d = self.step_detect(image, r.rotation)
+        t = self.step_recognize(image, d.rotation, d.polygons, d.flipped)
+        timings = {"rotate": r.ms, "detect": d.ms, "recognize": t.ms}
+        models = {**r.models, **d.models, **t.models}
         h, w = image.shape[:2]
         return self.step_reorder(
-            name, w, h, d["rotation"], d["polygons"], t["texts"], models, timings,
-            leaders=d["leaders"],
+            name, w, h, d.rotation, d.polygons, t.texts, models, timings, leaders=d.leaders,
         )
 
     # --- steps -----------------------------------------------------------------
-    def step_rotate(self, image: np.ndarray) -> dict[str, Any]:
+    def step_rotate(self, image: np.ndarray) -> Rotated:
         t0 = time.perf_counter()
         if not self.options.use_rotation:
-            return {"rotation": 0, "confidence": 1.0, "models": {}, "ms": _ms(t0)}
-        model = self.registry.get("rot")
+            return Rotated(0, 1.0, {}, _ms(t0))
+        model = self.registry.get(ModelKind.ROT)
         o = classify_pages(model, [image])[0]
         angle = o.angle if o.confidence >= self.options.rot_min_confidence else 0
-        return {"rotation": angle, "confidence": round(o.confidence, 4),
-                "models": {"rot": model.version}, "ms": _ms(t0)}
+        return Rotated(angle, round(o.confidence, 4), {ModelKind.ROT.value: model.version}, _ms(t0))
 
-    def step_detect(self, image: np.ndarray, rotation: int) -> dict[str, Any]:
+    def step_detect(self, image: np.ndarray, rotation: int) -> Detected:
         """Detect lines on the upright page, then check line direction.
 
         When most lines read upside down the page is turned a further 180°
@@ -99,14 +131,14 @@ class Engine:
         t0 = time.perf_counter()
         asked = rotation
         upright = rotate_image(image, rotation)
-        det = self.registry.get("std")
+        det = self.registry.get(ModelKind.STD)
         regions = detect(det, [upright], self.options.detect)[0]
         polygons = [r.polygon for r in regions]
-        models = {"std": det.version}
+        models = {ModelKind.STD.value: det.version}
         flipped = [False] * len(polygons)
         if self.options.use_direction and polygons:
-            dmodel = self.registry.get("dir")
-            models["dir"] = dmodel.version
+            dmodel = self.registry.get(ModelKind.DIR)
+            models[ModelKind.DIR.value] = dmodel.version
             votes = classify_lines(dmodel, crop_lines(upright, polygons))
             weight_flip = sum(c for f, c in votes if f)
             weight_keep = sum(c for f, c in votes if not f)
@@ -122,15 +154,15 @@ class Engine:
             page = upright if rotation == asked else rotate_image(image, rotation)
             leaders = [0 if f else n for n, f in
                        zip(leader_dots(page, polygons), flipped, strict=True)]
-        return {
-            "rotation": rotation,
-            "polygons": [np.round(p.astype(np.float64), 1).tolist() for p in polygons],
-            "scores": [round(r.score, 4) for r in regions],
-            "flipped": flipped,
-            "leaders": leaders,
-            "models": models,
-            "ms": _ms(t0),
-        }
+        return Detected(
+            rotation=rotation,
+            polygons=[np.round(p.astype(np.float64), 1).tolist() for p in polygons],
+            scores=[round(r.score, 4) for r in regions],
+            flipped=flipped,
+            leaders=leaders,
+            models=models,
+            ms=_ms(t0),
+        )
 
     def step_recognize(
         self,
@@ -139,7 +171,7 @@ class Engine:
         polygons: Sequence[Sequence[Sequence[float]]],
         flipped: Sequence[bool] | None = None,
         languages: Sequence[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Recognized:
         """Read the given lines; the answer for a line never depends on the others.
 
         ``languages`` overrides the engine's lexicon for this call (a plan's
@@ -149,17 +181,18 @@ class Engine:
         opts = self.options.recognize
         if languages is not None:
             opts = replace(opts, languages=tuple(languages))
-        model = self.registry.get("str")
+        model = self.registry.get(ModelKind.STR)
+        models = {ModelKind.STR.value: model.version}
         if not polygons:
-            return {"texts": [], "models": {"str": model.version}, "ms": _ms(t0)}
+            return Recognized([], models, _ms(t0))
         upright = rotate_image(image, rotation)
         crops = crop_lines(upright, [np.asarray(p, np.float32) for p in polygons])
         if flipped:
             crops = [np.ascontiguousarray(c[::-1, ::-1]) if f else c
                      for c, f in zip(crops, flipped, strict=True)]
         results = recognize(model, crops, opts)
-        texts = [[r.text, round(r.confidence, 4)] for r in results]
-        return {"texts": texts, "models": {"str": model.version}, "ms": _ms(t0)}
+        texts = [(r.text, round(r.confidence, 4)) for r in results]
+        return Recognized(texts, models, _ms(t0))
 
     def step_reorder(
         self,
@@ -168,7 +201,7 @@ class Engine:
         height: int,
         rotation: int,
         polygons: Sequence[Sequence[Sequence[float]]],
-        texts: Sequence[Sequence[Any]],
+        texts: Sequence[tuple[str, float]],
         models: dict[str, int],
         timings_ms: dict[str, float],
         leaders: Sequence[int] | None = None,
@@ -176,7 +209,7 @@ class Engine:
         """Assemble the page; ``leaders``: dots to append to each line (step_detect)."""
         t0 = time.perf_counter()
         if leaders:
-            texts = [[str(t[0]) + "." * int(n), t[1]] if n and str(t[0]).strip() else t
+            texts = [(t[0] + "." * int(n), t[1]) if n and t[0].strip() else t
                      for t, n in zip(texts, leaders, strict=True)]
         keep = [i for i, (text, conf) in enumerate(texts)
                 if text.strip() and float(conf) >= self.options.min_line_confidence]

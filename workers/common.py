@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from ocrq.pipeline.app import create_celery_app
 from ocrq.pipeline.state import configure
 from ocrq.settings import Settings
+from ocrq.webhooks import warn_if_default_secret
+from workers import lifecycle
 
 log = logging.getLogger(__name__)
+THREADS_POOL = "workers.pool:ThreadPool"
 
 
 def parser(kind: str, queues: str, concurrency: int, pool: str = "prefork pool",
@@ -47,8 +50,7 @@ def run_worker(kind: str, settings: Settings, args: argparse.Namespace,
                extra: Sequence[str] = (), pool: str = "prefork") -> None:
     """``pool``: a Celery pool name, or a "module:Class" pool (set as worker_pool)."""
     configure(settings, preload=not args.no_preload)
-    from ocrq.webhooks import warn_if_default_secret
-
+    lifecycle.install(threads_pool=pool == THREADS_POOL)
     warn_if_default_secret(settings.webhook_secret)  # workers sign the deliveries
     app = create_celery_app(settings)
     name = args.name or settings.worker_name or f"{kind}@{socket.gethostname()}"

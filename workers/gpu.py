@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 
 from ocrq.settings import Settings
-from workers.common import parser, run_worker
+from workers.common import THREADS_POOL, parser, run_worker
 
 log = logging.getLogger("workers.gpu")
 DEFAULT_BATCH_WAIT_MS = 3.0
@@ -29,7 +29,7 @@ def cuda_available() -> bool:
     except Exception:  # not installed or broken CUDA libs: not usable either way
         pass
     try:
-        import onnxruntime
+        import onnxruntime  # heavy: only to ask for its CUDA provider
 
         return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     except Exception:
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif s.batch_wait_ms < 0:  # not set: merge concurrent batches, waiting a few ms at most
         s = s.with_(batch_wait_ms=DEFAULT_BATCH_WAIT_MS)
     # Prefetch multiplier 1 (CeleryConfig): each thread holds at most one message.
-    run_worker("gpu", s, args, pool="workers.pool:ThreadPool")
+    run_worker("gpu", s, args, pool=THREADS_POOL)
 
 
 if __name__ == "__main__":

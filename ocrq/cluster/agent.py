@@ -24,6 +24,7 @@ from ocrq.cluster import heartbeat
 from ocrq.models.control import channel
 from ocrq.models.gpu import process_memory
 from ocrq.models.registry import Desired, ModelRegistry
+from ocrq.models.runtimes.batching import BatchingRuntime
 from ocrq.settings import Settings
 
 if TYPE_CHECKING:
@@ -180,8 +181,6 @@ class NodeAgent:
 
 def batching_stats(registry: ModelRegistry) -> dict[str, dict[str, int | float]]:
     """Counters of each loaded version whose calls are merged ("str v1" -> stats)."""
-    from ocrq.models.runtimes.batching import BatchingRuntime
-
     return {f"{m.name} v{m.version}": m.runtime.stats() for m in registry.loaded()
             if isinstance(m.runtime, BatchingRuntime)}
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from ocrq.errors import ModelNotFound, OcrqError
+from ocrq.models.builtin import model_spec
 from ocrq.models.registry import Desired
-from ocrq.models.repository import ModelRepository, model_spec
+from ocrq.models.repository import ModelRepository
 from ocrq.storage.models import ModelActivation
 
 if TYPE_CHECKING:

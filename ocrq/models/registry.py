@@ -57,12 +57,11 @@ class Desired:
 class ModelRegistry:
     """Per-process registry; thread-safe. Loads lazily unless preloaded."""
 
-    # Desired versions read once by a worker's main process before it forks, so
-    # registries created in the children preload the right versions directly
-    # instead of loading the latest and swapping (twice the memory at boot).
-    boot_desired: Desired | None = None
-
-    def __init__(self, repository: ModelRepository, settings: Settings) -> None:
+    def __init__(self, repository: ModelRepository, settings: Settings,
+                 desired: Desired | None = None) -> None:
+        """``desired``: versions to serve first. A worker's main process reads them
+        before it forks, so registries in the children preload the right versions
+        directly instead of loading the latest and swapping (twice the memory at boot)."""
         self.repository = repository
         self.settings = settings
         self._lock = threading.RLock()
@@ -72,15 +71,16 @@ class ModelRegistry:
         self._wanted: dict[str, int] = {}  # desired global versions; absent = latest
         self._bid_pins: dict[str, dict[str, int]] = {}
         self._key_locks: dict[tuple[str, int], threading.Lock] = {}
-        if self.boot_desired is not None:
-            self._wanted.update(self.boot_desired.versions)
-            self._bid_pins = {b: dict(p) for b, p in self.boot_desired.bids.items()}
+        if desired is not None:
+            self._wanted.update(desired.versions)
+            self._bid_pins = {b: dict(p) for b, p in desired.bids.items()}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelRegistry:
+    def from_settings(cls, settings: Settings, desired: Desired | None = None
+                      ) -> ModelRegistry:
         repo = ModelRepository(settings.model_root)
         repo.ensure_defaults()
-        return cls(repo, settings)
+        return cls(repo, settings, desired)
 
     # --- reading -------------------------------------------------------------
     def get(self, name: str, version: int | None = None) -> LoadedModel:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from ocrq.settings import Settings
 
@@ -22,8 +22,14 @@ class CeleryConfig:
         self.task_serializer = "json"
         self.result_serializer = "json"
         self.accept_content = ["json"]
-        self.task_queues = [Queue(q) for q in (s.queue_gpu, s.queue_cpu, s.queue_webhooks)]
+        # Each queue its own direct exchange and routing key: a Queue without them
+        # is bound to the default exchange (named after the default queue) on
+        # AMQP brokers, and a message for one queue is then copied into all three.
+        self.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q)
+                            for q in (s.queue_gpu, s.queue_cpu, s.queue_webhooks)]
         self.task_default_queue = s.queue_cpu
+        self.task_default_exchange = s.queue_cpu
+        self.task_default_routing_key = s.queue_cpu
         self.task_time_limit = s.task_time_limit_s
         self.task_soft_time_limit = max(1, s.task_time_limit_s - 30)
         # Stage tasks ack after they ran (a killed worker's task is redelivered) and are
@@ -43,8 +49,9 @@ class CeleryConfig:
         # run time (its enable_events broadcast), so they are off unless watched.
         self.worker_send_task_events = False
         self.worker_hijack_root_logger = False
-        # After the tasks: its worker_process_init receivers run after the pipeline's own.
-        self.include = ["ocrq.pipeline.tasks", "ocrq.cluster.celery_hooks"]
+        # Only the tasks: worker process wiring (signals) is connected by workers/,
+        # in the order workers/lifecycle.py documents.
+        self.include = ["ocrq.pipeline.tasks"]
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))

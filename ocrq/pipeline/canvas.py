@@ -9,48 +9,48 @@ cases). Every signature carries the ``ocrq.job_failed`` errback, so a failure
 anywhere — including one recognition batch of the chord — marks the job
 failed instead of leaving it stuck.
 
-Messages carry references only: the image key, polygons, model versions.
+Messages carry references only (ocrq/pipeline/messages.py): the image key,
+polygons, model versions.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from celery import Celery, chain, chord
 from celery.canvas import Signature
 from kombu.utils.uuid import uuid
 
-T_ROTATE = "ocrq.rotate"
-T_DETECT = "ocrq.detect"
-T_RECOGNIZE = "ocrq.recognize"
-T_REORDER = "ocrq.reorder"
-T_FAILED = "ocrq.job_failed"
-T_WEBHOOK = "ocrq.webhook"
+from ocrq.names import Step, Task
+from ocrq.pipeline.messages import BatchResult, JobContext
 
 
-def _sig(app: Celery, name: str, args: tuple[Any, ...], queue: str, job_id: str) -> Signature:
-    sig = app.signature(name, args=args, queue=queue, task_id=uuid())
+def _sig(app: Celery, name: Task, args: tuple[Any, ...], queue: str, job_id: str) -> Signature:
+    sig = app.signature(name.value, args=args, queue=queue, task_id=uuid())
     # New-style errback (request, exc, traceback, job_id): runs in the failing worker.
-    sig.on_error(app.signature(T_FAILED, kwargs={"job_id": job_id}))
+    sig.on_error(app.signature(Task.JOB_FAILED.value, kwargs={"job_id": job_id}))
     return sig
 
 
-def start(app: Celery, ctx: dict[str, Any]) -> tuple[Signature, list[str]]:
+def start(app: Celery, ctx: JobContext) -> tuple[Signature, list[str]]:
     """The intake part of the canvas: [rotate ->] detect. Returns it and its task ids.
 
     Steps routed to the same queue run in one task (rotate inside detect): a hop
     costs a broker round trip and a second image decode, and buys nothing when the
     same kind of worker would take the next step anyway.
     """
-    q, job_id = ctx["queues"], ctx["job_id"]
+    q, job_id = ctx.queues, ctx.job_id
     sigs = []
-    if "rotate" in q and q["rotate"] == q["detect"]:
-        sigs.append(_sig(app, T_DETECT, ({**ctx, "rotate_here": True},), q["detect"], job_id))
-    elif "rotate" in q:
-        sigs.append(_sig(app, T_ROTATE, (ctx,), q["rotate"], job_id))
-        sigs.append(_sig(app, T_DETECT, (), q["detect"], job_id))  # gets rotate's ctx
+    if Step.ROTATE in q and q[Step.ROTATE] == q[Step.DETECT]:
+        fused = replace(ctx, rotate_here=True).to_message()
+        sigs.append(_sig(app, Task.DETECT, (fused,), q[Step.DETECT], job_id))
+    elif Step.ROTATE in q:
+        sigs.append(_sig(app, Task.ROTATE, (ctx.to_message(),), q[Step.ROTATE], job_id))
+        sigs.append(_sig(app, Task.DETECT, (), q[Step.DETECT], job_id))  # gets rotate's ctx
     else:
-        sigs.append(_sig(app, T_DETECT, ({**ctx, "rotation": 0},), q["detect"], job_id))
+        upright = replace(ctx, rotation=0).to_message()
+        sigs.append(_sig(app, Task.DETECT, (upright,), q[Step.DETECT], job_id))
     ids = [s.id for s in sigs]
     return (chain(*sigs) if len(sigs) > 1 else sigs[0]), ids
 
@@ -60,43 +60,36 @@ def batches(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def ref(ctx: dict[str, Any]) -> dict[str, Any]:
-    """What a recognition batch needs besides its polygons."""
-    out = {k: ctx[k] for k in ("job_id", "image_key", "name", "rotation")}
-    if "lexicon" in ctx:
-        out["lexicon"] = ctx["lexicon"]
-    return out
-
-
-def inline_recognize(ctx: dict[str, Any], n_lines: int) -> bool:
+def inline_recognize(ctx: JobContext, n_lines: int) -> bool:
     """One batch on the detect task's own queue: recognise in place, no fan-out hop."""
-    q = ctx["queues"]
-    return q["recognize"] == q["detect"] and n_lines <= ctx["batch_lines"]
+    q = ctx.queues
+    return q[Step.RECOGNIZE] == q[Step.DETECT] and n_lines <= ctx.batch_lines
 
 
-def reorder_only(app: Celery, ctx: dict[str, Any], results: list[dict[str, Any]]
-                 ) -> Signature:
+def reorder_only(app: Celery, ctx: JobContext, results: list[BatchResult]) -> Signature:
     """reorder on results already at hand (no lines, or recognised inline)."""
-    return _sig(app, T_REORDER, (results, ctx), ctx["queues"]["reorder"], ctx["job_id"])
+    return _sig(app, Task.REORDER, ([r.to_message() for r in results], ctx.to_message()),
+                ctx.queues[Step.REORDER], ctx.job_id)
 
 
-def fanout(
-    app: Celery, ctx: dict[str, Any], polygons: list[Any], flipped: list[bool]
-) -> tuple[Signature, list[str], int]:
-    """recognize batches (chord header) -> reorder (body).
+def fanout(app: Celery, ctx: JobContext) -> tuple[Signature, list[str], int]:
+    """recognize batches (chord header) -> reorder (body), on the lines ctx carries.
 
     Returns the signature, its task ids and the number of batches. With no
     lines at all, the body runs alone on an empty result list.
     """
-    q, job_id = ctx["queues"], ctx["job_id"]
-    ranges = batches(len(polygons), ctx["batch_lines"])
+    lines = ctx.lines
+    polygons, flipped = (lines.polygons, lines.flipped) if lines else ([], [])
+    ranges = batches(len(polygons), ctx.batch_lines)
     if not ranges:
         sig = reorder_only(app, ctx, [])
         return sig, [sig.id], 0
-    body = _sig(app, T_REORDER, (ctx,), q["reorder"], job_id)
-    r = ref(ctx)
+    q, job_id = ctx.queues, ctx.job_id
+    body = _sig(app, Task.REORDER, (ctx.to_message(),), q[Step.REORDER], job_id)
+    ref = ctx.ref().to_message()
     header = [
-        _sig(app, T_RECOGNIZE, (r, polygons[a:b], flipped[a:b], i), q["recognize"], job_id)
+        _sig(app, Task.RECOGNIZE, (ref, polygons[a:b], flipped[a:b], i), q[Step.RECOGNIZE],
+             job_id)
         for i, (a, b) in enumerate(ranges)
     ]
     ids = [h.id for h in header] + [body.id]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from typing import Any
 
 from celery import Celery
@@ -14,8 +15,9 @@ from kombu.utils.uuid import uuid
 
 from ocrq.errors import OcrqError
 from ocrq.images import validate_image
+from ocrq.names import Step
 from ocrq.pipeline import canvas, work
-from ocrq.pipeline.routing import Router
+from ocrq.pipeline.messages import JobContext
 from ocrq.pipeline.state import Services
 from ocrq.storage import JobStatus
 from ocrq.storage import jobs as store
@@ -48,7 +50,7 @@ def submit(
     """
     s = services.settings
     plan = services.plans.resolve(bid, tid)
-    queues = Router(s).queues(plan)  # before any write: no live worker -> refused, no job
+    queues = services.router.queues(plan)  # before any write: no live worker -> refused, no job
     if callback_url:
         check_url(callback_url, s.allow_private_urls)
     if idempotency_key:
@@ -64,18 +66,28 @@ def submit(
     )
     if not created:  # lost an idempotency race: the other request's job is the answer
         return work.document(services, job.id) or {}, False
+    step = plan.step(Step.RECOGNIZE)
+    rec = step.options if step is not None else {}
+    lexicon = rec.get("lexicon")  # else the worker's OCRQ_LEXICON
+    ctx = JobContext(job_id=job_id, bid=plan.bid, tid=plan.tid, image_key="", name=name,
+                     width=width, height=height, queues=queues,
+                     batch_lines=int(rec.get("batch_lines") or s.recognize_batch_lines),
+                     callback=bool(callback_url),
+                     lexicon=None if lexicon is None else tuple(lexicon))
+    return _enqueue(services, app, job, ctx, data), True
+
+
+def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: bytes
+             ) -> dict[str, Any]:
+    """Store the image, cache the status, start the canvas; the job as accepted.
+
+    Everything after the row exists may fail (Redis or the broker down): the
+    job then ends failed, never sits in "queued" forever.
+    """
+    job_id = ctx.job_id
     try:
-        # Everything after the row exists may fail (Redis or the broker down):
-        # the job must then end failed, never sit in "queued" forever.
-        key = services.blobs.put(job_id, data)
+        ctx = replace(ctx, image_key=services.blobs.put(job_id, data))
         services.cache.put(job_id, work.flat_from_row(job, None))
-        rec = plan.step("recognize").options  # type: ignore[union-attr]
-        batch_lines = rec.get("batch_lines") or s.recognize_batch_lines
-        ctx = {"job_id": job_id, "image_key": key, "name": name, "width": width,
-               "height": height, "queues": queues, "batch_lines": int(batch_lines),
-               "callback": bool(callback_url), "models": {}, "timings_ms": {}}
-        if "lexicon" in rec:  # else the worker's OCRQ_LEXICON
-            ctx["lexicon"] = list(rec["lexicon"])
         sig, ids = canvas.start(app, ctx)
         services.cache.add_tasks(job_id, ids)
         doc = work.document(services, job_id) or {}  # as accepted: a worker may start at once
@@ -89,7 +101,7 @@ def submit(
         with contextlib.suppress(Exception):
             store.release_idempotency_key(services.db, job_id)
         raise err from exc
-    return doc, True
+    return doc
 
 
 def cancel(services: Services, app: Celery, job_id: str) -> dict[str, Any] | None:

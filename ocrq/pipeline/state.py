@@ -1,9 +1,10 @@
-"""Per-process service handles (DB, Redis, stores, plans) and, in workers, the Engine.
+"""Per-process service handles (DB, Redis, stores, plans, router) and, in workers,
+the Engine.
 
-Nothing is created at import time. Workers call :func:`configure` before the
-pool forks and :func:`init_process` in each child (worker_process_init), so the
-models load once per worker process and DB/Redis sockets are never shared
-across a fork.
+Nothing is created at import time. The worker's lifecycle (workers/lifecycle.py)
+calls :func:`configure` before the pool forks and :func:`init_process` in each
+pool process, so the models load once per worker process and DB/Redis sockets
+are never shared across a fork.
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 from redis import Redis
 
+from ocrq.engine import Engine
+from ocrq.images import decode_image
+from ocrq.models.registry import Desired
+from ocrq.pipeline.routing import Router
 from ocrq.plans import Plans
 from ocrq.settings import Settings
 from ocrq.storage import BlobStore, Database, StatusCache
 
 log = logging.getLogger(__name__)
+DECODED_IMAGES_KEPT = 4  # per process: the stages of one job often run back to back
 
 
 class Services:
@@ -48,15 +53,18 @@ class Services:
     def plans(self) -> Plans:
         return Plans.from_settings(self.settings)
 
-
+    @cached_property
+    def router(self) -> Router:
+        return Router(self.settings, self.redis)
 
 
 class WorkerState(Services):
     """Services plus the Engine; one per worker process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, desired: Desired | None = None) -> None:
         super().__init__(settings)
-        self._engine: Any = None
+        self.desired = desired  # model versions the registry starts on (read before fork)
+        self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._images: OrderedDict[str, np.ndarray] = OrderedDict()
         self._images_lock = threading.Lock()
@@ -68,8 +76,6 @@ class WorkerState(Services):
         so the last few decoded images are kept; the blob must still exist (an
         expired or deleted image fails the stage either way).
         """
-        from ocrq.images import decode_image
-
         with self._images_lock:  # GPU workers run tasks on threads
             cached = self._images.get(key)
         if cached is not None:
@@ -85,54 +91,62 @@ class WorkerState(Services):
         image.flags.writeable = False  # shared between stages: nobody may modify it
         with self._images_lock:
             self._images[key] = image
-            while len(self._images) > 4:
+            while len(self._images) > DECODED_IMAGES_KEPT:
                 self._images.popitem(last=False)
         return image
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    from ocrq.engine import Engine  # heavy: onnxruntime, cv2
-
-                    self._engine = Engine.from_settings(self.settings)
+                    self._engine = Engine.from_settings(self.settings, desired=self.desired)
         return self._engine
 
-    def step_recognize(self, image: np.ndarray, rotation: int, polygons: Sequence[Any],
-                       flipped: Sequence[bool] | None,
-                       languages: Sequence[str] | None = None) -> dict[str, Any]:
-        # Cross-job batching (GPU worker) happens below this, in BatchingRuntime.
-        return self.engine.step_recognize(image, rotation, polygons, flipped,
-                                          languages=languages)
+
+@dataclass
+class _Process:
+    """What this process was configured with, and its state once built."""
+
+    settings: Settings | None = None
+    preload: bool = True
+    desired: Desired | None = None
+    state: WorkerState | None = None
 
 
-_settings: Settings | None = None
-_state: WorkerState | None = None
-_preload = True
+_process = _Process()
 
 
 def configure(settings: Settings, preload: bool = True) -> None:
     """Set the settings this process (and its forked children) use; ``preload``:
     load the models when a worker process starts (False for webhook-only workers)."""
-    global _settings, _state, _preload
-    _settings, _state, _preload = settings, None, preload
+    global _process
+    _process = _Process(settings, preload)
+
+
+def set_boot_desired(desired: Desired | None) -> None:
+    """Desired model versions read before the pool forks: registries start on them."""
+    _process.desired = desired
+
+
+def settings() -> Settings:
+    if _process.settings is None:
+        _process.settings = Settings.from_env()
+    return _process.settings
 
 
 def get_state() -> WorkerState:
-    global _state
-    if _state is None:
-        _state = WorkerState(_settings or Settings.from_env())
-    return _state
+    if _process.state is None:
+        _process.state = WorkerState(settings(), _process.desired)
+    return _process.state
 
 
-def init_process(preload: bool | None = None) -> WorkerState:
+def init_process() -> WorkerState:
     """Fresh handles after fork, and the models loaded once for this process."""
-    global _state
-    if _state is not None:
-        _state.db.dispose()  # inherited pool: never reuse the parent's sockets
-    _state = WorkerState(_settings or Settings.from_env())
-    if _preload if preload is None else preload:
-        _state.engine.preload()
+    if _process.state is not None:
+        _process.state.db.dispose()  # inherited pool: never reuse the parent's sockets
+    _process.state = WorkerState(settings(), _process.desired)
+    if _process.preload:
+        _process.state.engine.preload()
         log.info("worker process models ready")
-    return _state
+    return _process.state

@@ -1,7 +1,9 @@
-"""Thin Celery tasks: unpack the message, call ocrq.pipeline.work, pass references on.
+"""Thin Celery tasks: turn the message into its type, call ocrq.pipeline.work, pass
+references on.
 
-Explicit names so producers (the web process) never import this module and
-renames never orphan queued messages.
+Explicit names (ocrq.names.Task) so producers (the web process) never import
+this module and renames never orphan queued messages. Process wiring (signals)
+is not here: see workers/lifecycle.py.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ import logging
 from typing import Any
 
 from celery import Task, current_app, shared_task
-from celery.signals import worker_process_init
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
+from ocrq.names import Step
+from ocrq.names import Task as T
 from ocrq.pipeline import canvas, work
+from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
 from ocrq.pipeline.state import get_state
 from ocrq.storage import JobStatus
 
@@ -20,14 +25,7 @@ log = logging.getLogger(__name__)
 STAGE = {"bind": True, "acks_late": True}
 
 
-@worker_process_init.connect
-def _init_process(**_: Any) -> None:
-    from ocrq.pipeline.state import init_process
-
-    init_process()
-
-
-def _may_run(task: Task, job_id: str, stage: str) -> bool:
+def _may_run(task: Task, job_id: str, stage: Step) -> bool:
     """False when this task's message came back too often (its workers died)."""
     state = get_state()
     error = work.redelivery_error(state, task.request.id, job_id, stage)
@@ -36,53 +34,59 @@ def _may_run(task: Task, job_id: str, stage: str) -> bool:
     return error is None
 
 
-@shared_task(name=canvas.T_ROTATE, ignore_result=True, **STAGE)
-def rotate(self: Task, ctx: dict[str, Any]) -> dict[str, Any] | None:
-    if not _may_run(self, ctx["job_id"], "rotate"):
+@shared_task(name=T.ROTATE.value, ignore_result=True, **STAGE)
+def rotate(self: Task, msg: dict[str, Any]) -> dict[str, Any] | None:
+    ctx = JobContext.from_message(msg)
+    if not _may_run(self, ctx.job_id, Step.ROTATE):
         return None
-    return work.rotate(get_state(), ctx)
+    out = work.rotate(get_state(), ctx)
+    return None if out is None else out.to_message()
 
 
-@shared_task(name=canvas.T_DETECT, ignore_result=True, **STAGE)
-def detect(self: Task, ctx: dict[str, Any] | None) -> None:
-    if ctx is None or not _may_run(self, ctx["job_id"], "detect"):
+@shared_task(name=T.DETECT.value, ignore_result=True, **STAGE)
+def detect(self: Task, msg: dict[str, Any] | None) -> None:
+    if msg is None:  # rotate found the job ended
+        return
+    ctx = JobContext.from_message(msg)
+    if not _may_run(self, ctx.job_id, Step.DETECT):
         return
     state = get_state()
     out = work.detect(state, ctx)
-    if out is None:
-        return
-    ctx2, polygons, flipped = out
-    if work.ended(state, ctx2["job_id"]):
+    if out is None or work.ended(state, ctx.job_id):
         return  # failed (time limit) or cancelled while detection ran
-    if polygons and canvas.inline_recognize(ctx2, len(polygons)):
-        work.fanned_out(state, ctx2["job_id"], [], 1)
-        result = work.recognize(state, canvas.ref(ctx2), polygons, flipped, 0)
-        sig = canvas.reorder_only(self.app, ctx2, [result])
-        state.cache.add_tasks(ctx2["job_id"], [sig.id])
+    lines = out.lines or Lines([], [], [])
+    if lines.polygons and canvas.inline_recognize(out, len(lines.polygons)):
+        work.fanned_out(state, out.job_id, [], 1)
+        result = work.recognize(state, out.ref(), lines.polygons, lines.flipped, 0)
+        sig = canvas.reorder_only(self.app, out, [result])
+        state.cache.add_tasks(out.job_id, [sig.id])
     else:
-        sig, ids, n = canvas.fanout(self.app, ctx2, polygons, flipped)
-        work.fanned_out(state, ctx2["job_id"], ids, n)
+        sig, ids, n = canvas.fanout(self.app, out)
+        work.fanned_out(state, out.job_id, ids, n)
     sig.apply_async()
 
 
-@shared_task(name=canvas.T_RECOGNIZE, **STAGE)
-def recognize(self: Task, ref: dict[str, Any], polygons: list[Any], flipped: list[bool],
+@shared_task(name=T.RECOGNIZE.value, **STAGE)
+def recognize(self: Task, msg: dict[str, Any], polygons: list[Any], flipped: list[bool],
               index: int) -> dict[str, Any]:
-    if not _may_run(self, ref["job_id"], "recognize"):
-        return {"index": index, "texts": [], "models": {}, "ms": 0.0, "cancelled": True}
-    return work.recognize(get_state(), ref, polygons, flipped, index)
+    ref = RecognitionRef.from_message(msg)
+    if not _may_run(self, ref.job_id, Step.RECOGNIZE):
+        return BatchResult.skipped(index).to_message()
+    return work.recognize(get_state(), ref, polygons, flipped, index).to_message()
 
 
-@shared_task(name=canvas.T_REORDER, ignore_result=True, **STAGE)
-def reorder(self: Task, results: list[dict[str, Any]], ctx: dict[str, Any]) -> None:
-    if not _may_run(self, ctx["job_id"], "reorder"):
+@shared_task(name=T.REORDER.value, ignore_result=True, **STAGE)
+def reorder(self: Task, results: list[dict[str, Any]], msg: dict[str, Any]) -> None:
+    ctx = JobContext.from_message(msg)
+    if not _may_run(self, ctx.job_id, Step.REORDER):
         return
     state = get_state()
-    if work.reorder(state, results, ctx) is not None and ctx.get("callback"):
-        enqueue_webhook(self.app, ctx["job_id"], state.settings.queue_webhooks)
+    batches = [BatchResult.from_message(r) for r in results]
+    if work.reorder(state, batches, ctx) is not None and ctx.callback:
+        enqueue_webhook(self.app, ctx.job_id, state.settings.queue_webhooks)
 
 
-@shared_task(name=canvas.T_FAILED, ignore_result=True)
+@shared_task(name=T.JOB_FAILED.value, ignore_result=True)
 def job_failed(request: Any, exc: BaseException, traceback: Any, job_id: str) -> None:
     """Errback of every stage task (called in-process by the worker whose task failed).
 
@@ -91,10 +95,17 @@ def job_failed(request: Any, exc: BaseException, traceback: Any, job_id: str) ->
     """
     task = getattr(request, "task", None)
     log.warning("job %s failed in %s: %r", job_id, task, exc)
-    fail_job(current_app, job_id, work.error_object(exc, task))
+    if isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):
+        # The same error as the threads pool's timer gives (workers/lifecycle.py).
+        soft = isinstance(exc, SoftTimeLimitExceeded)
+        limit = current_app.conf.task_soft_time_limit if soft else current_app.conf.task_time_limit
+        error = work.time_limit_error(task, float(limit or 0))
+    else:
+        error = work.error_object(exc, task)
+    fail_job(current_app, job_id, error)
 
 
-@shared_task(name=canvas.T_WEBHOOK, ignore_result=True, bind=True, acks_late=True)
+@shared_task(name=T.WEBHOOK.value, ignore_result=True, bind=True, acks_late=True)
 def webhook(self: Task, job_id: str, attempt: int = 1) -> None:
     state = get_state()
     delay = work.webhook_attempt(state, job_id, attempt)
@@ -112,4 +123,4 @@ def fail_job(app: Any, job_id: str, error: dict[str, Any]) -> None:
 
 
 def enqueue_webhook(app: Any, job_id: str, queue: str) -> None:
-    app.signature(canvas.T_WEBHOOK, args=(job_id, 1), queue=queue).apply_async()
+    app.signature(T.WEBHOOK.value, args=(job_id, 1), queue=queue).apply_async()

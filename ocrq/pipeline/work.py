@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from ocrq.engine import Quad
+from ocrq.names import Step
+from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
 from ocrq.pipeline.state import Services, WorkerState
 from ocrq.storage import TERMINAL, JobStatus
 from ocrq.storage import jobs as store
@@ -100,82 +104,79 @@ def ended(state: Services, job_id: str) -> bool:
     return status in TERMINAL
 
 
-def _image(state: WorkerState, ctx: dict[str, Any]) -> np.ndarray:
-    return state.image(ctx["image_key"], ctx["name"])
+def _image(state: WorkerState, msg: JobContext | RecognitionRef) -> np.ndarray:
+    return state.image(msg.image_key, msg.name)
 
 
-def _enter(state: WorkerState, ctx: dict[str, Any], stage: str, first: bool) -> None:
-    job_id = ctx["job_id"]
+def _enter(state: WorkerState, job_id: str, stage: Step, first: bool) -> None:
     if first:
         ts = now_iso()
-        store.transition(state.db, job_id, status=str(JobStatus.RUNNING), stage=stage,
+        store.transition(state.db, job_id, status=str(JobStatus.RUNNING), stage=str(stage),
                          started_at=datetime.now(UTC).replace(tzinfo=None))
-        state.cache.update(job_id, status=str(JobStatus.RUNNING), stage=stage, started_at=ts)
+        state.cache.update(job_id, status=str(JobStatus.RUNNING), stage=str(stage),
+                           started_at=ts)
     else:
-        state.cache.update(job_id, stage=stage)
+        state.cache.update(job_id, stage=str(stage))
 
 
-def rotate(state: WorkerState, ctx: dict[str, Any]) -> dict[str, Any] | None:
-    if ended(state, ctx["job_id"]):
+def rotate(state: WorkerState, ctx: JobContext) -> JobContext | None:
+    if ended(state, ctx.job_id):
         return None
-    _enter(state, ctx, "rotate", first=True)
+    _enter(state, ctx.job_id, Step.ROTATE, first=True)
     r = state.engine.step_rotate(_image(state, ctx))
-    return {**ctx, "rotation": r["rotation"], "models": {**ctx.get("models", {}), **r["models"]},
-            "timings_ms": {**ctx.get("timings_ms", {}), "rotate": r["ms"]}}
+    return ctx.after(Step.ROTATE, r.models, r.ms, rotation=r.rotation)
 
 
-def detect(state: WorkerState, ctx: dict[str, Any]
-           ) -> tuple[dict[str, Any], list[Any], list[bool]] | None:
-    if ctx is None or ended(state, ctx["job_id"]):
+def detect(state: WorkerState, ctx: JobContext) -> JobContext | None:
+    """Detection (after rotate when both share a queue); the context then carries the lines."""
+    if ended(state, ctx.job_id):
         return None
-    first = "rotate" not in ctx["queues"]
-    if ctx.pop("rotate_here", False):  # fused: rotate runs in this task (same queue)
-        ctx = rotate(state, ctx)
-        if ctx is None:
+    first = Step.ROTATE not in ctx.queues
+    if ctx.rotate_here:  # fused: rotate runs in this task (same queue)
+        rotated = rotate(state, replace(ctx, rotate_here=False))
+        if rotated is None:
             return None
-        first = False
-    _enter(state, ctx, "detect", first=first)
-    d = state.engine.step_detect(_image(state, ctx), ctx["rotation"])
-    out = {**ctx, "rotation": d["rotation"],
-           "models": {**ctx.get("models", {}), **d["models"]},
-           "timings_ms": {**ctx.get("timings_ms", {}), "detect": d["ms"]},
-           "polygons": d["polygons"], "flipped": d["flipped"], "leaders": d["leaders"]}
-    return out, d["polygons"], d["flipped"]
+        ctx, first = rotated, False
+    _enter(state, ctx.job_id, Step.DETECT, first=first)
+    d = state.engine.step_detect(_image(state, ctx), ctx.rotation or 0)
+    return ctx.after(Step.DETECT, d.models, d.ms, rotation=d.rotation,
+                     lines=Lines.from_detected(d))
 
 
 def fanned_out(state: WorkerState, job_id: str, task_ids: list[str], n_batches: int) -> None:
     state.cache.add_tasks(job_id, task_ids)
     # Progress lives in the cache only; the DB gets the final counts when the job ends.
-    state.cache.update(job_id, stage="recognize", batches_total=n_batches, batches_done=0)
+    state.cache.update(job_id, stage=str(Step.RECOGNIZE), batches_total=n_batches,
+                       batches_done=0)
 
 
-def recognize(state: WorkerState, ref: dict[str, Any], polygons: list[Any],
-              flipped: list[bool], index: int) -> dict[str, Any]:
-    if ended(state, ref["job_id"]):
-        return {"index": index, "texts": [], "models": {}, "ms": 0.0, "cancelled": True}
-    t = state.step_recognize(_image(state, ref), ref["rotation"], polygons, flipped,
-                             languages=ref.get("lexicon"))
-    state.cache.incr_done(ref["job_id"])
-    return {"index": index, "texts": t["texts"], "models": t["models"], "ms": t["ms"]}
+def recognize(state: WorkerState, ref: RecognitionRef, polygons: list[Quad],
+              flipped: list[bool], index: int) -> BatchResult:
+    if ended(state, ref.job_id):
+        return BatchResult.skipped(index)
+    t = state.engine.step_recognize(_image(state, ref), ref.rotation, polygons, flipped,
+                                    languages=ref.lexicon)
+    state.cache.incr_done(ref.job_id)
+    return BatchResult(index, t.texts, t.models, t.ms)
 
 
-def reorder(state: WorkerState, results: list[dict[str, Any]], ctx: dict[str, Any]
+def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
             ) -> dict[str, Any] | None:
     """Join the batches into the result document and finish the job."""
-    job_id = ctx["job_id"]
-    if ended(state, job_id) or any(r.get("cancelled") for r in results):
+    job_id = ctx.job_id
+    if ended(state, job_id) or any(r.cancelled for r in results):
         return None
-    state.cache.update(job_id, stage="reorder")
-    results = sorted(results, key=lambda r: r["index"])  # chord keeps order; be explicit
-    texts = [t for r in results for t in r["texts"]]
-    models = dict(ctx.get("models", {}))
+    state.cache.update(job_id, stage=str(Step.REORDER))
+    results = sorted(results, key=lambda r: r.index)  # chord keeps order; be explicit
+    texts = [t for r in results for t in r.texts]
+    models = dict(ctx.models)
     for r in results:
-        models.update(r["models"])
-    timings = {**ctx.get("timings_ms", {}),
-               "recognize": round(sum(r["ms"] for r in results), 2)}
-    page = state.engine.step_reorder(ctx["name"], ctx["width"], ctx["height"], ctx["rotation"],
-                                     ctx["polygons"], texts, models, timings,
-                                     leaders=ctx.get("leaders"))
+        models.update(r.models)
+    timings = {**ctx.timings_ms, Step.RECOGNIZE.value: round(sum(r.ms for r in results), 2)}
+    lines = ctx.lines or Lines([], [], [])
+    page = state.engine.step_reorder(ctx.name, ctx.width, ctx.height, ctx.rotation or 0,
+                                     lines.polygons, texts, models, timings,
+                                     leaders=lines.leaders)
     doc = page.to_dict()
     finish(state, job_id, JobStatus.SUCCEEDED, document=doc, batches_done=len(results),
            batches_total=len(results))
@@ -201,6 +202,13 @@ def error_object(exc: BaseException, task: str | None) -> dict[str, Any]:
     if task:
         out["task"] = task
     return out
+
+
+def time_limit_error(task: str | None, limit_s: float) -> dict[str, Any]:
+    """The error of a job whose step ran past its time limit (any pool, soft or hard)."""
+    stage = (task or "?").rsplit(".", 1)[-1]
+    return {"code": "time_limit", "task": stage,
+            "message": f"the {stage} step ran past its {limit_s:g} s time limit"}
 
 
 # --- webhooks --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 
 from ocrq.cluster.drain import WorkerNotFound, drain
 from ocrq.cluster.rollout import wait
-from ocrq.cluster.routing import NoLiveWorker
+from ocrq.pipeline.routing import NoLiveWorker
 from ocrq.storage import Job
 from tests.integration.cluster_harness import ROOT, Cluster, gpu_and_cpu_cluster, line_image
 

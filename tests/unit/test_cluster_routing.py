@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ocrq.cluster.rollout import progress
-from ocrq.cluster.routing import NoLiveWorker, choose_queue
 from ocrq.cluster.snapshot import build
+from ocrq.pipeline.routing import NoLiveWorker, choose_queue
 from ocrq.settings import Settings
 
 S = Settings()
@@ -73,7 +73,7 @@ def test_stranded_queues_and_job_of_a_celery_message() -> None:
     import base64
     import json
 
-    from ocrq.cluster.rescue import job_of, stranded
+    from ocrq.pipeline.rescue import job_of, stranded
 
     fallbacks = {"gpu": "cpu"}
     assert stranded(build([_node("cpu@h", ["cpu"])], []), fallbacks) == [("gpu", "cpu")]

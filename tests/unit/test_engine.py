@@ -65,13 +65,13 @@ def test_to_original_inverts_the_turn():
 
 def test_recognition_does_not_depend_on_batching(engine, invoice_page):
     d = engine.step_detect(invoice_page, 0)
-    whole = engine.step_recognize(invoice_page, 0, d["polygons"], d["flipped"])["texts"]
+    whole = engine.step_recognize(invoice_page, 0, d.polygons, d.flipped).texts
     pieces = []
-    for i in range(0, len(d["polygons"]), 2):
+    for i in range(0, len(d.polygons), 2):
         part = engine.step_recognize(
-            invoice_page, 0, d["polygons"][i : i + 2], d["flipped"][i : i + 2]
+            invoice_page, 0, d.polygons[i : i + 2], d.flipped[i : i + 2]
         )
-        pieces += part["texts"]
+        pieces += part.texts
     assert [t for t, _ in pieces] == [t for t, _ in whole]
 
 

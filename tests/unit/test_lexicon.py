@@ -93,10 +93,10 @@ def test_engine_corrects_a_real_misreading_unless_told_not_to(engine):
     image = blurred_line()
     assert engine.run(image).text() == "MEDIUM MONTH"
     d = engine.step_detect(image, 0)
-    plain = engine.step_recognize(image, 0, d["polygons"], d["flipped"], languages=[])
-    fixed = engine.step_recognize(image, 0, d["polygons"], d["flipped"], languages=["en"])
-    assert [t for t, _ in fixed["texts"]] == ["MEDIUM MONTH"]
-    assert [t for t, _ in plain["texts"]] != ["MEDIUM MONTH"]  # what the network alone reads
+    plain = engine.step_recognize(image, 0, d.polygons, d.flipped, languages=[])
+    fixed = engine.step_recognize(image, 0, d.polygons, d.flipped, languages=["en"])
+    assert [t for t, _ in fixed.texts] == ["MEDIUM MONTH"]
+    assert [t for t, _ in plain.texts] != ["MEDIUM MONTH"]  # what the network alone reads
 
 
 def test_decode_applies_the_lexicon_to_each_word():

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ocrq.cluster.snapshot import Snapshot
+from ocrq.pipeline.messages import job_id_of
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -56,7 +57,7 @@ def _key(queue: str, priority: int) -> str:
 
 
 def job_of(message: dict[str, Any]) -> str | None:
-    """The job id in a stage task's first dict argument (Celery protocol 2, JSON body)."""
+    """The job id of a stage task's message (Celery protocol 2, JSON body)."""
     try:
         body = message["body"]
         if message.get("properties", {}).get("body_encoding") == "base64":
@@ -64,10 +65,7 @@ def job_of(message: dict[str, Any]) -> str | None:
         args = json.loads(body)[0]
     except (KeyError, ValueError, TypeError, IndexError):
         return None
-    for arg in args:
-        if isinstance(arg, dict) and isinstance(arg.get("job_id"), str):
-            return arg["job_id"]
-    return None
+    return job_id_of(args) if isinstance(args, list) else None
 
 
 def rescue(broker: Redis, source: str, target: str, holding: str, decide: Decide,

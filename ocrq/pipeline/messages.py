@@ -1,0 +1,174 @@
+"""The typed messages stage tasks pass each other, and their JSON form on the broker.
+
+Every message carries references (the image's blob key, polygons, model
+versions), never pixels. Each type is serialised explicitly at the Celery
+boundary (``to_message`` / ``from_message``): tasks receive plain JSON and
+turn it into these dataclasses first thing, so a missing field fails loudly
+in the task that got it, not three steps later.
+
+The first dict argument of every stage task has a top-level ``job_id``
+(:func:`job_id_of`): the redelivery guard, the threads pool's time limits,
+bid pinning and the broker rescue all find a message's job that way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Self, TypeVar
+
+from ocrq.engine import Detected, Quad
+from ocrq.errors import OcrqError
+
+T = TypeVar("T")
+
+
+class InvalidMessage(OcrqError):
+    """A task got a message that does not have the fields its type needs."""
+
+    code = "invalid_message"
+
+
+def _build(cls: type[T], data: Mapping[str, Any]) -> T:
+    """``cls(**data)`` on the fields cls knows; a missing field is an InvalidMessage.
+
+    Unknown keys are ignored: during a rolling update an older producer's
+    message may carry a field this version no longer reads.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidMessage(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    try:
+        return cls(**{k: v for k, v in data.items() if k in known})
+    except TypeError as exc:
+        raise InvalidMessage(f"{cls.__name__}: {exc}") from exc
+
+
+def _lexicon(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class Lines:
+    """What detection found, carried to reorder: polygons, 180° flags, leader dots."""
+
+    polygons: list[Quad]
+    flipped: list[bool]
+    leaders: list[int]
+
+    @classmethod
+    def from_detected(cls, d: Detected) -> Lines:
+        return cls(d.polygons, d.flipped, d.leaders)
+
+
+@dataclass(frozen=True)
+class RecognitionRef:
+    """What a recognition batch needs besides its polygons."""
+
+    job_id: str
+    bid: str
+    image_key: str
+    name: str
+    rotation: int
+    lexicon: tuple[str, ...] | None = None  # None: the worker's OCRQ_LEXICON
+
+    def to_message(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["lexicon"] = None if self.lexicon is None else list(self.lexicon)
+        return out
+
+    @classmethod
+    def from_message(cls, data: Mapping[str, Any]) -> Self:
+        ref = _build(cls, data)
+        return replace(ref, lexicon=_lexicon(ref.lexicon))
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Everything the steps of one job share; grows as the canvas runs.
+
+    Intake fills the first block; rotate sets ``rotation``; detect sets
+    ``lines``; every step adds its model versions and timing.
+    """
+
+    job_id: str
+    bid: str
+    tid: str
+    image_key: str
+    name: str
+    width: int
+    height: int
+    queues: dict[str, str]  # step -> queue, resolved once at intake
+    batch_lines: int  # most lines one recognition task reads
+    callback: bool  # the job has a callback_url: send a webhook when it ends
+    lexicon: tuple[str, ...] | None = None  # the plan's recognize.lexicon, if it sets one
+    rotate_here: bool = False  # detect runs rotate first (both on one queue)
+    rotation: int | None = None
+    models: dict[str, int] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    lines: Lines | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["lexicon"] = None if self.lexicon is None else list(self.lexicon)
+        return out
+
+    @classmethod
+    def from_message(cls, data: Mapping[str, Any]) -> Self:
+        ctx = _build(cls, data)
+        lines = ctx.lines
+        if isinstance(lines, Mapping):
+            lines = _build(Lines, lines)
+        return replace(ctx, lexicon=_lexicon(ctx.lexicon), lines=lines)
+
+    def after(self, step: str, models: Mapping[str, int], ms: float, **changes: Any
+              ) -> JobContext:
+        """This context once ``step`` ran: its model versions and time added."""
+        return replace(self, models={**self.models, **models},
+                       timings_ms={**self.timings_ms, str(step): ms}, **changes)
+
+    def ref(self) -> RecognitionRef:
+        if self.rotation is None:
+            raise InvalidMessage(f"job {self.job_id}: recognition before the page's rotation")
+        return RecognitionRef(self.job_id, self.bid, self.image_key, self.name, self.rotation,
+                              self.lexicon)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One recognition batch's answer (a chord header result)."""
+
+    index: int
+    texts: list[tuple[str, float]]
+    models: dict[str, int]
+    ms: float
+    cancelled: bool = False  # the job had ended: the batch did nothing
+
+    @classmethod
+    def skipped(cls, index: int) -> BatchResult:
+        return cls(index, [], {}, 0.0, cancelled=True)
+
+    def to_message(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_message(cls, data: Mapping[str, Any]) -> Self:
+        res = _build(cls, data)
+        return replace(res, texts=[(str(t), float(c)) for t, c in res.texts])
+
+
+def job_id_of(args: Iterable[Any] | None) -> str | None:
+    """The job a stage task works for: the ``job_id`` of its first dict argument."""
+    for arg in args or ():
+        if isinstance(arg, Mapping) and isinstance(arg.get("job_id"), str):
+            return str(arg["job_id"])
+    return None
+
+
+def bid_of(args: Iterable[Any] | None) -> str | None:
+    """The business a stage task works for (every context and ref carries it)."""
+    for arg in args or ():
+        if isinstance(arg, Mapping) and "job_id" in arg:
+            bid = arg.get("bid")
+            return str(bid) if bid else None
+    return None
