@@ -17,6 +17,7 @@ import yaml
 
 from ocrq.errors import OcrqError
 from ocrq.settings import Settings
+from ocrq.stages.lexicon import UnknownLanguage, check_languages
 
 STEPS = ("rotate", "detect", "recognize", "reorder")
 REQUIRED = ("detect", "recognize", "reorder")  # the result document needs all three
@@ -137,7 +138,6 @@ def _check_lexicon(value: Any, where: str) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidPlans(f"{where}: recognize.lexicon must be a list of language codes "
                            "(e.g. [en, ms]; [] for none)")
-    from ocrq.stages.lexicon import UnknownLanguage, check_languages
 
     try:
         check_languages(value)

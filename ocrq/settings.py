@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+# The XDG-correct per-user data directory on Linux/macOS/Windows.
+import platformdirs
+
 
 def _default_data_dir() -> Path:
-    # platformdirs: the XDG-correct per-user data directory on Linux/macOS/Windows.
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("ocrq", appauthor=False))
 
 

@@ -1,11 +1,18 @@
 """The ``ocrq`` command. Each sub-command lives in its own module and is
-registered here; heavy imports happen inside the commands, not at import time."""
+registered here. Importing a command module loads no model and opens no
+connection: that happens when a command runs."""
 
 from __future__ import annotations
 
 import logging
 
 import click
+
+from ocrq.cli.cluster import cluster, workers
+from ocrq.cli.eval import eval_command
+from ocrq.cli.models import models
+from ocrq.cli.run import run
+from ocrq.cli.serve import db, purge, serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,23 +23,5 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _register() -> None:
-    from ocrq.cli.run import run
-
-    main.add_command(run)
-    from ocrq.cli.eval import eval_command
-
-    main.add_command(eval_command)
-    from ocrq.cli.serve import db, purge, serve
-
-    for command in (serve, db, purge):
-        main.add_command(command)
-    from ocrq.cli.cluster import cluster, workers
-    from ocrq.cli.models import models
-
-    main.add_command(models)
-    main.add_command(cluster)
-    main.add_command(workers)
-
-
-_register()
+for command in (run, eval_command, serve, db, purge, models, cluster, workers):
+    main.add_command(command)

@@ -9,23 +9,26 @@ from pathlib import Path
 from typing import Any
 
 import click
+from redis import Redis
+
+from ocrq.cluster.drain import drain, resume
+from ocrq.cluster.heartbeat import read_snapshot
+from ocrq.cluster.snapshot import render_table
+from ocrq.cluster.static import Layout, LayoutError, diff
+from ocrq.errors import OcrqError
+from ocrq.pipeline.app import create_celery_app
+from ocrq.settings import Settings
 
 
 def _settings() -> Any:
-    from ocrq.settings import Settings
-
     return Settings.from_env()
 
 
 def _redis(settings: Any) -> Any:
-    from redis import Redis
-
     return Redis.from_url(settings.redis_url)
 
 
 def _celery(settings: Any) -> Any:
-    from ocrq.pipeline.app import create_celery_app
-
     return create_celery_app(settings)
 
 
@@ -38,9 +41,6 @@ def cluster() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def show(as_json: bool) -> None:
     """Live workers (from heartbeats) and the routing table built from them."""
-    from ocrq.cluster.heartbeat import read_snapshot
-    from ocrq.cluster.snapshot import render_table
-
     settings = _settings()
     snapshot = read_snapshot(_redis(settings))
     if as_json:
@@ -68,10 +68,6 @@ def show(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def diff_command(expected: Path, as_json: bool) -> None:
     """Compare the live snapshot with EXPECTED (YAML layout); exit 1 on drift."""
-    from ocrq.cluster.heartbeat import read_snapshot
-    from ocrq.cluster.snapshot import render_table
-    from ocrq.cluster.static import Layout, LayoutError, diff
-
     try:
         layout = Layout.load(expected)
     except LayoutError as exc:
@@ -100,9 +96,6 @@ def workers() -> None:
               help="Seconds to wait for in-flight tasks.")
 def drain_command(name: str, queues: tuple[str, ...], timeout: float) -> None:
     """Stop NAME consuming and wait for its in-flight tasks; exit 1 if some remain."""
-    from ocrq.cluster.drain import drain
-    from ocrq.errors import OcrqError
-
     settings = _settings()
     try:
         report = drain(_celery(settings), _redis(settings), name, queues=list(queues) or None,
@@ -124,9 +117,6 @@ def drain_command(name: str, queues: tuple[str, ...], timeout: float) -> None:
 @click.option("--queue", "queues", multiple=True, help="Queues to consume (default: drained).")
 def resume_command(name: str, queues: tuple[str, ...]) -> None:
     """Make NAME consume again the queues a drain removed."""
-    from ocrq.cluster.drain import resume
-    from ocrq.errors import OcrqError
-
     settings = _settings()
     try:
         resumed = resume(_celery(settings), _redis(settings), name, queues=list(queues) or None)

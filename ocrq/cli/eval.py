@@ -8,6 +8,11 @@ from pathlib import Path
 
 import click
 
+from ocrq.errors import OcrqError
+from ocrq.evaluation.dataset import load_manifest
+from ocrq.evaluation.peers import build_engine, resolve_threads
+from ocrq.evaluation.runner import evaluate, format_table
+
 
 @click.command("eval")
 @click.argument("manifest_dir", type=click.Path(exists=True, path_type=Path))
@@ -39,11 +44,6 @@ def eval_command(
     (ground-truth boxes at least half covered) and seconds per page. Scores are
     micro-averaged over all pages.
     """
-    from ocrq.errors import OcrqError
-    from ocrq.evaluation.dataset import load_manifest
-    from ocrq.evaluation.peers import build_engine, resolve_threads
-    from ocrq.evaluation.runner import evaluate, format_table
-
     threads = resolve_threads(threads)
     try:
         samples = load_manifest(manifest_dir, limit=limit)

@@ -8,42 +8,42 @@ from pathlib import Path
 from typing import Any
 
 import click
+from redis import Redis
+from sqlalchemy.exc import SQLAlchemyError
+
+from ocrq.cluster.heartbeat import read_snapshot
+from ocrq.cluster.rollout import wait as wait_rollout
+from ocrq.cluster.snapshot import render_table
+from ocrq.errors import OcrqError
+from ocrq.evaluation.gate import run_gate
+from ocrq.evaluation.runner import format_table
+from ocrq.models.control import ModelControl
+from ocrq.models.repository import ModelRepository
+from ocrq.settings import Settings
+from ocrq.storage import Database
 
 STATUS_COLUMNS = ("worker", "model", "version", "status", "device", "memory")
 
 
 def _settings() -> Any:
-    from ocrq.settings import Settings
-
     return Settings.from_env()
 
 
 def _repo(settings: Any) -> Any:
-    from ocrq.models.repository import ModelRepository
-
     repo = ModelRepository(settings.model_root)
     repo.ensure_defaults()
     return repo
 
 
 def _redis(settings: Any) -> Any:
-    from redis import Redis
-
     return Redis.from_url(settings.redis_url)
 
 
 def _control(settings: Any) -> Any:
-    from ocrq.models.control import ModelControl
-    from ocrq.storage import Database
-
     return ModelControl(Database(settings.database_url), _redis(settings), _repo(settings))
 
 
 def _fail(exc: Exception) -> click.ClickException:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from ocrq.errors import OcrqError
-
     if isinstance(exc, OcrqError):
         return click.ClickException(exc.message)
     if isinstance(exc, SQLAlchemyError):  # most often: a database never migrated
@@ -68,8 +68,6 @@ def import_(name: str, file: Path, like: int | None) -> None:
     Importing never changes what serves: when a database is configured and NAME
     was never activated, the version serving so far is recorded as desired first.
     """
-    from ocrq.errors import OcrqError
-
     settings = _settings()
     repo = _repo(settings)
     try:
@@ -101,9 +99,6 @@ def _pin_before_import(settings: Any, name: str, serving: int) -> None:
 @click.option("--verify", is_flag=True, help="Check every file's sha256 (reads all weights).")
 def list_(name: str | None, verify: bool) -> None:
     """Versions in the repository (OCRQ_MODEL_ROOT)."""
-    from ocrq.cluster.snapshot import render_table
-    from ocrq.errors import OcrqError
-
     settings = _settings()
     repo = _repo(settings)
     rows = []
@@ -137,9 +132,6 @@ def _source(source: dict[str, str]) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
     """What every live worker process serves, with status, device and memory."""
-    from ocrq.cluster.heartbeat import read_snapshot
-    from ocrq.cluster.snapshot import render_table
-
     settings = _settings()
     snapshot = read_snapshot(_redis(settings))
     desired = _desired_or_none(settings)
@@ -167,7 +159,6 @@ def _report_rollout(settings: Any, name: str, version: int | None, bid: str | No
                     wait: float) -> None:
     if not wait or version is None:
         return
-    from ocrq.cluster.rollout import wait as wait_rollout
 
     state = wait_rollout(_redis(settings), name, version, bid, timeout_s=wait)
     for where in state.serving:
@@ -226,8 +217,6 @@ def rollback(name: str, bid: str | None, wait: float) -> None:
 @click.option("--limit", type=int, default=20, show_default=True)
 def history(name: str | None, limit: int) -> None:
     """Activation log (newest first)."""
-    from ocrq.cluster.snapshot import render_table
-
     rows = _control(_settings()).history(name, limit)
     cols = ("id", "created_at", "model", "bid", "version", "previous_version", "actor", "note")
     click.echo(render_table([{c: "" if r[c] is None else str(r[c]) for c in cols} for r in rows],
@@ -249,10 +238,6 @@ def history(name: str | None, limit: int) -> None:
 def evaluate(name: str, version: int, data: Path, against: int | None, limit: int | None,
              max_drop: float, as_json: bool) -> None:
     """Score candidate VERSION of NAME against the active version; exit 1 if it is worse."""
-    from ocrq.errors import OcrqError
-    from ocrq.evaluation.runner import format_table
-    from ocrq.models.evaluate import run_gate
-
     settings = _settings()
     baseline = against if against is not None else _active_version(settings, name, version)
     try:

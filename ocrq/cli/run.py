@@ -9,6 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+from tqdm import tqdm
+
+from ocrq.engine import Engine
+from ocrq.errors import OcrqError
+from ocrq.images import load_image
+from ocrq.settings import Settings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
@@ -55,11 +61,6 @@ def run(
     progress: bool | None,
 ) -> None:
     """OCR IMAGE, DIR or GLOB ... and print the text in reading order."""
-    from ocrq.engine import Engine
-    from ocrq.errors import OcrqError
-    from ocrq.images import load_image
-    from ocrq.settings import Settings
-
     overrides = {k: v for k, v in
                  {"runtime": runtime, "device": device, "threads": threads,
                   "lexicon": lexicon}.items()
@@ -71,9 +72,6 @@ def run(
         engine = Engine.from_settings(settings)
     except OcrqError as exc:
         raise click.ClickException(exc.message) from exc
-
-    from tqdm import tqdm
-
     failures = 0
     bar = tqdm(paths, unit="img", disable=not show, file=sys.stderr, dynamic_ncols=True)
     for i, path in enumerate(bar):

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ocrq.cluster.snapshot import Snapshot
 from ocrq.errors import OcrqError
 
@@ -66,8 +68,6 @@ class Layout:
 
     @classmethod
     def load(cls, path: Path) -> Layout:
-        import yaml
-
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:

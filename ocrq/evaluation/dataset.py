@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ocrq.errors import OcrqError
@@ -44,8 +45,6 @@ class Sample:
 
     def load(self) -> np.ndarray:
         """Decode the image as BGR uint8 (the same array goes to every engine)."""
-        import cv2
-
         try:
             data = np.fromfile(self.path, dtype=np.uint8)
         except OSError as exc:

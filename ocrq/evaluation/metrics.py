@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 Polygon = Sequence[Sequence[float]]
@@ -106,8 +107,6 @@ def box_coverage(
     Both sides are rasterised with ``cv2.fillPoly`` on the image grid (downscaled
     for pages larger than ``MAX_MASK_SIDE``); overlapping predictions count once.
     """
-    import cv2
-
     scale = min(1.0, MAX_MASK_SIDE / max(width, height, 1))
     mask_w, mask_h = max(1, round(width * scale)), max(1, round(height * scale))
 

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
+from ocrq.engine import Engine
 from ocrq.errors import OcrqError
+from ocrq.settings import Settings
 
 
 class PeerUnavailable(OcrqError):
@@ -50,16 +53,13 @@ def resolve_threads(threads: int | None) -> int:
 
 
 class OcrqEngine:
-    name = "ocrq"
+    """The in-process ocrq engine (the gate passes one pinned to a model version)."""
 
-    def __init__(self, threads: int) -> None:
-        try:
-            from ocrq.engine import Engine
-        except ImportError as exc:
-            raise PeerUnavailable(f"ocrq engine cannot be imported: {exc}") from exc
-        from ocrq.settings import Settings
-
-        self._engine = Engine.from_settings(Settings.from_env().with_(threads=threads))
+    def __init__(self, threads: int, *, engine: Engine | None = None, name: str = "ocrq"
+                 ) -> None:
+        self.name = name
+        self._engine = engine or Engine.from_settings(
+            Settings.from_env().with_(threads=threads))
 
     def predict(self, image: np.ndarray, path: Path | None = None) -> Prediction:
         start = time.perf_counter()
@@ -76,7 +76,7 @@ class RapidOcrEngine:
 
     def __init__(self, threads: int) -> None:
         try:
-            from rapidocr_onnxruntime import RapidOCR
+            from rapidocr_onnxruntime import RapidOCR  # a peer, only for ocrq eval
         except ImportError as exc:
             raise PeerUnavailable(
                 "rapidocr is not installed: pip install rapidocr-onnxruntime==1.4.4"
@@ -120,8 +120,6 @@ class TesseractEngine:
         }
 
     def predict(self, image: np.ndarray, path: Path | None = None) -> Prediction:
-        import cv2
-
         start = time.perf_counter()
         # BMP: the cheapest lossless encoding to hand the decoded pixels over stdin.
         ok, encoded = cv2.imencode(".bmp", image)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tqdm import tqdm
+
 from ocrq.evaluation.dataset import Sample
 from ocrq.evaluation.metrics import CorpusScore, PageScore, score_page
 from ocrq.evaluation.peers import EvalEngine
@@ -42,8 +44,6 @@ def evaluate(
     first image untimed, so lazy model loading and first-call allocations do
     not land in seconds per page.
     """
-    from tqdm import tqdm
-
     if warm_up and samples:
         first = samples[0].load()
         for engine in engines:

@@ -13,6 +13,9 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import psutil
+import pynvml  # nvidia-ml-py: loads libnvidia-ml only in nvmlInit()
+
 _nvml_lock = threading.Lock()
 _nvml_state: dict[str, Any] = {}  # {"ok": bool, "reason": str}; NVML is initialised once
 
@@ -54,16 +57,12 @@ def _nvml() -> Any | None:
     with _nvml_lock:
         if not _nvml_state:
             try:
-                import pynvml
-
                 pynvml.nvmlInit()
                 _nvml_state.update(ok=True, reason="")
             except Exception as exc:  # ImportError or NVMLError_LibraryNotFound/DriverNotLoaded
                 _nvml_state.update(ok=False, reason=str(exc) or type(exc).__name__)
         if not _nvml_state["ok"]:
             return None
-        import pynvml
-
         return pynvml
 
 
@@ -76,8 +75,6 @@ def nvml_unavailable_reason() -> str:
 
 def process_memory(pid: int | None = None) -> ProcessMemory:
     """Resident memory and per-device GPU memory of ``pid`` (default: this process)."""
-    import psutil
-
     pid = os.getpid() if pid is None else pid
     rss = psutil.Process(pid).memory_info().rss
     nvml = _nvml()

@@ -66,7 +66,7 @@ class Lexicon:
         self._zipf = lru_cache(maxsize=65536)(self._lookup)
 
     def _lookup(self, word: str) -> float:
-        import wordfreq
+        import wordfreq  # lazy: only engines that correct words pay for the import
 
         return max(wordfreq.zipf_frequency(word, lang) for lang in self.languages)
 

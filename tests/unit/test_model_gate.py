@@ -11,7 +11,7 @@ import pytest
 from PIL import ImageFont
 
 from ocrq.errors import ModelLoadError
-from ocrq.models.evaluate import run_gate
+from ocrq.evaluation.gate import run_gate
 from ocrq.models.repository import ModelRepository
 from ocrq.settings import Settings
 from tests.fixtures import encode, find_font, render_page

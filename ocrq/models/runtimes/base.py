@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ocrq.errors import UnknownRuntime
+from ocrq.models.runtimes.onnxruntime import OnnxRuntime
 
 
 @runtime_checkable
@@ -40,12 +41,11 @@ def load_runtime(
     torch_compile: bool = False,
     graph_rewrite: bool = True,
 ) -> Runtime:
-    """Create a runtime for ``onnx_path``; backends are imported lazily."""
+    """Create a runtime for ``onnx_path``; torch is imported only when asked for."""
     if backend == "onnxruntime":
-        from ocrq.models.runtimes.onnxruntime import OnnxRuntime
-
         return OnnxRuntime(onnx_path, device=device, threads=threads, rewrite=graph_rewrite)
     if backend == "torch":
+        # Optional heavy dependency: this module imports torch (the torch/gpu extras).
         from ocrq.models.runtimes.torch import TorchRuntime
 
         return TorchRuntime(

@@ -21,12 +21,12 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+import onnx
+from onnx import helper, numpy_helper
 
 
 def optimize(model_bytes: bytes) -> tuple[bytes, dict[str, int]]:
     """Return the rewritten model and how many patterns of each kind changed."""
-    import onnx
-
     model = onnx.load_from_string(model_bytes)
     stats = {
         "constants": _constants_to_initializers(model.graph),
@@ -37,8 +37,6 @@ def optimize(model_bytes: bytes) -> tuple[bytes, dict[str, int]]:
 
 
 def _constants_to_initializers(graph: Any) -> int:
-    from onnx import numpy_helper
-
     keep, moved = [], 0
     for node in graph.node:
         single = node.op_type == "Constant" and len(node.attribute) == 1
@@ -55,8 +53,6 @@ def _constants_to_initializers(graph: Any) -> int:
 
 
 def _index(graph: Any) -> tuple[dict[str, np.ndarray], dict[str, list[Any]], dict[str, Any]]:
-    from onnx import numpy_helper
-
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     consumers: dict[str, list[Any]] = defaultdict(list)
     producer: dict[str, Any] = {}
@@ -76,8 +72,6 @@ def _scalar(consts: dict[str, np.ndarray], name: str) -> float | None:
 
 
 def _hardswish(graph: Any) -> int:
-    from onnx import helper
-
     consts, consumers, producer = _index(graph)
     outputs = {o.name for o in graph.output}
     replace: dict[int, list[Any]] = {}
@@ -115,8 +109,6 @@ def _hardswish(graph: Any) -> int:
 
 
 def _fold_conv_affine(graph: Any) -> int:
-    from onnx import numpy_helper
-
     consts, consumers, _ = _index(graph)
     outputs = {o.name for o in graph.output}
     drop: set[int] = set()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ocrq.models.runtimes.graph_opt import optimize
+
 log = logging.getLogger(__name__)
 
 
@@ -16,13 +18,11 @@ class OnnxRuntime:
     def __init__(
         self, onnx_path: Path, *, device: str = "cpu", threads: int = 0, rewrite: bool = True
     ) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy (~0.3 s): loaded with the first model, not on import
 
         model: bytes = Path(onnx_path).read_bytes()
         self.rewrites: dict[str, int] = {}
         if rewrite:
-            from ocrq.models.runtimes.graph_opt import optimize
-
             model, self.rewrites = optimize(model)
 
         opts = ort.SessionOptions()

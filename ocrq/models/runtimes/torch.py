@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ocrq.errors import OcrqError
+from ocrq.models.gpu import process_memory  # the one NVML reader
 from ocrq.models.runtimes.onnx_torch import OnnxModule, load_module
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,6 @@ def gpu_memory_mib(device: str) -> dict[str, float | None]:
         "reserved": torch.cuda.memory_reserved(index) / 2**20,
         "nvml_process_used": None,
     }
-    from ocrq.models.gpu import process_memory  # the one NVML reader
-
     try:
         used = next((g.used_bytes for g in process_memory().gpus if g.index == index), None)
         out["nvml_process_used"] = used / 2**20 if used else None

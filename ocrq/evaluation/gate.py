@@ -7,34 +7,18 @@ loses no more than ``max_drop`` of word F1 or char F1 (detection recall too).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ocrq.engine import Engine, EngineOptions
+from ocrq.evaluation.dataset import load_manifest
+from ocrq.evaluation.peers import OcrqEngine
+from ocrq.evaluation.runner import evaluate
 from ocrq.models.registry import ModelRegistry
 from ocrq.models.repository import ModelRepository
 from ocrq.settings import Settings
-
-
-@dataclass
-class _PinnedEngine:
-    """An ``ocrq eval`` engine whose registry serves one version of one model."""
-
-    name: str
-    engine: Any
-
-    def predict(self, image: np.ndarray, path: Path | None = None) -> Any:
-        from ocrq.evaluation.peers import Prediction
-
-        start = time.perf_counter()
-        page = self.engine.run(image, name=path.name if path else "image")
-        seconds = time.perf_counter() - start
-        lines = [(ln.text, [list(map(float, pt)) for pt in ln.polygon]) for ln in page.lines]
-        return Prediction(lines, seconds, dict(page.timings_ms))
 
 
 @dataclass(frozen=True)
@@ -57,20 +41,16 @@ class GateResult:
 
 
 def pinned_engine(settings: Settings, repository: ModelRepository, name: str,
-                  version: int, label: str) -> _PinnedEngine:
-    from ocrq.engine import Engine, EngineOptions
-
+                  version: int, label: str) -> OcrqEngine:
     registry = ModelRegistry(repository, settings)
     registry.activate(name, version)  # a broken candidate fails here, before scoring
-    return _PinnedEngine(label, Engine(registry, EngineOptions.from_settings(settings)))
+    engine = Engine(registry, EngineOptions.from_settings(settings))
+    return OcrqEngine(settings.threads, engine=engine, name=label)
 
 
 def run_gate(settings: Settings, name: str, candidate: int, baseline: int,
              manifest_dir: Path, *, limit: int | None = None, max_drop: float = 0.0,
              progress: bool = False) -> GateResult:
-    from ocrq.evaluation.dataset import load_manifest
-    from ocrq.evaluation.runner import evaluate
-
     repository = ModelRepository(settings.model_root)
     samples = load_manifest(manifest_dir, limit=limit)
     engines = [
