@@ -11,11 +11,13 @@ from flask import Blueprint, Flask, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ocrq.pipeline import jobs, work
+from ocrq.storage import Job
 from ocrq.webhooks import fetch
 from web.errors import ApiError
 from web.extensions import celery, services
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+MAX_IDEMPOTENCY_KEY: int = Job.__table__.c.idempotency_key.type.length  # type: ignore[attr-defined]
 
 
 def _image_from_request() -> tuple[bytes, str, dict[str, str]]:
@@ -49,12 +51,15 @@ def _image_from_request() -> tuple[bytes, str, dict[str, str]]:
 
 @bp.post("")
 def create() -> ResponseReturnValue:
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError("bad_request", f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} "
+                       "characters")
     data, name, fields = _image_from_request()
     doc, created = jobs.submit(
         services(), celery(), data, name,
         bid=fields.get("bid") or None, tid=fields.get("tid") or None,
-        callback_url=fields.get("callback_url") or None,
-        idempotency_key=request.headers.get("Idempotency-Key") or None,
+        callback_url=fields.get("callback_url") or None, idempotency_key=key,
     )
     resp = jsonify(doc)
     resp.status_code = 202 if created else 200

@@ -305,11 +305,6 @@ def test_idempotency_replay_on_either_database(any_db_client: FlaskClient, png: 
     assert again.get_json()["id"] == first.get_json()["id"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "web/jobs.py hands any Idempotency-Key to ocrq.pipeline.jobs.submit, which stores it "
-    "in ocrq_jobs.idempotency_key (String(255)) unchecked: SQLite keeps a longer key "
-    "(202), MariaDB refuses the INSERT (DataError -> 500 internal_error); a key over "
-    "255 characters should be refused with 400 before anything is written"))
 def test_overlong_idempotency_key_is_400(any_db_client: FlaskClient, png: bytes) -> None:
     resp = post_file(any_db_client, png, headers={"Idempotency-Key": "k" * 256})
     assert_api_error(resp, 400, "bad_request")
