@@ -16,11 +16,10 @@ from typing import Any
 import yaml
 
 from ocrq.errors import OcrqError
+from ocrq.names import REQUIRED_STEPS, STEPS
 from ocrq.settings import Settings
 from ocrq.stages.lexicon import UnknownLanguage, check_languages
 
-STEPS = ("rotate", "detect", "recognize", "reorder")
-REQUIRED = ("detect", "recognize", "reorder")  # the result document needs all three
 HARDWARE = ("gpu", "cpu")
 
 
@@ -121,7 +120,7 @@ def _steps(spec: Any, where: str) -> tuple[Step, ...]:
             raise InvalidPlans(f"{where}: step {name}: hardware must be one of {HARDWARE}")
         steps.append(Step(name, hw, dict(item.get("options") or {})))
     names = [s.name for s in steps]
-    if names != [s for s in STEPS if s in names] or any(r not in names for r in REQUIRED):
+    if names != [s for s in STEPS if s in names] or any(r not in names for r in REQUIRED_STEPS):
         raise InvalidPlans(f"{where}: steps {names} must follow rotate? -> detect -> "
                            "recognize -> reorder")
     rec = steps[names.index("recognize")].options
