@@ -124,36 +124,36 @@ class Engine:
         """Detect lines on the upright page, then check line direction.
 
         When most lines read upside down the page is turned a further 180°
-        (``rotation`` in the answer is the final one) and the polygons are
-        given in that frame. ``leaders`` counts the leader dots right of each
-        line (stages/leaders.py), for step_reorder to append.
+        (``rotation`` in the answer is the final one) and detection runs again
+        on that page: a page turned by any multiple of 90° is read from exactly
+        the pixels of the upright page, never from polygons mapped across
+        (DB is not rotation-equivariant, so those differ). ``leaders`` counts
+        the leader dots right of each line (stages/leaders.py), for
+        step_reorder to append.
         """
         t0 = time.perf_counter()
-        asked = rotation
-        upright = rotate_image(image, rotation)
         det = self.registry.get(ModelKind.STD)
-        regions = detect(det, [upright], self.options.detect)[0]
-        polygons = [r.polygon for r in regions]
         models = {ModelKind.STD.value: det.version}
-        flipped = [False] * len(polygons)
-        if self.options.use_direction and polygons:
+        upright = rotate_image(image, rotation)
+        regions = detect(det, [upright], self.options.detect)[0]
+        votes: list[tuple[bool, float]] = []
+        if self.options.use_direction and regions:
             dmodel = self.registry.get(ModelKind.DIR)
             models[ModelKind.DIR.value] = dmodel.version
-            votes = classify_lines(dmodel, crop_lines(upright, polygons))
-            weight_flip = sum(c for f, c in votes if f)
-            weight_keep = sum(c for f, c in votes if not f)
-            if weight_flip > weight_keep:
+            votes = classify_lines(dmodel, crop_lines(upright, [r.polygon for r in regions]))
+            if sum(c for f, c in votes if f) > sum(c for f, c in votes if not f):
                 rotation = (rotation + 180) % 360
-                h, w = upright.shape[:2]
-                polygons = [_turn180(p, w, h) for p in polygons]
-                votes = [(not f, c) for f, c in votes]
-            limit = self.options.flip_line_confidence
-            flipped = [f and c >= limit for f, c in votes]
+                upright = rotate_image(image, rotation)
+                regions = detect(det, [upright], self.options.detect)[0]
+                polygons = [r.polygon for r in regions]
+                votes = classify_lines(dmodel, crop_lines(upright, polygons)) if regions else []
+        polygons = [r.polygon for r in regions]
+        limit = self.options.flip_line_confidence
+        flipped = [f and c >= limit for f, c in votes] if votes else [False] * len(polygons)
         leaders = [0] * len(polygons)
         if self.options.use_leaders and polygons:
-            page = upright if rotation == asked else rotate_image(image, rotation)
             leaders = [0 if f else n for n, f in
-                       zip(leader_dots(page, polygons), flipped, strict=True)]
+                       zip(leader_dots(upright, polygons), flipped, strict=True)]
         return Detected(
             rotation=rotation,
             polygons=[np.round(p.astype(np.float64), 1).tolist() for p in polygons],
@@ -228,13 +228,6 @@ class Engine:
         lines.sort(key=lambda ln: ln.order)
         timings = {**timings_ms, "reorder": _ms(t0)}
         return PageResult(name, width, height, rotation, lines, dict(models), timings)
-
-
-def _turn180(q: np.ndarray, w: int, h: int) -> np.ndarray:
-    p = np.asarray(q, np.float32).reshape(4, 2)
-    out = np.stack([w - 1 - p[:, 0], h - 1 - p[:, 1]], axis=1)
-    # Same text corner first: the old bottom-right is the new top-left.
-    return out[[2, 3, 0, 1]]
 
 
 def to_original(q: np.ndarray, rotation: int, uw: int, uh: int) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ocrq.engine import to_original
+from ocrq.stages.rotate import rotate_image
 from tests.fixtures import INVOICE_LINES, add_noise, render_page, rotate
 
 
@@ -105,3 +106,27 @@ def test_receipt_rows_keep_item_and_price_together(engine):
 def test_blank_page_gives_no_lines(engine):
     page = engine.run(np.full((300, 400, 3), 255, np.uint8), "blank.png")
     assert page.lines == [] and page.text() == ""
+
+
+@pytest.mark.parametrize("turn", [90, 180, 270])
+def test_a_page_taken_the_wrong_way_up_is_detected_again_upright(engine, invoice_page, turn):
+    """The orientation model may confuse 90° with 270°; the line-direction vote then
+    turns the page 180°, and detection must run again on the truly upright pixels
+    rather than map polygons found on the upside-down page (DB is not equivariant)."""
+    upright = engine.step_detect(invoice_page, 0)
+    turned = rotate_image(invoice_page, turn)
+    correct = (360 - turn) % 360
+    d = engine.step_detect(turned, (correct + 180) % 360)  # the wrong way up
+    assert d.rotation == correct
+    assert (d.polygons, d.flipped, d.leaders) == (upright.polygons, upright.flipped,
+                                                  upright.leaders)
+
+
+@pytest.mark.parametrize("turn", [90, 180, 270])
+def test_a_page_turned_by_quarter_turns_reads_exactly_like_the_upright_page(
+        engine, invoice_page, turn):
+    page = engine.run(invoice_page)
+    turned = engine.run(rotate_image(invoice_page, turn))
+    assert turned.rotation == (360 - turn) % 360
+    assert [(ln.text, ln.confidence, ln.order) for ln in turned.lines] == [
+        (ln.text, ln.confidence, ln.order) for ln in page.lines]
