@@ -1,19 +1,26 @@
-"""The start every bench script shares: this checkout importable without
-installing, and the DATA_DIR / --limit arguments over ../shared/eval/dev.
+"""What every bench script shares: the check that ocrq is installed, and the
+DATA_DIR / --limit arguments over ../shared/eval/dev.
 
-Imported as ``_common`` (``python bench/<script>.py`` puts bench/ on sys.path).
+Imported as ``_common`` (``python bench/<script>.py`` puts bench/ on sys.path),
+before any other dependency. Benches run against the installed package
+(scripts/bootstrap.sh does ``pip install -e .``), never against a checkout put
+on sys.path: what they measure is what users install.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # run from a checkout without installing
 DEFAULT_DATA = REPO / ".." / "shared" / "eval" / "dev"
+
+if importlib.util.find_spec("ocrq") is None:
+    print(f"ocrq is not installed for {sys.executable}: run scripts/bootstrap.sh, then "
+          f".venv/bin/python bench/{Path(sys.argv[0]).name}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def data_parser(doc: str | None, limit: int | None = None,

@@ -27,9 +27,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from _common import data_parser  # puts the checkout on sys.path
+from _common import data_parser  # first: checks that ocrq is installed
 
-from ocrq.engine import Engine
+from ocrq.engine import Detected, Engine
 from ocrq.evaluation.dataset import load_manifest
 from ocrq.models.runtimes.batching import BatchingRuntime
 from ocrq.settings import Settings
@@ -47,11 +47,11 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def pass_once(engine: Engine, pages: list[tuple[Any, dict[str, Any]]], jobs: int,
+def pass_once(engine: Engine, pages: list[tuple[Any, Detected]], jobs: int,
               ) -> tuple[float, list[list[Any]]]:
-    def one(item: tuple[Any, dict[str, Any]]) -> list[Any]:
+    def one(item: tuple[Any, Detected]) -> list[Any]:
         image, d = item
-        return engine.step_recognize(image, d["rotation"], d["polygons"], d["flipped"])["texts"]
+        return engine.step_recognize(image, d.rotation, d.polygons, d.flipped).texts
 
     t0 = time.perf_counter()
     if jobs == 1:
@@ -73,8 +73,8 @@ def main() -> int:
     pages = []
     for image in images:  # detection once, untimed: only recognition is compared
         r = plain.step_rotate(image)
-        pages.append((image, plain.step_detect(image, r["rotation"])))
-    lines = sum(len(d["polygons"]) for _, d in pages)
+        pages.append((image, plain.step_detect(image, r.rotation)))
+    lines = sum(len(d.polygons) for _, d in pages)
 
     configs: list[tuple[str, int, Engine]] = [("off", 1, plain), ("off", args.jobs, plain)]
     for w in waits:

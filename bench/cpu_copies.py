@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 
-from _common import data_parser  # puts the checkout on sys.path
+from _common import data_parser  # first: checks that ocrq is installed
 
 from ocrq.engine import Engine
 from ocrq.evaluation.dataset import load_manifest

@@ -21,7 +21,7 @@ import sys
 import time
 from collections import defaultdict
 
-from _common import data_parser  # puts the checkout on sys.path
+from _common import data_parser  # first: checks that ocrq is installed
 
 from ocrq.evaluation.dataset import load_manifest
 from ocrq.evaluation.peers import PeerUnavailable, build_engine, resolve_threads

@@ -38,8 +38,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _common import data_parser  # first: checks that ocrq is installed
+
+# isort: split
 import numpy as np
-from _common import data_parser  # puts the checkout on sys.path
+import onnxruntime
 
 from ocrq.engine import Engine
 from ocrq.evaluation.dataset import load_manifest
@@ -116,7 +119,7 @@ def bench_models(args: argparse.Namespace, repo: ModelRepository, cuda: bool) ->
         for label, cfg in backends(not args.no_torch_cpu, cuda, args.compile):
             on_gpu = cfg["device"] == "cuda"
             if on_gpu:
-                import torch
+                import torch  # optional (the gpu/torch extra): only for the CUDA rows
 
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
@@ -207,8 +210,7 @@ def bench_e2e(args: argparse.Namespace, root: Path, cuda: bool) -> None:
 
 def main() -> int:
     args = parse_args()
-    import onnxruntime
-    import torch
+    import torch  # optional (the gpu/torch extra): after --help, which works without it
 
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else "none"

@@ -12,6 +12,8 @@ worker). Two passes; the second is reported. Also prints how much of the
 service latency lies outside the stage times the worker reports.
 """
 
+from __future__ import annotations
+
 import argparse
 import datetime
 import glob
@@ -19,13 +21,14 @@ import statistics
 import time
 from pathlib import Path
 
+from _common import DEFAULT_DATA  # first: checks that ocrq is installed
+
+# isort: split
 import requests
 
 from ocrq.engine import Engine
 from ocrq.images import load_image
 from ocrq.settings import Settings
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def ts(s: str) -> float:
@@ -39,7 +42,7 @@ def main() -> None:
     ap.add_argument("--poll-s", type=float, default=0.2, help="seconds between status GETs")
     args = ap.parse_args()
     n, base = args.pages, args.url
-    fs = sorted(glob.glob(str(REPO / ".." / "shared" / "eval" / "dev" / "*.jpg")))[:n]
+    fs = sorted(glob.glob(str(DEFAULT_DATA / "*.jpg")))[:n]
     eng = Engine.from_settings(Settings.from_env())
     eng.run(load_image(fs[0]))
     added: list[float] = []

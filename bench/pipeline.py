@@ -7,7 +7,8 @@ DATA_DIR defaults to ../shared/eval/dev. Steps:
    ONNX Runtime threads = --inproc-threads, 0 = all cores, the `ocrq run` default).
 2. the service: migrated SQLite file (or --database-url), a worker process
    (`python -m workers.cpu -c --concurrency`, each child with --worker-threads
-   ONNX threads) and a waitress web process, Redis broker on its own db numbers.
+   ONNX threads) and a waitress web process, started by ocrq.localcluster as
+   `ocrq serve` starts them, Redis broker on its own db numbers.
 3. throughput: --clients threads each submit a page over HTTP (multipart), poll
    GET /v1/jobs/<id> every 20 ms until done, then take the next page. In-process
    and service passes alternate (--repeat) so background load hits both alike.
@@ -26,25 +27,31 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from _common import data_parser  # first: checks that ocrq is installed
+
+# isort: split
 import requests
-from _common import REPO, data_parser  # puts this checkout on sys.path
 from redis import Redis
 
+from ocrq.cli.serve import upgrade
 from ocrq.document import PageResult
+from ocrq.engine import Engine
 from ocrq.evaluation.dataset import load_manifest
+from ocrq.images import decode_image
+from ocrq.localcluster import LocalCluster, WorkerSpec
 from ocrq.settings import Settings
 
 
@@ -98,55 +105,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_worker(env: dict[str, str], tmp: Path, concurrency: int, threads: int
-                 ) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "workers.cpu", "-Q", "gpu,cpu,webhooks", "-c", str(concurrency),
-         "-l", "WARNING", "-n", f"bench-{os.getpid()}-{concurrency}@%h"], cwd=REPO,
-        env={**env, "OCRQ_THREADS": str(threads)}, stdout=(tmp / "worker.log").open("ab"),
-        stderr=subprocess.STDOUT, start_new_session=True)
+def start_service(args: argparse.Namespace, tmp: Path) -> tuple[LocalCluster, str]:
+    """Migrated database, flushed Redis dbs and the web process; returns (cluster, base URL)."""
+    settings = Settings.from_env(
+        database_url=args.database_url or f"sqlite:///{tmp / 'ocrq.sqlite3'}",
+        broker_url=f"redis://127.0.0.1:6379/{args.broker_db}",
+        redis_url=f"redis://127.0.0.1:6379/{args.store_db}")
+    upgrade(settings.database_url)
+    for url in (settings.broker_url, settings.redis_url):
+        Redis.from_url(url).flushdb()
+    cluster = LocalCluster(settings, log_dir=tmp)
+    return cluster, cluster.start_web(port=free_port()).url
 
 
-def stop(p: subprocess.Popen) -> None:
-    os.killpg(p.pid, signal.SIGTERM)
-    p.wait(timeout=60)
-
-
-def wait_ready(base: str, env: dict[str, str], workers: int) -> None:
-    from ocrq.pipeline.app import create_celery_app
-
-    app = create_celery_app(Settings.from_env(env))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            up = requests.get(f"{base}/readyz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            up = False
-        if up and len(app.control.ping(timeout=0.5)) >= workers:
-            return
-        time.sleep(0.2)
-    raise RuntimeError("service did not become ready")
-
-
-def start_service(args: argparse.Namespace, tmp: Path) -> tuple[list[subprocess.Popen], str,
-                                                                  dict[str, str]]:
-    db_url = args.database_url or f"sqlite:///{tmp / 'ocrq.sqlite3'}"
-    env = {**os.environ, "OCRQ_DATABASE_URL": db_url,
-           "OCRQ_BROKER_URL": f"redis://127.0.0.1:6379/{args.broker_db}",
-           "OCRQ_REDIS_URL": f"redis://127.0.0.1:6379/{args.store_db}"}
-    from ocrq.cli.serve import upgrade
-
-    upgrade(db_url)
-    for db in (args.broker_db, args.store_db):
-        Redis.from_url(f"redis://127.0.0.1:6379/{db}").flushdb()
-    port = free_port()
-    log = (tmp / "service.log").open("wb")
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}",
-                          "--threads=8", "--call", "web:create_app"], cwd=REPO, env=env,
-                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True),
-    ]
-    return procs, f"http://127.0.0.1:{port}", env
+def start_worker(cluster: LocalCluster, concurrency: int, threads: int) -> str:
+    """A worker on every queue with ``concurrency`` processes, ready; returns its name."""
+    spec = WorkerSpec("cpu", f"bench-{os.getpid()}-{concurrency}", "gpu,cpu,webhooks",
+                      concurrency, loglevel="WARNING")
+    cluster.start_worker(spec, cluster.settings.with_(threads=threads))
+    cluster.wait_ready()  # the web process too
+    return spec.node
 
 
 def run_job(base: str, name: str, data: bytes, poll_s: float) -> tuple[float, dict[str, Any]]:
@@ -165,15 +143,57 @@ def run_job(base: str, name: str, data: bytes, poll_s: float) -> tuple[float, di
         time.sleep(poll_s)
 
 
+@dataclass
+class Runs:
+    """What the passes measured (rates in pages/s, latencies in ms)."""
+
+    inproc_rates: list[float] = field(default_factory=list)
+    service_rates: list[float] = field(default_factory=list)
+    inproc_text: dict[str, str] = field(default_factory=dict)
+    results: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    broker: tuple[int, int, int, int] = (0, 0, 0, 0)  # bytes, messages, largest, backend
+    added: list[float] = field(default_factory=list)
+    overhead: list[float] = field(default_factory=list)
+
+
+InProc = Callable[[str, bytes], tuple[float, str]]
+
+
+def throughput(args: argparse.Namespace, base: str, pages: list[tuple[str, bytes]],
+               inproc: InProc, runs: Runs) -> None:
+    """The two paths take turns pass by pass, so drifting background load hits both alike."""
+    mon = BrokerMonitor("redis://127.0.0.1:6379/0", args.broker_db, args.store_db)
+    with ThreadPoolExecutor(args.concurrency) as ex:  # warm every worker process
+        list(ex.map(lambda p: run_job(base, *p, 0.05), pages[: args.concurrency] * 2))
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        for name, data in pages:
+            runs.inproc_text[name] = inproc(name, data)[1]
+        runs.inproc_rates.append(len(pages) / (time.perf_counter() - t0))
+        mon.reset()
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(args.clients) as ex:
+            runs.results = list(ex.map(lambda p: run_job(base, *p, 0.02), pages))
+        runs.service_rates.append(len(pages) / (time.perf_counter() - t0))
+        runs.broker = (mon.broker_bytes, mon.messages, mon.max_message, mon.backend_bytes)
+
+
+def latency(base: str, pages: list[tuple[str, bytes]], inproc: InProc, runs: Runs) -> None:
+    """Page by page, in-process then service (one worker process): paired differences."""
+    run_job(base, *pages[0], 0.05)
+    for name, data in pages:
+        t_in = inproc(name, data)[0]
+        t_svc, doc = run_job(base, name, data, 0.05)
+        runs.added.append((t_svc - t_in) * 1000)
+        # One worker process runs the stages one after the other, so the latency
+        # minus the stage times the worker reports is what the pipeline adds.
+        runs.overhead.append(t_svc * 1000 - sum(doc["result"]["timings_ms"].values()))
+
+
 def main() -> int:
     args = parse_args()
     samples = load_manifest(args.data, limit=args.limit)
     pages = [(s.path.name, s.path.read_bytes()) for s in samples]
-    n = len(pages)
-
-    from ocrq.engine import Engine
-    from ocrq.images import decode_image
-
     settings = Settings.from_env(threads=args.inproc_threads)
     engine = Engine.from_settings(settings)
     engine.preload()
@@ -184,61 +204,38 @@ def main() -> int:
         text = engine.run(decode_image(data, name, settings), name).text()
         return time.perf_counter() - t0, text
 
-    tmp = Path(tempfile.mkdtemp(prefix="ocrq-bench-"))
-    procs, base, env = start_service(args, tmp)
-    worker = start_worker(env, tmp, args.concurrency, args.worker_threads)
-    inproc_rates, service_rates, inproc_text, results = [], [], {}, []
+    runs = Runs()
+    cluster, base = start_service(args, Path(tempfile.mkdtemp(prefix="ocrq-bench-")))
     try:
-        wait_ready(base, env, 1)
-        mon = BrokerMonitor("redis://127.0.0.1:6379/0", args.broker_db, args.store_db)
-        with ThreadPoolExecutor(args.concurrency) as ex:  # warm every worker process
-            list(ex.map(lambda p: run_job(base, *p, 0.05), pages[: args.concurrency] * 2))
-        # Throughput: the two paths take turns pass by pass, so drifting background
-        # load on the machine hits both alike.
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            for name, data in pages:
-                inproc_text[name] = inproc(name, data)[1]
-            inproc_rates.append(n / (time.perf_counter() - t0))
-            mon.reset()
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(args.clients) as ex:
-                results = list(ex.map(lambda p: run_job(base, *p, 0.02), pages))
-            service_rates.append(n / (time.perf_counter() - t0))
-            broker = (mon.broker_bytes, mon.messages, mon.max_message, mon.backend_bytes)
-
-        # Latency: one worker process configured like the in-process engine; page by
-        # page, in-process then service, paired differences.
-        stop(worker)
-        worker = start_worker(env, tmp, 1, args.inproc_threads)
-        wait_ready(base, env, 1)
-        run_job(base, *pages[0], 0.05)
-        added, overhead = [], []
-        for name, data in pages:
-            t_in = inproc(name, data)[0]
-            t_svc, doc = run_job(base, name, data, 0.05)
-            added.append((t_svc - t_in) * 1000)
-            # One worker process runs the stages one after the other, so the latency
-            # minus the stage times the worker reports is what the pipeline adds.
-            overhead.append(t_svc * 1000 - sum(doc["result"]["timings_ms"].values()))
+        worker = start_worker(cluster, args.concurrency, args.worker_threads)
+        throughput(args, base, pages, inproc, runs)
+        # Latency: one worker process configured like the in-process engine.
+        cluster.stop([worker])
+        start_worker(cluster, 1, args.inproc_threads)
+        latency(base, pages, inproc, runs)
     finally:
-        for p in [worker, *procs]:
-            stop(p)
+        cluster.stop()
+    return report(args, pages, runs)
 
-    same = sum(1 for (name, _), (_, doc) in zip(pages, results, strict=True)
+
+def report(args: argparse.Namespace, pages: list[tuple[str, bytes]], runs: Runs) -> int:
+    n = len(pages)
+    same = sum(1 for (name, _), (_, doc) in zip(pages, runs.results, strict=True)
                if doc["status"] == "succeeded"
-               and PageResult.from_dict(doc["result"]).text() == inproc_text[name])
-    inproc_rate = statistics.mean(inproc_rates)
-    service_rate = statistics.mean(service_rates)
+               and PageResult.from_dict(doc["result"]).text() == runs.inproc_text[name])
+    inproc_rate = statistics.mean(runs.inproc_rates)
+    service_rate = statistics.mean(runs.service_rates)
+    added, broker = runs.added, runs.broker
     print(f"\n{n} pages from {args.data}, {args.repeat} alternating passes; worker processes "
           f"{args.concurrency} x {args.worker_threads} ONNX threads; in-process threads "
           f"{args.inproc_threads or 'all'}; {args.clients} HTTP clients; {os.cpu_count()} cores\n")
     print("| path | pages/s (mean of passes) | passes | ratio vs in-process |")
     print("|---|---|---|---|")
     print(f"| in-process Engine.run | {inproc_rate:.2f} | "
-          f"{', '.join(f'{r:.2f}' for r in inproc_rates)} | 1.00 |")
+          f"{', '.join(f'{r:.2f}' for r in runs.inproc_rates)} | 1.00 |")
     print(f"| service (HTTP submit -> poll -> result) | {service_rate:.2f} | "
-          f"{', '.join(f'{r:.2f}' for r in service_rates)} | {service_rate / inproc_rate:.2f} |")
+          f"{', '.join(f'{r:.2f}' for r in runs.service_rates)} | "
+          f"{service_rate / inproc_rate:.2f} |")
     print()
     print("| measure | value |")
     print("|---|---|")
@@ -247,7 +244,7 @@ def main() -> int:
     print(f"| added latency quartiles | {statistics.quantiles(added, n=4)[0]:.1f} / "
           f"{statistics.quantiles(added, n=4)[2]:.1f} ms |")
     print(f"| median pipeline overhead (latency minus the stage times the worker reports) | "
-          f"{statistics.median(overhead):.1f} ms |")
+          f"{statistics.median(runs.overhead):.1f} ms |")
     print(f"| broker bytes per job (LPUSH payloads) | {broker[0] / n:,.0f} B |")
     print(f"| broker messages per job | {broker[1] / n:.1f} |")
     print(f"| largest broker message | {broker[2]:,} B |")

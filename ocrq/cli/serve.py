@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import click
+from alembic import command
+from alembic.config import Config
+
+from ocrq.localcluster import LocalCluster, WorkerSpec
+from ocrq.settings import Settings
+from ocrq.storage import Database
+from ocrq.storage.jobs import purge as purge_jobs
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    from alembic import command
-    from alembic.config import Config
-
     ini = MIGRATIONS / "alembic.ini"
     if not ini.exists():
         raise click.ClickException(f"migrations not found at {MIGRATIONS} (run from a checkout)")
@@ -37,8 +40,6 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations to OCRQ_DATABASE_URL."""
-    from ocrq.settings import Settings
-
     upgrade(Settings.from_env().database_url, revision)
     click.echo(f"database at {revision}")
 
@@ -48,10 +49,6 @@ def db_upgrade(revision: str) -> None:
               help="retention (default OCRQ_RESULT_RETENTION_DAYS)")
 def purge(days: int | None) -> None:
     """Delete finished jobs, results and deliveries older than the retention."""
-    from ocrq.settings import Settings
-    from ocrq.storage import Database
-    from ocrq.storage.jobs import purge as purge_jobs
-
     s = Settings.from_env()
     n = purge_jobs(Database(s.database_url), s.result_retention_days if days is None else days)
     click.echo(f"purged {n} jobs")
@@ -66,51 +63,32 @@ def purge(days: int | None) -> None:
 @click.option("--migrate/--no-migrate", default=True, show_default=True)
 def serve(port: int, host: str, workers: int, threads: int, migrate: bool) -> None:
     """Run the web intake and the workers here until Ctrl-C."""
-    from ocrq.settings import Settings
-
     s = Settings.from_env()
     if migrate:
         upgrade(s.database_url)
-    py = sys.executable
     # Without a GPU one worker serves every queue (the GPU worker falls back to CPU anyway).
     queues = ",".join([s.queue_gpu, s.queue_cpu, s.queue_webhooks])
-    commands = {
-        "worker": [py, "-m", "workers.cpu", "-Q", queues, "-c", str(workers),
-                   "-n", f"serve-{os.getpid()}@%h"],
-        "web": [py, "-m", "waitress", f"--listen={host}:{port}", f"--threads={threads}",
-                "--call", "web:create_app"],
-    }
-    # Own sessions: Ctrl-C reaches only us, and we stop the children in order.
-    procs = {n: subprocess.Popen(c, start_new_session=True) for n, c in commands.items()}
-    click.echo(f"ocrq serving on http://{host}:{port} with {workers} worker processes")
     stop = {"sig": 0}
 
     def _stop(signum: int, _frame: object) -> None:
         stop["sig"] = signum
 
+    # Before the children start: a Ctrl-C while they load still stops them in order.
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    cluster = LocalCluster(s)
     code = 0
-    while not stop["sig"]:
-        dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
-        if dead:
-            click.echo(f"stopping: {dead} exited", err=True)
-            code = 1
-            break
-        time.sleep(0.2)
-    _shutdown(procs)
+    try:
+        cluster.start_worker(WorkerSpec("cpu", f"serve-{os.getpid()}", queues, workers))
+        cluster.start_web(host, port, threads)
+        click.echo(f"ocrq serving on http://{host}:{port} with {workers} worker processes")
+        while not stop["sig"]:
+            dead = cluster.exited()
+            if dead:
+                click.echo(f"stopping: {dead} exited", err=True)
+                code = 1
+                break
+            time.sleep(0.2)
+    finally:
+        cluster.stop()  # warm shutdown: running tasks finish, SIGKILL after 30 s
     sys.exit(code)
-
-
-def _shutdown(procs: dict[str, subprocess.Popen[bytes]], grace_s: float = 30.0) -> None:
-    """SIGTERM (Celery: warm shutdown, finish running tasks), then SIGKILL after grace."""
-    for p in procs.values():
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for p in procs.values():
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()

@@ -2,9 +2,10 @@
 
 Real Redis (broker and cache on their own db numbers), a migrated SQLite file,
 a model repository in a temp folder, and Celery worker processes started
-through the real entry points (``python -m workers.gpu`` / ``workers.cpu``).
-Jobs are submitted through :func:`ocrq.pipeline.jobs.submit`, the same call
-the HTTP intake makes.
+through :mod:`ocrq.localcluster` (the real entry points, ``python -m
+workers.gpu`` / ``workers.cpu``, as ``ocrq serve`` starts them). Jobs are
+submitted through :func:`ocrq.pipeline.jobs.submit`, the same call the HTTP
+intake makes.
 """
 
 from __future__ import annotations
@@ -13,20 +14,27 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery import Celery
 from redis import Redis
 
+from ocrq.cli.serve import upgrade
 from ocrq.cluster.heartbeat import read_snapshot
 from ocrq.cluster.snapshot import Snapshot
+from ocrq.localcluster import LocalCluster, WorkerSpec
 from ocrq.models.control import ModelControl
 from ocrq.models.repository import ModelRepository
+from ocrq.pipeline.app import create_celery_app
+from ocrq.pipeline.jobs import submit
+from ocrq.pipeline.state import Services
+from ocrq.pipeline.work import document
 from ocrq.settings import Settings
+from tests.fixtures import encode, render_page
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_DB, CACHE_DB = 12, 13
@@ -38,24 +46,20 @@ class Cluster:
     tmp: Path
     env: dict[str, str]
     settings: Settings
-    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _services: Any = None
-    _app: Any = None
+    _services: Services | None = None
+    _app: Celery | None = None
+    _local: LocalCluster | None = None
 
     # --- handles (created lazily, in the test process) -------------------------------
     @property
-    def services(self) -> Any:
+    def services(self) -> Services:
         if self._services is None:
-            from ocrq.pipeline.state import Services
-
             self._services = Services(self.settings)
         return self._services
 
     @property
-    def app(self) -> Any:
+    def app(self) -> Celery:
         if self._app is None:
-            from ocrq.pipeline.app import create_celery_app
-
             self._app = create_celery_app(self.settings)
         return self._app
 
@@ -74,48 +78,34 @@ class Cluster:
         return read_snapshot(self.redis)
 
     # --- workers ---------------------------------------------------------------------
-    def start_worker(self, kind: str, name: str, queues: str, concurrency: int = 1) -> None:
-        log = (self.tmp / f"{name.split('@')[0]}.log").open("ab")
-        self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", f"workers.{kind}", "-Q", queues, "-c", str(concurrency),
-             "-n", name, "-l", "INFO"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: kill it and its children
-        )
+    @property
+    def local(self) -> LocalCluster:
+        if self._local is None:
+            self._local = LocalCluster(self.settings, log_dir=self.tmp, environ=self.env)
+        return self._local
 
-    def wait_ready(self, name: str, processes: int = 1, timeout_s: float = 90.0) -> None:
-        """Until the node heartbeats and each child reports its models READY."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            proc = self.workers.get(name)
-            if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"worker {name} exited: {self.log_tail(name)}")
-            w = next((w for w in self.snapshot().workers if w.name == name), None)
-            if w is not None and w.queues and len(w.processes) >= processes and all(
-                    {"rot", "std", "dir", "str"} <= set(p.ready()) for p in w.processes):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"worker {name} not ready: {self.log_tail(name)}")
+    @property
+    def workers(self) -> dict[str, subprocess.Popen[bytes]]:
+        return {name: p.popen for name, p in self.local.processes.items()}
+
+    def start_worker(self, kind: str, name: str, queues: str, concurrency: int = 1) -> None:
+        # Settings read from env now: tests add OCRQ_* variables after make_cluster.
+        self.local.start_worker(WorkerSpec(kind, name, queues, concurrency),
+                                Settings.from_env(self.env))
+
+    def wait_ready(self, name: str, timeout_s: float = 90.0) -> None:
+        """Until the node heartbeats and each of its processes reports its models READY."""
+        self.local.wait_ready([name], timeout_s)
 
     def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> None:
-        proc = self.workers.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        proc.wait(timeout=30)
+        self.local.kill(name, sig)
 
     def stop_all(self) -> None:
-        for name in list(self.workers):
-            proc = self.workers[name]
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                self.kill_worker(name)
-            self.workers.pop(name, None)
+        self.local.stop(grace_s=20)
 
     def log_tail(self, name: str, n: int = 3000) -> str:
-        path = self.tmp / f"{name.split('@')[0]}.log"
-        return path.read_text(errors="replace")[-n:] if path.exists() else "(no log)"
+        path = self.local.log_path(name)
+        return path.read_text(errors="replace")[-n:] if path and path.exists() else "(no log)"
 
     def task_starts(self) -> dict[str, int]:
         """How often each task has started (the pipeline's per-task delivery counters)."""
@@ -129,14 +119,10 @@ class Cluster:
     # --- jobs --------------------------------------------------------------------------
     def submit(self, data: bytes, *, bid: str | None = None, tid: str = "ocr-upright",
                name: str = "line.png") -> str:
-        from ocrq.pipeline.jobs import submit
-
         doc, _ = submit(self.services, self.app, data, name, bid=bid, tid=tid)
         return str(doc["id"])
 
     def document(self, job_id: str) -> dict[str, Any]:
-        from ocrq.pipeline.work import document
-
         doc = document(self.services, job_id)
         assert doc is not None, job_id
         return doc
@@ -165,8 +151,8 @@ def one_worker_cluster(tmp: Path, kind: str, name: str, queues: str,
     ``env``: extra OCRQ_* settings for the workers."""
     c = make_cluster(tmp)
     c.env.update(env)
-    c.start_worker(kind, name, queues)
     try:
+        c.start_worker(kind, name, queues)
         c.wait_ready(name)
         yield c
     finally:
@@ -177,9 +163,9 @@ def one_worker_cluster(tmp: Path, kind: str, name: str, queues: str,
 def gpu_and_cpu_cluster(tmp: Path, plans_yaml: str | None = None) -> Iterator[Cluster]:
     """One GPU-entry worker (gpu1@test) and one CPU worker (cpu1@test), ready."""
     c = make_cluster(tmp, plans_yaml)
-    c.start_worker("gpu", "gpu1@test", "gpu")
-    c.start_worker("cpu", "cpu1@test", "cpu")
     try:
+        c.start_worker("gpu", "gpu1@test", "gpu")
+        c.start_worker("cpu", "cpu1@test", "cpu")
         c.wait_ready("gpu1@test")
         c.wait_ready("cpu1@test")
         yield c
@@ -198,7 +184,6 @@ def cluster_env(tmp: Path, broker_db: int = BROKER_DB, cache_db: int = CACHE_DB,
         "OCRQ_MODEL_ROOT": str(tmp / "models"),
         "OCRQ_THREADS": "1",
         "OCRQ_HEARTBEAT_TTL_S": "3",  # a killed worker leaves the routing table within 3 s
-        "PYTHONPATH": str(ROOT),
         **extra,
     })
     return env
@@ -223,12 +208,8 @@ def make_cluster(tmp: Path, plans_yaml: str | None = None) -> Cluster:
 
 
 def migrate(url: str) -> None:
-    from ocrq.cli.serve import upgrade  # what `ocrq db upgrade` runs
-
-    upgrade(url)
+    upgrade(url)  # what `ocrq db upgrade` runs
 
 
 def line_image(text: str = "Invoice 4711") -> bytes:
-    from tests.fixtures import encode, render_page
-
     return encode(render_page([text], size=24, margin=12))

@@ -3,17 +3,15 @@ per session), real Celery worker processes and a real HTTP server.
 
 A :class:`Stack` is one deployment: its own Redis db numbers (broker and
 store), its own database, one worker process started through the real entry
-point (``python -m workers.cpu``) consuming the gpu, cpu and webhooks queues,
-and web servers created per test (``stack.web(**settings_overrides)``).
+point (``python -m workers.cpu``, by :mod:`ocrq.localcluster` as ``ocrq
+serve`` starts it) consuming the gpu, cpu and webhooks queues, and web servers
+created per test (``stack.web(**settings_overrides)``).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +25,9 @@ from redis import Redis
 from sqlalchemy.engine import make_url
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from ocrq.cli.serve import upgrade
+from ocrq.localcluster import LocalCluster, WorkerSpec
+from ocrq.pipeline.state import Services
 from ocrq.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,40 +77,21 @@ class Stack:
         self.settings = Settings.from_env(env)
         self.broker = Redis.from_url(self.settings.broker_url)
         self.store = Redis.from_url(self.settings.redis_url)
-        self.workers: list[subprocess.Popen[bytes]] = []
+        self.cluster = LocalCluster(self.settings, environ=env)
         self._servers: list[Any] = []
-        from ocrq.pipeline.state import Services
-
         self.services = Services(self.settings)
 
     # --- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
-        from ocrq.cli.serve import upgrade
-
         upgrade(self.settings.database_url)
         self.broker.flushdb()
         self.store.flushdb()
         kinds = [("gpu", "gpu"), ("cpu", "cpu,webhooks")] if self.split else \
             [("cpu", "gpu,cpu,webhooks")]
-        nodes = []
         for kind, queues in kinds:
-            node = f"test-{self.name}-{kind}-{os.getpid()}@localhost"
-            log = self.tmp / f"worker-{self.name}-{kind}.log"
-            self.workers.append(subprocess.Popen(
-                [sys.executable, "-m", f"workers.{kind}", "-Q", queues, "-c", "1",
-                 "-n", node, "-l", "INFO"],
-                cwd=ROOT, env=self.env, stdout=log.open("wb"), stderr=subprocess.STDOUT))
-            nodes.append(node)
-        from ocrq.pipeline.app import create_celery_app
-
-        app = create_celery_app(self.settings)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if any(w.poll() is not None for w in self.workers):
-                raise RuntimeError(f"worker exited: {self.logs()[-3000:]}")
-            if len(app.control.ping(destination=nodes, timeout=0.5)) == len(nodes):
-                return
-        raise RuntimeError(f"workers not ready: {self.logs()[-3000:]}")
+            spec = WorkerSpec(kind, f"test-{self.name}-{kind}-{os.getpid()}@localhost", queues)
+            self.cluster.start_worker(spec, log=self.tmp / f"worker-{self.name}-{kind}.log")
+        self.cluster.wait_ready()
 
     def logs(self) -> str:
         return "".join(p.read_text() for p in sorted(self.tmp.glob(f"worker-{self.name}*.log")))
@@ -117,15 +99,7 @@ class Stack:
     def stop(self) -> None:
         for srv in self._servers:
             srv.shutdown()
-        for w in self.workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in self.workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
+        self.cluster.stop()
 
     def reset(self) -> None:
         """Per-test reset: empty tables and the store db (the broker db keeps its bindings)."""
