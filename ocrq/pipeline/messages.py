@@ -44,6 +44,13 @@ def _build(cls: type[T], data: Mapping[str, Any]) -> T:
         raise InvalidMessage(f"{cls.__name__}: {exc}") from exc
 
 
+class _Message:
+    """A dataclass that goes on the broker as a JSON object of its fields."""
+
+    def to_message(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  # tuples go as JSON arrays
+
+
 def _lexicon(value: Iterable[str] | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(str(v) for v in value)
 
@@ -62,7 +69,7 @@ class Lines:
 
 
 @dataclass(frozen=True)
-class RecognitionRef:
+class RecognitionRef(_Message):
     """What a recognition batch needs besides its polygons."""
 
     job_id: str
@@ -72,11 +79,6 @@ class RecognitionRef:
     rotation: int
     lexicon: tuple[str, ...] | None = None  # None: the worker's OCRQ_LEXICON
 
-    def to_message(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["lexicon"] = None if self.lexicon is None else list(self.lexicon)
-        return out
-
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> Self:
         ref = _build(cls, data)
@@ -84,7 +86,7 @@ class RecognitionRef:
 
 
 @dataclass(frozen=True)
-class JobContext:
+class JobContext(_Message):
     """Everything the steps of one job share; grows as the canvas runs.
 
     Intake fills the first block; rotate sets ``rotation``; detect sets
@@ -108,11 +110,6 @@ class JobContext:
     timings_ms: dict[str, float] = field(default_factory=dict)
     lines: Lines | None = None
 
-    def to_message(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["lexicon"] = None if self.lexicon is None else list(self.lexicon)
-        return out
-
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> Self:
         ctx = _build(cls, data)
@@ -135,7 +132,7 @@ class JobContext:
 
 
 @dataclass(frozen=True)
-class BatchResult:
+class BatchResult(_Message):
     """One recognition batch's answer (a chord header result)."""
 
     index: int
@@ -147,9 +144,6 @@ class BatchResult:
     @classmethod
     def skipped(cls, index: int) -> BatchResult:
         return cls(index, [], {}, 0.0, cancelled=True)
-
-    def to_message(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> Self:

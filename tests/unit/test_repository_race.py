@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import shutil
 import traceback
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -28,25 +29,29 @@ def _racer(root: str, barrier: Barrier, results: Queue) -> None:
         results.put(traceback.format_exc())
 
 
-def test_concurrent_ensure_defaults_make_one_version_each(tmp_path: Path) -> None:
-    root = tmp_path / "models"
+def _run_together(target: Callable[..., None], *args: str) -> list[object]:
+    """PROCESSES spawned processes released at once by a barrier; what each reported."""
     # "spawn": fresh interpreters, as separate worker processes would be (no
     # state inherited from pytest's process).
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(PROCESSES)
     results: Queue = ctx.Queue()
-    procs = [
-        ctx.Process(target=_racer, args=(str(root), barrier, results))
-        for _ in range(PROCESSES)
-    ]
+    procs = [ctx.Process(target=target, args=(*args, barrier, results))
+             for _ in range(PROCESSES)]
     for proc in procs:
         proc.start()
     outcomes = [results.get(timeout=240) for _ in procs]
     for proc in procs:
         proc.join(timeout=60)
+    assert [proc.exitcode for proc in procs] == [0] * PROCESSES
+    return outcomes
+
+
+def test_concurrent_ensure_defaults_make_one_version_each(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    outcomes = _run_together(_racer, str(root))
     failures = [o for o in outcomes if o != "ok"]
     assert not failures, "\n\n".join(failures)
-    assert [proc.exitcode for proc in procs] == [0] * PROCESSES
 
     repo = ModelRepository(root)
     for name in KNOWN_MODELS:
@@ -70,18 +75,7 @@ def test_concurrent_imports_get_consecutive_versions(tmp_path: Path, model_root:
     shutil.copytree(model_root / "dir", tmp_path / "dir")
     weights = tmp_path / "retrained.onnx"
     shutil.copy(model_root / "dir" / "1" / "model.onnx", weights)
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(PROCESSES)
-    results: Queue = ctx.Queue()
-    procs = [
-        ctx.Process(target=_importer, args=(str(tmp_path), str(weights), barrier, results))
-        for _ in range(PROCESSES)
-    ]
-    for proc in procs:
-        proc.start()
-    outcomes = [results.get(timeout=240) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=60)
+    outcomes = _run_together(_importer, str(tmp_path), str(weights))
     failures = [str(o) for o in outcomes if not isinstance(o, int)]
     assert not failures, "\n\n".join(failures)
     expected = list(range(2, PROCESSES + 2))
