@@ -2,7 +2,8 @@
 
 Loaded from YAML (the bundled ``plans.yaml`` unless ``settings.plans_file``),
 validated once, then resolved per request. Unknown names raise
-:class:`UnknownPlan` listing the known ones.
+:class:`UnknownPlan`: an unknown tid lists the tids of the caller's bid; an
+unknown bid lists nothing (the other businesses are not the caller's to see).
 """
 
 from __future__ import annotations
@@ -88,15 +89,20 @@ class Plans:
     def tids(self) -> list[str]:
         return sorted(self._tids)
 
+    def tids_for(self, bid: str) -> list[str]:
+        """The tids ``bid`` may use (every tid: a bid only overrides their steps)."""
+        return self.tids if bid in self._bids else []
+
     def resolve(self, bid: str | None, tid: str | None) -> Plan:
         bid = bid or self.default_bid
         tid = tid or "ocr"
         if bid not in self._bids:
-            raise UnknownPlan(f"unknown bid {bid!r}; known: {', '.join(self.bids)}",
-                              field="bid", known=self.bids)
+            # Other businesses' names are not the caller's to see: none are listed.
+            raise UnknownPlan(f"unknown bid {bid!r}", field="bid")
         if tid not in self._tids:
-            raise UnknownPlan(f"unknown tid {tid!r}; known: {', '.join(self.tids)}",
-                              field="tid", known=self.tids)
+            known = self.tids_for(bid)
+            raise UnknownPlan(f"unknown tid {tid!r}; known: {', '.join(known)}",
+                              field="tid", known=known)
         steps = self._tids[tid]
         override = self._bids[bid].get(tid)
         if override:

@@ -15,6 +15,8 @@ from typing import Any
 # The XDG-correct per-user data directory on Linux/macOS/Windows.
 import platformdirs
 
+AUTH_MODES = ("keys", "none")  # OCRQ_AUTH
+
 
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("ocrq", appauthor=False))
@@ -65,14 +67,30 @@ class Settings:
     result_cache_ttl_s: int = 3600
     result_retention_days: int = 30
     recognize_batch_lines: int = 64  # lines per recognition task: one task for most receipts
-    webhook_secret: str = "change-me"  # warned about at start-up: set your own
+    # Workers that send webhooks refuse to start with this default unless
+    # allow_default_secret; `ocrq serve` generates one for the local run instead.
+    webhook_secret: str = "change-me"
+    # Per-business webhook secrets, "bid=secret,bid2=secret2"; other bids sign with
+    # webhook_secret.
+    webhook_secrets: str = ""
+    allow_default_secret: bool = False  # explicit opt-in for throw-away/test setups
     # Bearer token for the model-changing endpoints (activate, rollback); empty:
     # those endpoints answer 403 and models change only through `ocrq models`.
     admin_token: str = ""
+    # Who may use /v1/jobs (issue 12). "keys": every call needs "Authorization: Bearer
+    # <API key>" (`ocrq keys create BID`); the key's business is the job's bid, and
+    # another business's jobs are not found. "none": no keys, the bid is whatever the
+    # request names (single-tenant, local use; warned about at start-up). The default
+    # is "none" so that an upgraded deployment keeps answering its clients until keys
+    # are issued; a shared deployment sets OCRQ_AUTH=keys.
+    auth: str = "none"
     webhook_max_attempts: int = 8
     webhook_backoff_s: float = 2.0  # delay before the 2nd attempt; doubles each time
     webhook_backoff_max_s: float = 600.0
+    # Wall-clock limit on one webhook attempt as a whole (lookup, connect, send, answer).
     webhook_timeout_s: float = 10.0
+    # image_url: wall-clock limit on the whole download (lookups, redirects, body).
+    fetch_deadline_s: float = 15.0
     task_time_limit_s: int = 300  # hard limit per stage task (soft limit 30 s earlier)
     # Redis gives a message that a vanished worker took (node lost, whole worker
     # killed) to another worker after this long. 0: 2 x the longest a message may
@@ -87,6 +105,11 @@ class Settings:
     worker_group: str = ""  # group in the static layout; "" = the first queue consumed
     heartbeat_ttl_s: int = 15  # a worker silent this long is gone from the routing table
     model_reconcile_s: int = 60  # workers re-read the desired versions (missed broadcasts)
+
+    def __post_init__(self) -> None:
+        if self.auth not in AUTH_MODES:  # a typo must not silently mean "no keys"
+            raise ValueError(f"OCRQ_AUTH must be one of {', '.join(AUTH_MODES)}, "
+                             f"not {self.auth!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

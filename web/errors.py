@@ -18,7 +18,8 @@ STATUS = {
     "unknown_model": 404,
     "model_not_found": 404,
     "nothing_to_roll_back": 409,
-    "unauthorized": 401,
+    "unauthorized": 401,  # no, an invalid or a revoked API key / admin token
+    "bid_mismatch": 400,  # a 'bid' field that is not the API key's
     "admin_disabled": 403,
     "invalid_plans": 500,  # the server's plans file is broken: not the client's fault
 }

@@ -33,11 +33,24 @@ def _job_id() -> list[dict[str, Any]]:
     return [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
+def _api_key() -> list[dict[str, list[str]]]:
+    """The job endpoints' security requirement: a business's API key."""
+    return [{"apiKey": []}]
+
+
+def _api_key_scheme() -> dict[str, Any]:
+    return {"type": "http", "scheme": "bearer",
+            "description": "An API key of one business (`ocrq keys create BID`). Required "
+                           "on /v1/jobs when the service runs with OCRQ_AUTH=keys; the key's "
+                           "bid is the job's, and other businesses' jobs answer 404."}
+
+
 def _submit() -> dict[str, Any]:
     fields = {"bid": {"type": "string"}, "tid": {"type": "string"},
               "callback_url": {"type": "string", "format": "uri"}}
     return {
         "summary": "Submit an image",
+        "security": _api_key(),
         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                         "schema": {"type": "string"},
                         "description": "same key and bid return the same job"}],
@@ -53,7 +66,8 @@ def _submit() -> dict[str, Any]:
                       "200": {"description": "idempotent replay", **json_body("Job"),
                               "headers": {"Idempotent-Replayed": {"schema": {"type": "string"}},
                                           "Location": {"schema": {"type": "string"}}}},
-                      "400": error_ref(), "413": error_ref(), "503": error_ref()}}
+                      "400": error_ref(), "401": error_ref(), "413": error_ref(),
+                      "503": error_ref()}}
 
 
 def _paths() -> dict[str, Any]:
@@ -61,15 +75,17 @@ def _paths() -> dict[str, Any]:
         "/v1/jobs": {"post": _submit()},
         "/v1/jobs/{job_id}": {
             "get": {"summary": "Job status (from the Redis cache)", "parameters": _job_id(),
+                    "security": _api_key(),
                     "responses": {"200": {"description": "job", **json_body("Job")},
-                                  "404": error_ref()}},
-            "delete": {"summary": "Cancel", "parameters": _job_id(),
+                                  "401": error_ref(), "404": error_ref()}},
+            "delete": {"summary": "Cancel", "parameters": _job_id(), "security": _api_key(),
                        "responses": {"200": {"description": "cancelled", **json_body("Job")},
-                                     "404": error_ref(), "409": error_ref()}}},
+                                     "401": error_ref(), "404": error_ref(),
+                                     "409": error_ref()}}},
         "/v1/jobs/{job_id}/result": {"get": {
-            "summary": "Result document", "parameters": _job_id(),
+            "summary": "Result document", "parameters": _job_id(), "security": _api_key(),
             "responses": {"200": {"description": "result", **json_body("Page")},
-                          "404": error_ref(), "409": error_ref()}}},
+                          "401": error_ref(), "404": error_ref(), "409": error_ref()}}},
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "up"}}}},
         "/readyz": {"get": {"summary": "Broker, Redis and database reachable",
                             "responses": {"200": {"description": "ready"},
@@ -127,7 +143,8 @@ def base_document() -> dict[str, Any]:
         "paths": _paths(),
         "components": {"responses": {"Error": {"description": "error",
                                                **json_body("Error")}},
-                       "schemas": _schemas()},
+                       "schemas": _schemas(),
+                       "securitySchemes": {"apiKey": _api_key_scheme()}},
     }
 
 

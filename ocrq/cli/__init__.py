@@ -10,6 +10,7 @@ import click
 
 from ocrq.cli.cluster import cluster, workers
 from ocrq.cli.eval import eval_command
+from ocrq.cli.keys import keys
 from ocrq.cli.models import models
 from ocrq.cli.run import run
 from ocrq.cli.serve import db, purge, serve
@@ -23,5 +24,5 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for command in (run, eval_command, serve, db, purge, models, cluster, workers):
+for command in (run, eval_command, serve, db, purge, models, keys, cluster, workers):
     main.add_command(command)

@@ -1,4 +1,7 @@
-"""Intake and cancel: validate, record, store the image, enqueue the canvas.
+"""Intake, reads and cancel: validate, record, store the image, enqueue the canvas.
+
+Every read and write of a job can be scoped to the caller's bid (its API key's
+business): another business's job id is simply not found.
 
 Called by the web views (and usable from any Python client); no Flask here.
 """
@@ -46,18 +49,22 @@ def submit(
     """Validate everything, then record and enqueue. Returns (document, created).
 
     Nothing is written or enqueued unless the plan, the callback URL and the
-    image are all valid (each raises an :class:`~ocrq.errors.OcrqError`).
+    image are all valid (each raises an :class:`~ocrq.errors.OcrqError`). With
+    API keys, ``bid`` is the key's business: the job and any Idempotency-Key
+    replay belong to it.
     """
     s = services.settings
     plan = services.plans.resolve(bid, tid)
     queues = services.router.queues(plan)  # before any write: no live worker -> refused, no job
     if callback_url:
         check_url(callback_url, s.allow_private_urls)
+    width, height = validate_image(data, name, s)  # corrupt pixel data is refused here too
     if idempotency_key:
+        # Only after the image is valid (a replay carrying junk learns nothing), and
+        # only among the jobs of the caller's bid (the key names the business).
         existing = store.find_idempotent(services.db, plan.bid, idempotency_key)
         if existing is not None:
             return work.document(services, existing.id) or {}, False
-    width, height = validate_image(data, name, s)  # corrupt pixel data is refused here too
     job_id = uuid().replace("-", "")
     job, created = store.create_job(
         services.db, id=job_id, bid=plan.bid, tid=plan.tid, status=str(JobStatus.QUEUED),
@@ -104,9 +111,26 @@ def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: b
     return doc
 
 
-def cancel(services: Services, app: Celery, job_id: str) -> dict[str, Any] | None:
-    """Mark cancelled (if not finished) and revoke the tasks that have not run."""
+def document(services: Services, job_id: str, bid: str | None = None
+             ) -> dict[str, Any] | None:
+    """The job as the API shows it, or None when there is no such job *for ``bid``*.
+
+    ``bid`` is the caller's business (from its API key); another business's job
+    is not found, exactly like a job that never existed. None: no scoping (OCRQ_AUTH=none).
+    """
     doc = work.document(services, job_id)
+    if doc is None or (bid is not None and doc.get("bid") != bid):
+        return None
+    return doc
+
+
+def cancel(services: Services, app: Celery, job_id: str, bid: str | None = None
+           ) -> dict[str, Any] | None:
+    """Mark cancelled (if not finished) and revoke the tasks that have not run.
+
+    None when there is no such job for ``bid`` (see :func:`document`): nothing changes.
+    """
+    doc = document(services, job_id, bid)
     if doc is None:
         return None
     if work.finish(services, job_id, JobStatus.CANCELLED,

@@ -1,5 +1,5 @@
 """Persistence: SQL system of record (jobs, results, webhook deliveries, model
-activations), Redis blob store for images and Redis status cache for polling.
+activations, API keys), Redis blob store for images and Redis status cache for polling.
 
 No Flask, no Celery here; callers pass in a :class:`Database` and Redis clients.
 """
@@ -9,6 +9,7 @@ from ocrq.storage.cache import StatusCache
 from ocrq.storage.db import Database
 from ocrq.storage.models import (
     TERMINAL,
+    ApiKey,
     Delivery,
     Job,
     JobStatus,
@@ -18,6 +19,7 @@ from ocrq.storage.models import (
 
 __all__ = [
     "TERMINAL",
+    "ApiKey",
     "BlobStore",
     "Database",
     "Delivery",

@@ -1,5 +1,5 @@
-"""SQLAlchemy 2 models: the system of record for jobs, results, webhook deliveries
-and model activations.
+"""SQLAlchemy 2 models: the system of record for jobs, results, webhook deliveries,
+model activations and API keys.
 
 Every table lives here, so ``Base.metadata`` is complete once this module is imported
 (migrations/env.py relies on it: autogenerate drops the tables it does not see).
@@ -108,3 +108,22 @@ class ModelActivation(Base):
     actor: Mapped[str] = mapped_column(String(128), default="")
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key of one business (bid). The token itself is never stored.
+
+    ``secret_hash`` is the sha256 of the whole token. A plain fast hash is the right
+    tool here, unlike for passwords: the token carries 256 random bits (not a
+    human-chosen secret), so there is nothing to guess and no dictionary to slow down;
+    a salt or a slow KDF would only cost time on every request.
+    """
+
+    __tablename__ = "ocrq_api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # shown; part of the token
+    bid: Mapped[str] = mapped_column(String(64), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the token
+    label: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)

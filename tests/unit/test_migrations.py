@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MARIADB_URL = os.environ.get(
     "OCRQ_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306").rstrip("/")
 TABLES = {"alembic_version", "ocrq_jobs", "ocrq_results", "ocrq_webhook_deliveries",
-          "ocrq_model_activations"}
+          "ocrq_model_activations", "ocrq_api_keys"}
 
 
 @pytest.fixture

@@ -37,13 +37,16 @@ def test_per_bid_override_patches_only_that_bid() -> None:
     assert plans.resolve("acme", "fast").step("recognize").options == {}
 
 
-def test_unknown_names_list_the_known_ones() -> None:
+def test_unknown_tid_lists_the_bids_tids_unknown_bid_lists_no_bids() -> None:
     plans = Plans(SPEC)
     with pytest.raises(UnknownPlan) as e:
         plans.resolve("default", "nope")
     assert e.value.to_dict()["known"] == ["fast", "ocr"]
-    with pytest.raises(UnknownPlan, match="acme, default, globex"):
+    with pytest.raises(UnknownPlan, match="unknown bid 'initech'") as e:
         plans.resolve("initech", "ocr")
+    # Other businesses' names are not shown to whoever sent a wrong bid.
+    assert "known" not in e.value.to_dict()
+    assert not any(bid in e.value.message for bid in ("acme", "globex"))
 
 
 @pytest.mark.parametrize("steps", [["recognize", "detect", "reorder"], ["detect", "reorder"],
