@@ -11,6 +11,7 @@ import click
 from ocrq.errors import OcrqError
 from ocrq.evaluation.dataset import load_manifest
 from ocrq.evaluation.peers import build_engine, resolve_threads
+from ocrq.evaluation.report import format_diagnostics
 from ocrq.evaluation.runner import evaluate, format_table
 
 
@@ -35,14 +36,30 @@ from ocrq.evaluation.runner import evaluate, format_table
     show_default=True,
     help="Threads for every engine (0 = all cores).",
 )
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=15,
+    show_default=True,
+    help="Rows of missed lines and confusions in the table output (--json has all).",
+)
 def eval_command(
-    manifest_dir: Path, engines: tuple[str, ...], limit: int | None, as_json: bool, threads: int
+    manifest_dir: Path,
+    engines: tuple[str, ...],
+    limit: int | None,
+    as_json: bool,
+    threads: int,
+    top: int,
 ) -> None:
     """Score OCR engines on MANIFEST_DIR (a folder with manifest.jsonl).
 
     Reports word P/R/F1, char F1 (case-insensitive multisets), detection recall
     (ground-truth boxes at least half covered) and seconds per page. Scores are
     micro-averaged over all pages.
+
+    After the table: detection recall per ground-truth line length, the lines
+    most often missed, and the most frequent confusions on the lines found
+    (characters substituted, deleted and inserted; words read as other words).
     """
     threads = resolve_threads(threads)
     try:
@@ -61,3 +78,5 @@ def eval_command(
         click.echo(json.dumps(doc, indent=2))
     else:
         click.echo(format_table(results))
+        click.echo()
+        click.echo(format_diagnostics(results, top))

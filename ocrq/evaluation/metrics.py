@@ -8,25 +8,38 @@ true), and corpus scores are **micro-averaged**: sums of matches over sums of
 predicted/true items across all pages. Pages with many words weigh more, which
 is what "how many words did we read right" means. Detection recall is micro
 too (covered boxes over all boxes). Seconds per page is the plain mean.
+
+Beside the totals, to show which error to fix next: detection recall per
+ground-truth line length (``LENGTH_BUCKETS``), the ground-truth lines that were
+missed, and the confusions between matched lines and what was read there
+(``ocrq.evaluation.confusions``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-Polygon = Sequence[Sequence[float]]
+from ocrq.evaluation.confusions import Confusions, page_confusions
+from ocrq.evaluation.geometry import Grid, Polygon
 
 # A ground-truth box counts as detected when at least this share of its area is
 # covered by the union of the predicted polygons.
 COVERAGE_THRESHOLD = 0.5
-# Masks for huge page scans are rasterised on a grid whose longer side is at most
-# this many cells; coverage is a ratio of areas, so a uniform downscale keeps it.
-MAX_MASK_SIDE = 4096
+# Ground-truth lines are bucketed by their number of non-space characters:
+# (label, shortest, longest; None = no limit). Single characters and short
+# tokens ("RM", "1", "X2") are where a detector tuned for words loses lines;
+# the doubling widths keep every bucket well filled on receipts. An empty
+# transcript (none in SROIE) falls in the first bucket.
+LENGTH_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
+    ("1", 0, 1), ("2-3", 2, 3), ("4-7", 4, 7), ("8-15", 8, 15), ("16+", 16, None),
+)
+# Missed ground-truth lines listed in the corpus JSON (most frequent, then shortest).
+MISSED_TOP = 100
 
 
 @dataclass(frozen=True)
@@ -105,28 +118,20 @@ def box_coverage(
     """Share of each ground-truth box's area covered by the union of ``predicted``.
 
     Both sides are rasterised with ``cv2.fillPoly`` on the image grid (downscaled
-    for pages larger than ``MAX_MASK_SIDE``); overlapping predictions count once.
+    for pages larger than ``geometry.MAX_MASK_SIDE``); overlapping predictions count once.
     """
-    scale = min(1.0, MAX_MASK_SIDE / max(width, height, 1))
-    mask_w, mask_h = max(1, round(width * scale)), max(1, round(height * scale))
-
-    def to_pixels(poly: Polygon) -> np.ndarray:
-        pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2) * scale
-        return np.round(pts).astype(np.int32)
-
-    covered = np.zeros((mask_h, mask_w), dtype=np.uint8)
-    polys = [to_pixels(p) for p in predicted if len(p) >= 3]
+    grid = Grid.of(width, height)
+    covered = np.zeros((grid.height, grid.width), dtype=np.uint8)
+    polys = [grid.pixels(p) for p in predicted if len(p) >= 3]
     if polys:
         cv2.fillPoly(covered, polys, 1)
 
     shares: list[float] = []
     for box in truth_boxes:
-        pts = to_pixels(box)
-        x0, y0 = np.clip(pts.min(axis=0), 0, [mask_w - 1, mask_h - 1])
-        x1, y1 = np.clip(pts.max(axis=0), 0, [mask_w - 1, mask_h - 1])
+        pts = grid.pixels(box)
         # Rasterise the box in a local window so each box costs its own area only.
-        local = np.zeros((y1 - y0 + 1, x1 - x0 + 1), dtype=np.uint8)
-        cv2.fillPoly(local, [pts - [x0, y0]], 1)
+        x0, y0, x1, y1 = window = grid.window(pts)
+        local = grid.mask(pts, window)
         area = int(local.sum())
         if area == 0:
             shares.append(0.0)
@@ -152,6 +157,30 @@ def detection_counts(
     return Counts(sum(s >= threshold for s in shares), 0, len(shares))
 
 
+def length_bucket(text: str) -> str:
+    """The ``LENGTH_BUCKETS`` label of a ground-truth line (non-space characters)."""
+    n = sum(not c.isspace() for c in text)
+    return next(label for label, _, hi in LENGTH_BUCKETS if hi is None or n <= hi)
+
+
+def recall_by_length(texts: Sequence[str], covered: Sequence[bool]) -> dict[str, Counts]:
+    """Detection counts per length bucket (every bucket present, in order)."""
+    found = {label: Counts() for label, _, _ in LENGTH_BUCKETS}
+    for text, hit in zip(texts, covered, strict=True):
+        label = length_bucket(text)
+        found[label] = found[label] + Counts(int(hit), 0, 1)
+    return found
+
+
+def _length_rows(by_length: dict[str, Counts]) -> list[dict[str, object]]:
+    return [
+        {"length": label, "min": lo, "max": hi, "boxes": by_length[label].true,
+         "covered": by_length[label].matched,
+         "recall": by_length[label].recall if by_length[label].true else None}
+        for label, lo, hi in LENGTH_BUCKETS
+    ]
+
+
 @dataclass(frozen=True)
 class PageScore:
     image: str
@@ -159,6 +188,9 @@ class PageScore:
     chars: Counts
     boxes: Counts
     seconds: float
+    by_length: dict[str, Counts] = field(default_factory=dict)
+    missed: tuple[str, ...] = ()  # ground-truth texts not detected, in manifest order
+    confusions: Confusions = field(default_factory=Confusions)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -171,6 +203,7 @@ class PageScore:
                 "recall": self.boxes.recall,
             },
             "seconds": self.seconds,
+            "missed": list(self.missed),
         }
 
 
@@ -185,12 +218,17 @@ def score_page(
     """Score one page: ``predicted``/``truth`` are (text, polygon) lines."""
     pred_text = "\n".join(text for text, _ in predicted)
     true_text = "\n".join(text for text, _ in truth)
+    shares = box_coverage([b for _, b in truth], [p for _, p in predicted], width, height)
+    covered = [share >= COVERAGE_THRESHOLD for share in shares]
     return PageScore(
         image=image,
         words=word_counts(pred_text, true_text),
         chars=char_counts(pred_text, true_text),
-        boxes=detection_counts([b for _, b in truth], [p for _, p in predicted], width, height),
+        boxes=Counts(sum(covered), 0, len(covered)),
         seconds=seconds,
+        by_length=recall_by_length([text for text, _ in truth], covered),
+        missed=tuple(text for (text, _), hit in zip(truth, covered, strict=True) if not hit),
+        confusions=page_confusions(truth, predicted, covered, width, height),
     )
 
 
@@ -203,13 +241,28 @@ class CorpusScore:
     chars: Counts
     boxes: Counts
     seconds: float  # total
+    by_length: dict[str, Counts] = field(default_factory=dict)
+    missed: Counter[str] = field(default_factory=Counter)
+    confusions: Confusions = field(default_factory=Confusions)
 
     @classmethod
     def of(cls, pages: Sequence[PageScore]) -> CorpusScore:
         total_w, total_c, total_b = Counts(), Counts(), Counts()
+        by_length = {label: Counts() for label, _, _ in LENGTH_BUCKETS}
+        missed: Counter[str] = Counter()
+        confusions = Confusions()
         for p in pages:
             total_w, total_c, total_b = total_w + p.words, total_c + p.chars, total_b + p.boxes
-        return cls(len(pages), total_w, total_c, total_b, sum(p.seconds for p in pages))
+            for label, counts in p.by_length.items():
+                by_length[label] = by_length[label] + counts
+            missed.update(p.missed)
+            confusions = confusions + p.confusions
+        return cls(len(pages), total_w, total_c, total_b, sum(p.seconds for p in pages),
+                   by_length, missed, confusions)
+
+    def top_missed(self, n: int = MISSED_TOP) -> list[tuple[str, int]]:
+        """Missed ground-truth texts: the most frequent first, then the shortest."""
+        return sorted(self.missed.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0]))[:n]
 
     @property
     def seconds_per_page(self) -> float:
@@ -230,4 +283,8 @@ class CorpusScore:
             "words": self.words.to_dict(),
             "chars": self.chars.to_dict(),
             "boxes": {"covered": self.boxes.matched, "total": self.boxes.true},
+            "detection_recall_by_length": _length_rows(self.by_length),
+            "missed_lines": [{"text": t, "count": n} for t, n in self.top_missed()],
+            "missed_distinct": len(self.missed),
+            "confusions": self.confusions.to_dict(),
         }

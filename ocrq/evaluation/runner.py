@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from tqdm import tqdm
 
@@ -17,7 +18,7 @@ class EngineResult:
     engine: str
     pages: list[PageScore]
 
-    @property
+    @cached_property
     def corpus(self) -> CorpusScore:
         return CorpusScore.of(self.pages)
 

@@ -13,6 +13,8 @@ from ocrq.evaluation.metrics import (
     box_coverage,
     char_counts,
     detection_counts,
+    length_bucket,
+    recall_by_length,
     score_page,
     word_counts,
 )
@@ -135,6 +137,53 @@ def test_page_and_corpus_scores_are_micro_averaged() -> None:
     assert corpus.boxes == Counts(2, 0, 3)
     assert corpus.seconds_per_page == pytest.approx(2.0)
     assert json.loads(json.dumps(corpus.to_dict()))["averaging"] == "micro"
+
+
+# --- detection recall per line length ------------------------------------------
+
+
+def test_length_buckets_count_non_space_characters() -> None:
+    cases = {"1": "1", "": "1", "RM": "2-3", "A B C": "2-3", "TOTAL": "4-7",
+             "SST 6.00%": "8-15", "1234567 ": "4-7", "12345678": "8-15",
+             "X" * 15: "8-15", "THANK YOU FOR SHOPPING": "16+"}
+    assert {text: length_bucket(text) for text in cases} == cases
+
+
+def test_recall_by_length_buckets_and_missed_lines() -> None:
+    truth_a = [("1", rect(0, 0, 9, 19)), ("RM", rect(20, 0, 39, 19)),
+               ("TOTAL", rect(50, 0, 99, 19)), ("RM", rect(120, 0, 139, 19))]
+    truth_b = [("1", rect(0, 30, 9, 49)), ("THANK YOU FOR SHOPPING", rect(0, 60, 199, 79))]
+    # Page a: "1" and "TOTAL" found, both "RM" missed; page b: only the long line.
+    page_a = score_page("a", [("1", rect(0, 0, 9, 19)), ("TOTAL", rect(50, 0, 99, 19))],
+                        truth_a, 200, 100, 1.0)
+    page_b = score_page("b", [("THANK YOU FOR SHOPPING", rect(0, 60, 199, 79))],
+                        truth_b, 200, 100, 1.0)
+    assert page_a.by_length == {"1": Counts(1, 0, 1), "2-3": Counts(0, 0, 2),
+                                "4-7": Counts(1, 0, 1), "8-15": Counts(), "16+": Counts()}
+    assert page_a.missed == ("RM", "RM")
+    corpus = CorpusScore.of([page_a, page_b])
+    assert corpus.by_length["1"] == Counts(1, 0, 2)  # micro: summed over pages
+    assert corpus.by_length["16+"] == Counts(1, 0, 1)
+    assert corpus.boxes == Counts(3, 0, 6)
+    # The most frequent first, then the shortest.
+    assert corpus.top_missed() == [("RM", 2), ("1", 1)]
+    doc = json.loads(json.dumps(corpus.to_dict()))
+    assert doc["detection_recall_by_length"] == [
+        {"length": "1", "min": 0, "max": 1, "boxes": 2, "covered": 1, "recall": 0.5},
+        {"length": "2-3", "min": 2, "max": 3, "boxes": 2, "covered": 0, "recall": 0.0},
+        {"length": "4-7", "min": 4, "max": 7, "boxes": 1, "covered": 1, "recall": 1.0},
+        {"length": "8-15", "min": 8, "max": 15, "boxes": 0, "covered": 0, "recall": None},
+        {"length": "16+", "min": 16, "max": None, "boxes": 1, "covered": 1, "recall": 1.0},
+    ]
+    assert doc["missed_lines"] == [{"text": "RM", "count": 2}, {"text": "1", "count": 1}]
+    assert doc["missed_distinct"] == 2
+    assert page_b.to_dict()["missed"] == ["1"]
+
+
+def test_recall_by_length_uses_the_coverage_rule() -> None:
+    assert recall_by_length(["RM", "TOTAL", "RM"], [True, False, False]) == {
+        "1": Counts(), "2-3": Counts(1, 0, 2), "4-7": Counts(0, 0, 1),
+        "8-15": Counts(), "16+": Counts()}
 
 
 # --- dataset and peers glue ---------------------------------------------------
