@@ -16,7 +16,6 @@ inserted.
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from ocrq.models.runtimes.sharded import run_many
 from ocrq.models.states import LoadedModel
 from ocrq.stages._common import normalize
 from ocrq.stages.lexicon import Glyph, Lexicon, get_lexicon
+from ocrq.stages.zero_o import settle_word
 
 
 @dataclass(frozen=True)
@@ -50,51 +50,10 @@ class RecognizeOptions:
     space_prob: float = 0.03  # or the space class reaches this probability in the gap
     space_ink_ratio: float = 0.4  # blank run / ink height that makes a word space...
     space_blank_ratio: float = 2.5  # ... and / the line's median gap between letters
-    fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (see _settle_word)
+    fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (stages/zero_o.py)
     # wordfreq language codes whose common words guide corrections among the
     # network's runner-up glyphs (stages/lexicon.py); () turns that off.
     languages: tuple[str, ...] = ("en",)
-
-
-_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
-_DECIMAL = re.compile(r"\d[.,]\d")
-# An O that opens an amount ("RMO.20", "$O.50", "O.75") is a zero: after a
-# currency sign or code, or at the start of the word, before a decimal part.
-_AMOUNT_ZERO = re.compile(
-    r"(?:^|(?<=[-+($€£¥])|(?<=RM)|(?<=RP)|(?<=USD)|(?<=SGD)|(?<=EUR)|(?<=GBP)|(?<=MYR))"
-    r"[Oo](?=[.,]\d)",
-    re.IGNORECASE,
-)
-
-
-def _settle_zero_o(text: str) -> str:
-    """Settle the recogniser's 0/O confusion from the surrounding characters.
-
-    Within a word, a run of letters whose only digit is 0 is a word ("R0N" ->
-    "RON"), and a run of digits whose only letter is O is a number ("1O5O" ->
-    "1050"). Words that hold a decimal number ("RM0.00") keep their zeros,
-    and an O that opens an amount ("RMO.20") becomes one; mixed codes
-    ("M026588") stay as read.
-    """
-    return " ".join(_settle_word(word) for word in text.split(" "))
-
-
-def _settle_word(word: str) -> str:
-    word = _AMOUNT_ZERO.sub("0", word)
-    numeric = bool(_DECIMAL.search(word))
-    return _ALNUM_RUN.sub(lambda m: _zero_or_o(m, numeric=numeric), word)
-
-
-def _zero_or_o(match: re.Match[str], numeric: bool = False) -> str:
-    s = match.group(0)
-    letters = sum(c.isalpha() for c in s)
-    digits = len(s) - letters
-    if (not numeric and letters >= 2 and digits and set(s) - {"0"}
-            and all(c == "0" for c in s if c.isdigit())):
-        return s.replace("0", "O")
-    if digits >= 2 and letters and all(c in "Oo" for c in s if c.isalpha()):
-        return s.replace("O", "0").replace("o", "0")
-    return s
 
 
 def crop_lines(image: np.ndarray, polygons: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -269,17 +228,33 @@ def _tokens(probs: np.ndarray, steps: np.ndarray, chars: list[str], space_col: i
         if cur == " ":
             tokens.append([])
             continue
-        if prev != " " and _space_before(probs, steps, k, space_col, spacing, opts):
+        if prev != " " and _space_before(probs, steps, k, space_col, spacing, opts,
+                                         _in_number(chars, k)):
             tokens.append([])
         tokens[-1].append(k)
     return tokens
 
 
+def _in_number(chars: list[str], k: int) -> bool:
+    """Characters k-1, k sit right after the separator of a decimal number ("12.|50").
+
+    A point or comma is narrow, so the ink gap after it looks as wide as a word
+    break; inside a number it never is one.
+    """
+    return (k >= 2 and chars[k - 1] in ".," and chars[k - 2].isdigit()
+            and chars[k].isdigit())
+
+
 def _space_before(probs: np.ndarray, steps: np.ndarray, k: int, space_col: int,
-                  spacing: _Spacing, opts: RecognizeOptions) -> bool:
-    """Whether a space goes between emitted characters ``k - 1`` and ``k``."""
+                  spacing: _Spacing, opts: RecognizeOptions, in_number: bool = False) -> bool:
+    """Whether a space goes between emitted characters ``k - 1`` and ``k``.
+
+    ``in_number``: only the network's own space class may split there.
+    """
     between = probs[steps[k - 1] + 1 : steps[k], space_col]
     space = between.size > 0 and float(between.max()) >= opts.space_prob
+    if in_number:
+        return space
     if spacing.blanks:
         # The crop shows the gap: wide for the text's size and wide
         # against this line's usual gap between letters (fonts differ).
@@ -303,7 +278,7 @@ def _words(probs: np.ndarray, steps: np.ndarray, idx: np.ndarray, chars: list[st
     for token in filter(None, tokens):
         for word in "".join(glyphs[k] for k in token).split():
             if opts.fix_zero_o:
-                word = _settle_word(word)
+                word = settle_word(word)
             # Runner-ups line up with characters only where each glyph is one
             # character ("ﬀ" -> "ff" or a full-width space would shift them).
             if (lexicon is not None and len(word) == len(token)

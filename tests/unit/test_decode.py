@@ -66,7 +66,7 @@ def test_full_width_punctuation_is_folded():
 
 
 def test_zero_and_o_settled_by_their_neighbours():
-    from ocrq.stages.recognize import _settle_zero_o as fix
+    from ocrq.stages.zero_o import settle_zero_o as fix
 
     assert fix("R0N: 1O5O.25 INV0ICE") == "RON: 1050.25 INVOICE"
     # Mixed codes and runs too short to tell stay as read.
@@ -76,8 +76,28 @@ def test_zero_and_o_settled_by_their_neighbours():
 
 
 def test_an_o_that_opens_an_amount_is_a_zero():
-    from ocrq.stages.recognize import _settle_zero_o as fix
+    from ocrq.stages.zero_o import settle_zero_o as fix
 
     assert fix("RMO.20 -RMO.01 $O.50 O.75 (O.5)") == "RM0.20 -RM0.01 $0.50 0.75 (0.5)"
     # "NO." is the abbreviation for number, and a word is not an amount.
     assert fix("NO.32 INFO.12 O.K") == "NO.32 INFO.12 O.K"
+
+
+def test_a_wide_gap_after_a_decimal_separator_is_no_word_break():
+    charset = ["", "1", "2", ".", "A", " "]
+    # "12.12" then "A.1": 8 px per step, ink around each character, and a blank as
+    # wide as a word break after each point (a point is narrow).
+    seq = [(2, 1), (5, 2), (8, 3), (16, 1), (19, 2), (28, 4), (31, 3), (39, 1)]
+    p = np.full((44, len(charset)), 0.001, np.float32)
+    p[:, 0] = 0.99
+    columns = np.zeros(352, bool)
+    for t, k in seq:
+        p[t] = 0.001
+        p[t, k] = 0.95
+        columns[t * 8 : t * 8 + (4 if k == 3 else 14)] = True
+    r = decode(p, charset, RecognizeOptions(), ink=Ink(columns, height=30.0), width=352)
+    # Inside the number the gap is ignored; after "A." it still splits words.
+    assert r.text == "12.12 A. 1"
+    p[12, 5] = 0.2  # the network itself reads a space there: that one stands
+    r = decode(p, charset, RecognizeOptions(), ink=Ink(columns, height=30.0), width=352)
+    assert r.text == "12. 12 A. 1"
