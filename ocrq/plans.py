@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ocrq.errors import OcrqError
+from ocrq.models.builtin import catalog
 from ocrq.names import REQUIRED_STEPS, STEPS
 from ocrq.settings import Settings
 from ocrq.stages.lexicon import UnknownLanguage, check_languages
@@ -114,21 +115,26 @@ def _steps(spec: Any, where: str) -> tuple[Step, ...]:
     raw = spec.get("steps") if isinstance(spec, dict) else None
     if not isinstance(raw, list) or not raw:
         raise InvalidPlans(f"{where}: 'steps' must be a non-empty list")
+    stages = catalog().stages
     steps: list[Step] = []
     for item in raw:
         if isinstance(item, str):
             item = {"step": item}
         name = str(item.get("step", ""))
-        hw = str(item.get("hardware", "gpu"))
-        if name not in STEPS:
-            raise InvalidPlans(f"{where}: unknown step {name!r}; known: {', '.join(STEPS)}")
+        if name not in STEPS and name not in stages:
+            raise InvalidPlans(f"{where}: unknown step {name!r}; known: "
+                               f"{', '.join([*STEPS, *sorted(stages)])}")
+        default_hw = stages[name].hardware if name in stages else "gpu"
+        hw = str(item.get("hardware", default_hw))
         if hw not in HARDWARE:
             raise InvalidPlans(f"{where}: step {name}: hardware must be one of {HARDWARE}")
         steps.append(Step(name, hw, dict(item.get("options") or {})))
     names = [s.name for s in steps]
-    if names != [s for s in STEPS if s in names] or any(r not in names for r in REQUIRED_STEPS):
+    core = [n for n in names if n in STEPS]
+    if (names[:len(core)] != core or core != [s for s in STEPS if s in core]
+            or any(r not in names for r in REQUIRED_STEPS) or len(set(names)) != len(names)):
         raise InvalidPlans(f"{where}: steps {names} must follow rotate? -> detect -> "
-                           "recognize -> reorder")
+                           "recognize -> reorder, then plug-in stages, each once")
     rec = steps[names.index("recognize")].options
     bl = rec.get("batch_lines")
     if bl is not None and (not isinstance(bl, int) or bl < 1):
@@ -157,7 +163,7 @@ def _apply_override(base: tuple[Step, ...], override: dict[str, Any], where: str
     options = override.get("options") or {}
     hardware = override.get("hardware") or {}
     for name in [*options, *hardware]:
-        if name not in STEPS:
+        if name not in STEPS and name not in catalog().stages:
             raise InvalidPlans(f"{where}: unknown step {name!r} in override")
     out = []
     for s in base:

@@ -10,10 +10,9 @@ from flask.typing import ResponseReturnValue
 
 from ocrq.cluster.heartbeat import read_snapshot
 from ocrq.cluster.rollout import progress
-from ocrq.errors import UnknownModel
+from ocrq.models.builtin import catalog, model_spec
 from ocrq.models.control import ModelControl
 from ocrq.models.repository import ModelRepository
-from ocrq.names import ModelKind
 from web import openapi
 from web.errors import ApiError
 from web.extensions import services
@@ -106,13 +105,12 @@ def history(name: str) -> ResponseReturnValue:
 
 
 def _kinds() -> list[str]:
-    return sorted(kind.value for kind in ModelKind)
+    """Built-in kinds and those of the installed plug-ins."""
+    return sorted(catalog().kinds)
 
 
 def _known(name: str) -> None:
-    if name not in _kinds():
-        raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(_kinds())}",
-                           known=_kinds())
+    model_spec(name)  # UnknownModel listing the known ones
 
 
 def _bid(body: dict[str, Any]) -> str | None:

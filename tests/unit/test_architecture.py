@@ -23,10 +23,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("web", "workers", "ocrq.localcluster"),
     ("ocrq.pipeline",),
     ("ocrq.cluster", "ocrq.evaluation"),
+    ("ocrq.plugin_stages",),
     ("ocrq.engine", "ocrq.plans"),
     ("ocrq.stages",),
     ("ocrq.models",),
-    ("ocrq.storage", "ocrq.webhooks", "ocrq.images"),
+    ("ocrq.storage", "ocrq.webhooks", "ocrq.images", "ocrq.plugins"),
     ("ocrq.settings", "ocrq.errors", "ocrq.document", "ocrq.names", "ocrq"),
 )
 # Imported inside a function on purpose: optional or heavy, paid only when used.
@@ -100,7 +101,8 @@ def _imports() -> list[Import]:
 def _unit(module: str) -> str | None:
     """The layer unit a project module belongs to (longest listed prefix)."""
     units = [u for layer in LAYERS for u in layer]
-    matches = [u for u in units if module == u or module.startswith(u + ".")]
+    # "ocrq" is the package's own __init__ only: a new top-level module must be listed.
+    matches = [u for u in units if module == u or (u != "ocrq" and module.startswith(u + "."))]
     return max(matches, key=len) if matches else None
 
 
