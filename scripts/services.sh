@@ -3,8 +3,10 @@
 
 ensure_system_packages() {
   # tesseract: the peer engine of `ocrq eval`; DejaVu: rendered test fixtures;
+  # chromium + its driver: tests/integration/test_ui.py drives the web page headless;
   # redis/mariadb: only installed when no server answers on their ports.
-  local want=(tesseract-ocr tesseract-ocr-eng fonts-dejavu-core python3-venv)
+  local want=(tesseract-ocr tesseract-ocr-eng fonts-dejavu-core python3-venv
+              chromium chromium-driver)
   port_open 6379 || want+=(redis-server)
   port_open 3306 || want+=(mariadb-server)
   apt_install "${want[@]}"

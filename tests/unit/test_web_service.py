@@ -21,10 +21,11 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
 def routes(app: Flask) -> list[tuple[str, str]]:
-    """(method, OpenAPI path) of every route of the app but Flask's static files."""
+    """(method, OpenAPI path) of every API route: not Flask's static files, not the
+    page for people (web/ui.py: HTML, tested in test_web_ui.py)."""
     out = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.startswith("ui."):
             continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         out += [(m, path) for m in sorted((rule.methods or set()) - IGNORED_METHODS)]
