@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from ocrq.pipeline.app import create_celery_app
 from ocrq.pipeline.state import configure
 from ocrq.settings import Settings
-from ocrq.webhooks import warn_if_default_secret
+from ocrq.webhooks import secret_problem, warn_if_default_secret
 from workers import lifecycle
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,13 @@ def split_threads(settings: Settings, processes: int) -> Settings:
 def run_worker(kind: str, settings: Settings, args: argparse.Namespace,
                extra: Sequence[str] = (), pool: str = "prefork") -> None:
     """``pool``: a Celery pool name, or a "module:Class" pool (set as worker_pool)."""
+    if settings.queue_webhooks in {q.strip() for q in args.queues.split(",")}:
+        problem = secret_problem(settings)  # this worker signs deliveries
+        if problem:
+            raise SystemExit(f"ocrq {kind} worker: refusing to start: {problem}")
+        warn_if_default_secret(settings.webhook_secret)  # allowed explicitly: still said
     configure(settings, preload=not args.no_preload)
     lifecycle.install(threads_pool=pool == THREADS_POOL)
-    warn_if_default_secret(settings.webhook_secret)  # workers sign the deliveries
     app = create_celery_app(settings)
     name = args.name or settings.worker_name or f"{kind}@{socket.gethostname()}"
     if ":" in pool:  # -P only takes names; Celery uses worker_pool when -P is left out

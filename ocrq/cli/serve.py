@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import signal
 import sys
 import time
 from pathlib import Path
 
 import click
+import platformdirs
 from alembic import command
 from alembic.config import Config
 
@@ -16,6 +19,7 @@ from ocrq.localcluster import LocalCluster, WorkerSpec
 from ocrq.settings import Settings
 from ocrq.storage import Database
 from ocrq.storage.jobs import purge as purge_jobs
+from ocrq.webhooks import DEFAULT_SECRET
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -54,6 +58,26 @@ def purge(days: int | None) -> None:
     click.echo(f"purged {n} jobs")
 
 
+def local_secret(s: Settings, data_dir: Path | None = None) -> Settings:
+    """Without a webhook secret of one's own, a random one for this machine, kept in
+    the data directory (the same one next time) and named on the terminal."""
+    if s.webhook_secret != DEFAULT_SECRET or s.allow_default_secret:
+        return s
+    path = (data_dir or Path(platformdirs.user_data_dir("ocrq", appauthor=False))) / \
+        "webhook-secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # exclusive: two serves agree on one
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    secret = path.read_text().strip()
+    if not secret:
+        raise click.ClickException(f"{path} is empty: delete it or set OCRQ_WEBHOOK_SECRET")
+    click.echo(f"webhooks are signed with the generated secret in {path} "
+               "(set OCRQ_WEBHOOK_SECRET to use your own)")
+    return s.with_(webhook_secret=secret)
+
+
 @click.command("serve")
 @click.option("--port", type=int, default=8080, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -63,7 +87,7 @@ def purge(days: int | None) -> None:
 @click.option("--migrate/--no-migrate", default=True, show_default=True)
 def serve(port: int, host: str, workers: int, threads: int, migrate: bool) -> None:
     """Run the web intake and the workers here until Ctrl-C."""
-    s = Settings.from_env()
+    s = local_secret(Settings.from_env())
     if migrate:
         upgrade(s.database_url)
     # Without a GPU one worker serves every queue (the GPU worker falls back to CPU anyway).

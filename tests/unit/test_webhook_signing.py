@@ -63,7 +63,7 @@ def test_pinned_session_connects_to_the_checked_address_keeping_the_host_name():
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from ocrq.webhooks import _session
+    from ocrq.webhooks.transport import Deadline, exchange
 
     seen: list[str] = []
 
@@ -81,9 +81,9 @@ def test_pinned_session_connects_to_the_checked_address_keeping_the_host_name():
     try:
         port = server.server_address[1]
         url = f"http://receiver.invalid:{port}/hook"  # .invalid never resolves
-        with _session(url, "127.0.0.1") as session:
-            resp = session.post(url, data=b"{}", timeout=5)
-        assert resp.status_code == 204
+        with Deadline(5) as deadline, exchange("POST", url, "127.0.0.1", deadline, timeout=5,
+                                               headers={}, data=b"{}") as resp:
+            assert resp.status_code == 204
         assert seen == [f"receiver.invalid:{port}"]
     finally:
         server.shutdown()
