@@ -14,6 +14,9 @@ from tqdm import tqdm
 from ocrq.engine import Engine
 from ocrq.errors import OcrqError
 from ocrq.images import load_image
+from ocrq.names import STEPS
+from ocrq.plans import Plans
+from ocrq.plugin_stages import run_stages
 from ocrq.settings import Settings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
@@ -49,6 +52,10 @@ def expand_inputs(items: tuple[str, ...]) -> Iterator[Path]:
 @click.option("--lexicon", default=None,
               help="Languages whose common words settle look-alike glyphs, e.g. en,ms; "
                    "none: off (default: OCRQ_LEXICON or en).")
+@click.option("--tid", default=None,
+              help="Run this plan's plug-in stages too (plans.yaml / OCRQ_PLANS_FILE); "
+                   "their fields appear in --json.")
+@click.option("--bid", default=None, help="Business whose override of --tid applies.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: on a terminal with several images).")
 def run(
@@ -58,6 +65,8 @@ def run(
     device: str | None,
     threads: int | None,
     lexicon: str | None,
+    tid: str | None,
+    bid: str | None,
     progress: bool | None,
 ) -> None:
     """OCR IMAGE, DIR or GLOB ... and print the text in reading order."""
@@ -70,6 +79,7 @@ def run(
     show = progress if progress is not None else (sys.stderr.isatty() and len(paths) > 1)
     try:
         engine = Engine.from_settings(settings)
+        stages = _plugin_steps(settings, bid, tid) if tid or bid else []
     except OcrqError as exc:
         raise click.ClickException(exc.message) from exc
     failures = 0
@@ -79,6 +89,7 @@ def run(
         try:
             image = load_image(path, settings)
             page = engine.run(image, str(path))
+            doc = run_stages(engine, image, page.to_dict(), stages) if stages else None
         except OcrqError as exc:
             failures += 1
             # The image module's messages start with the file's name already.
@@ -91,7 +102,7 @@ def run(
             bar.write(f"ocrq: error: {path}: {exc.strerror or exc}", file=sys.stderr)
             continue
         if as_json:
-            bar.write(json.dumps(page.to_dict(), ensure_ascii=False), file=sys.stdout)
+            bar.write(json.dumps(doc or page.to_dict(), ensure_ascii=False), file=sys.stdout)
         else:
             header = f"==> {path} <==\n" if len(paths) > 1 else ""
             sep = "\n" if i < len(paths) - 1 and len(paths) > 1 else ""
@@ -99,3 +110,10 @@ def run(
     bar.close()
     if failures:
         sys.exit(1)
+
+
+def _plugin_steps(settings: Settings, bid: str | None, tid: str | None
+                  ) -> list[tuple[str, dict[str, object]]]:
+    """(stage, options) of the plan's plug-in steps (those after reorder)."""
+    plan = Plans.from_settings(settings).resolve(bid, tid)
+    return [(s.name, dict(s.options)) for s in plan.steps if s.name not in STEPS]

@@ -9,8 +9,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import pytest
+from click.testing import CliRunner
 
+from ocrq.cli import main
 from ocrq.engine import Engine
 from ocrq.errors import ModelIntegrityError
 from ocrq.models.builtin import catalog, model_spec
@@ -87,3 +90,20 @@ def test_two_plugins_may_not_declare_the_same_name() -> None:
     kind = model_spec("dir")
     with pytest.raises(PluginError, match="'dir' of plug-in 'b' is already declared by 'a'"):
         Catalog.of([Plugin("a", kinds=(kind,)), Plugin("b", kinds=(kind,))])
+
+
+def test_ocrq_run_with_a_tid_runs_its_plugin_stages(demo: Path, tmp_path: Path,
+                                                    model_root: Path, invoice_page) -> None:
+    plans = tmp_path / "plans.yaml"
+    plans.write_text("tids:\n  ocr: {steps: [detect, recognize, reorder]}\n"
+                     "  ink: {steps: [detect, recognize, reorder, inkstats]}\n")
+    image = tmp_path / "page.png"
+    cv2.imwrite(str(image), invoice_page)
+    env = {"OCRQ_MODEL_ROOT": str(model_root), "OCRQ_PLANS_FILE": str(plans),
+           "OCRQ_THREADS": "1"}
+    out = CliRunner().invoke(main, ["run", "--json", "--tid", "ink", str(image)], env=env)
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["ink"]["lines"] == len(doc["lines"]) > 0 and doc["models"]["ink"] == 1
+    plain = CliRunner().invoke(main, ["run", "--json", str(image)], env=env)
+    assert "ink" not in json.loads(plain.stdout)  # without --tid: the OCR document only
