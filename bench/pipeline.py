@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import socket
 import statistics
 import sys
@@ -110,7 +111,9 @@ def start_service(args: argparse.Namespace, tmp: Path) -> tuple[LocalCluster, st
     settings = Settings.from_env(
         database_url=args.database_url or f"sqlite:///{tmp / 'ocrq.sqlite3'}",
         broker_url=f"redis://127.0.0.1:6379/{args.broker_db}",
-        redis_url=f"redis://127.0.0.1:6379/{args.store_db}")
+        redis_url=f"redis://127.0.0.1:6379/{args.store_db}",
+        # Its worker consumes the webhooks queue, which refuses the default key.
+        webhook_secret=secrets.token_hex(16))
     upgrade(settings.database_url)
     for url in (settings.broker_url, settings.redis_url):
         Redis.from_url(url).flushdb()

@@ -22,6 +22,7 @@ STATUS = {
     "bid_mismatch": 400,  # a 'bid' field that is not the API key's
     "admin_disabled": 403,
     "invalid_plans": 500,  # the server's plans file is broken: not the client's fault
+    "fetch_failed": 422,  # image_url well-formed but not fetchable (unreachable, timeout...)
 }
 
 

@@ -57,7 +57,7 @@ def _image(fields: dict[str, str], body: dict[str, object] | None) -> tuple[byte
     if body.get("image_url"):
         url = str(body["image_url"])
         data = fetch(url, max_bytes=s.max_upload_bytes, timeout_s=s.webhook_timeout_s,
-                     allow_private=s.allow_private_urls)
+                     allow_private=s.allow_private_urls, deadline_s=s.fetch_deadline_s)
         return data, fields.get("name") or os.path.basename(urlsplit(url).path) or "image"
     raise ApiError("bad_request", "one of image, image_url, image_base64 is required")
 

@@ -184,6 +184,8 @@ def cluster_env(tmp: Path, broker_db: int = BROKER_DB, cache_db: int = CACHE_DB,
         "OCRQ_MODEL_ROOT": str(tmp / "models"),
         "OCRQ_THREADS": "1",
         "OCRQ_HEARTBEAT_TTL_S": "3",  # a killed worker leaves the routing table within 3 s
+        # Workers on the webhooks queue refuse the default signing key.
+        "OCRQ_WEBHOOK_SECRET": "cluster-test-secret",
         **extra,
     })
     return env
