@@ -18,7 +18,8 @@ from ocrq.document import Line, PageResult
 from ocrq.models.registry import Desired, ModelRegistry
 from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
-from ocrq.stages.detect import DetectOptions, detect
+from ocrq.stages.deskew import estimate_skew, should_deskew, straighten, to_upright
+from ocrq.stages.detect import DetectOptions, Region, detect
 from ocrq.stages.leaders import leader_dots
 from ocrq.stages.lexicon import get_lexicon
 from ocrq.stages.recognize import RecognizeOptions, crop_lines, recognize
@@ -40,7 +41,8 @@ class Rotated:
 
 @dataclass(frozen=True)
 class Detected:
-    """step_detect: the lines of the upright page (in the frame of ``rotation``)."""
+    """step_detect: the lines of the upright page (in the frame of ``rotation``, then
+    straightened by ``skew`` degrees when that is not 0: stages/deskew.py)."""
 
     rotation: int
     polygons: list[Quad]
@@ -49,6 +51,7 @@ class Detected:
     leaders: list[int]  # leader dots right of each line (stages/leaders.py)
     models: dict[str, int]
     ms: float
+    skew: float = 0.0  # degrees (counter-clockwise) the upright page's text was turned
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class EngineOptions:
     use_rotation: bool = True  # page orientation model
     use_direction: bool = True  # per-line 180° model
     use_leaders: bool = True  # dot leaders right of a line become "." (stages/leaders.py)
+    use_deskew: bool = True  # straighten a skewed page before reading it (stages/deskew.py)
+    # Below this (degrees) a page is read as it is: scans lie within a degree
+    # of level (the dev receipts within 0.9°) and read well so.
+    deskew_min_degrees: float = 1.0
     rot_min_confidence: float = 0.5  # below this the page is left as it is
     flip_line_confidence: float = 0.98  # one line flipped on its own evidence
     min_line_confidence: float = 0.3  # drop recognised lines below this
@@ -102,12 +109,13 @@ class Engine:
     def run(self, image: np.ndarray, name: str = "") -> PageResult:
         r = self.step_rotate(image)
         d = self.step_detect(image, r.rotation)
-        t = self.step_recognize(image, d.rotation, d.polygons, d.flipped)
+        t = self.step_recognize(image, d.rotation, d.polygons, d.flipped, skew=d.skew)
         timings = {"rotate": r.ms, "detect": d.ms, "recognize": t.ms}
         models = {**r.models, **d.models, **t.models}
         h, w = image.shape[:2]
         return self.step_reorder(
             name, w, h, d.rotation, d.polygons, t.texts, models, timings, leaders=d.leaders,
+            skew=d.skew,
         )
 
     # --- steps -----------------------------------------------------------------
@@ -121,48 +129,74 @@ class Engine:
         return Rotated(angle, round(o.confidence, 4), {ModelKind.ROT.value: model.version}, _ms(t0))
 
     def step_detect(self, image: np.ndarray, rotation: int) -> Detected:
-        """Detect lines on the upright page, then check line direction.
+        """Detect lines on the upright page, then check line direction and skew.
 
         When most lines read upside down the page is turned a further 180°
         (``rotation`` in the answer is the final one) and detection runs again
         on that page: a page turned by any multiple of 90° is read from exactly
         the pixels of the upright page, never from polygons mapped across
-        (DB is not rotation-equivariant, so those differ). ``leaders`` counts
-        the leader dots right of each line (stages/leaders.py), for
-        step_reorder to append.
+        (DB is not rotation-equivariant, so those differ). The skew is then
+        measured on that upright page's lines; a clear one (``skew`` in the
+        answer) is turned out and detection runs once more on the straightened
+        page, whose frame the polygons are in. ``leaders`` counts the leader
+        dots right of each line (stages/leaders.py), for step_reorder to append.
         """
         t0 = time.perf_counter()
         det = self.registry.get(ModelKind.STD)
         models = {ModelKind.STD.value: det.version}
         upright = rotate_image(image, rotation)
         regions = detect(det, [upright], self.options.detect)[0]
-        votes: list[tuple[bool, float]] = []
-        if self.options.use_direction and regions:
-            dmodel = self.registry.get(ModelKind.DIR)
-            models[ModelKind.DIR.value] = dmodel.version
-            votes = classify_lines(dmodel, crop_lines(upright, [r.polygon for r in regions]))
-            if sum(c for f, c in votes if f) > sum(c for f, c in votes if not f):
-                rotation = (rotation + 180) % 360
-                upright = rotate_image(image, rotation)
-                regions = detect(det, [upright], self.options.detect)[0]
-                polygons = [r.polygon for r in regions]
-                votes = classify_lines(dmodel, crop_lines(upright, polygons)) if regions else []
-        polygons = [r.polygon for r in regions]
+        votes = self._directions(upright, regions, models, 0.0)
+        if sum(c for f, c in votes if f) > sum(c for f, c in votes if not f):
+            rotation = (rotation + 180) % 360
+            upright = rotate_image(image, rotation)
+            regions = detect(det, [upright], self.options.detect)[0]
+            votes = self._directions(upright, regions, models, 0.0)
+        # Rounded: the angle travels in messages, and every worker must map the
+        # polygons back with exactly the value this one used.
+        skew = round(estimate_skew([r.polygon for r in regions]), 2)
+        page = upright  # the pixels the leaders are counted on
+        polygons = [r.polygon for r in regions]  # on page
+        if self.options.use_deskew and should_deskew(skew, self.options.deskew_min_degrees):
+            cut = straighten(upright, skew, around=polygons)
+            page = cut.image
+            regions = detect(det, [page], self.options.detect)[0]
+            polygons = [r.polygon for r in regions]
+            # On the whole straightened page, which to_upright maps back, and rounded
+            # as reported: the votes see exactly the crops recognition will read.
+            shift = np.asarray(cut.offset, np.float64)
+            regions = [replace(r, polygon=np.round(r.polygon + shift, 1).astype(np.float32))
+                       for r in regions]
+            votes = self._directions(upright, regions, models, skew)
+        else:
+            skew = 0.0
         limit = self.options.flip_line_confidence
         flipped = [f and c >= limit for f, c in votes] if votes else [False] * len(polygons)
         leaders = [0] * len(polygons)
-        if self.options.use_leaders and polygons:
+        if self.options.use_leaders and polygons:  # level lines: on the straightened page
             leaders = [0 if f else n for n, f in
-                       zip(leader_dots(upright, polygons), flipped, strict=True)]
+                       zip(leader_dots(page, polygons), flipped, strict=True)]
         return Detected(
             rotation=rotation,
-            polygons=[np.round(p.astype(np.float64), 1).tolist() for p in polygons],
+            polygons=[np.round(r.polygon.astype(np.float64), 1).tolist() for r in regions],
             scores=[round(r.score, 4) for r in regions],
             flipped=flipped,
             leaders=leaders,
             models=models,
             ms=_ms(t0),
+            skew=skew,
         )
+
+    def _directions(self, upright: np.ndarray, regions: Sequence[Region],
+                    models: dict[str, int], skew: float) -> list[tuple[bool, float]]:
+        """(upside down, confidence) per line from the line-direction model, on the
+        crops recognition will read (the model is sensitive to a crop's exact
+        pixels); adds its version to ``models`` when it ran."""
+        if not self.options.use_direction or not regions:
+            return []
+        dmodel = self.registry.get(ModelKind.DIR)
+        models[ModelKind.DIR.value] = dmodel.version
+        return classify_lines(dmodel, line_crops(upright, [r.polygon for r in regions], skew))
 
     def step_recognize(
         self,
@@ -171,11 +205,13 @@ class Engine:
         polygons: Sequence[Sequence[Sequence[float]]],
         flipped: Sequence[bool] | None = None,
         languages: Sequence[str] | None = None,
+        skew: float = 0.0,
     ) -> Recognized:
         """Read the given lines; the answer for a line never depends on the others.
 
         ``languages`` overrides the engine's lexicon for this call (a plan's
-        ``recognize.lexicon``; ``[]`` turns word correction off).
+        ``recognize.lexicon``; ``[]`` turns word correction off). ``rotation``
+        and ``skew`` are step_detect's: the polygons are on that page.
         """
         t0 = time.perf_counter()
         opts = self.options.recognize
@@ -185,8 +221,7 @@ class Engine:
         models = {ModelKind.STR.value: model.version}
         if not polygons:
             return Recognized([], models, _ms(t0))
-        upright = rotate_image(image, rotation)
-        crops = crop_lines(upright, [np.asarray(p, np.float32) for p in polygons])
+        crops = line_crops(rotate_image(image, rotation), polygons, skew)
         if flipped:
             crops = [np.ascontiguousarray(c[::-1, ::-1]) if f else c
                      for c, f in zip(crops, flipped, strict=True)]
@@ -205,8 +240,13 @@ class Engine:
         models: dict[str, int],
         timings_ms: dict[str, float],
         leaders: Sequence[int] | None = None,
+        skew: float = 0.0,
     ) -> PageResult:
-        """Assemble the page; ``leaders``: dots to append to each line (step_detect)."""
+        """Assemble the page; ``leaders``: dots to append to each line (step_detect).
+
+        ``polygons`` are on the page step_detect read (turned by ``rotation``,
+        straightened by ``skew``); the result's are on the image as submitted.
+        """
         t0 = time.perf_counter()
         if leaders:
             texts = [(t[0] + "." * int(n), t[1]) if n and t[0].strip() else t
@@ -218,7 +258,7 @@ class Engine:
         uw, uh = (height, width) if rotation in (90, 270) else (width, height)
         lines = []
         for i, q, p in zip(keep, quads, placements, strict=True):
-            original = to_original(q, rotation, uw, uh)
+            original = to_original(to_upright(q, skew, uw, uh), rotation, uw, uh)
             lines.append(Line(
                 text=str(texts[i][0]),
                 confidence=float(texts[i][1]),
@@ -228,6 +268,18 @@ class Engine:
         lines.sort(key=lambda ln: ln.order)
         timings = {**timings_ms, "reorder": _ms(t0)}
         return PageResult(name, width, height, rotation, lines, dict(models), timings)
+
+
+def line_crops(upright: np.ndarray, polygons: Sequence[np.ndarray] | Sequence[Quad],
+               skew: float) -> list[np.ndarray]:
+    """The lines' crops; ``polygons`` are on the upright page straightened by ``skew``.
+
+    The whole straightened page is rebuilt (not only the part step_detect cut
+    around the text): its pixels depend on the page and the angle alone, so a
+    line reads the same in whichever recognition batch it travels.
+    """
+    page = straighten(upright, skew).image if skew else upright
+    return crop_lines(page, [np.asarray(p, np.float32) for p in polygons])
 
 
 def to_original(q: np.ndarray, rotation: int, uw: int, uh: int) -> np.ndarray:

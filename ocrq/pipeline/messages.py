@@ -78,11 +78,14 @@ class RecognitionRef(_Message):
     name: str
     rotation: int
     lexicon: tuple[str, ...] | None = None  # None: the worker's OCRQ_LEXICON
+    # Detected.skew: the polygons are on the page straightened by this much.
+    # Defaults to 0 so a message from a producer that predates it still reads.
+    skew: float = 0.0
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> Self:
         ref = _build(cls, data)
-        return replace(ref, lexicon=_lexicon(ref.lexicon))
+        return replace(ref, lexicon=_lexicon(ref.lexicon), skew=float(ref.skew))
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ class JobContext(_Message):
     """Everything the steps of one job share; grows as the canvas runs.
 
     Intake fills the first block; rotate sets ``rotation``; detect sets
-    ``lines``; every step adds its model versions and timing.
+    ``lines`` and ``skew`` (and the final ``rotation``); every step adds its
+    model versions and timing.
     """
 
     job_id: str
@@ -106,6 +110,7 @@ class JobContext(_Message):
     lexicon: tuple[str, ...] | None = None  # the plan's recognize.lexicon, if it sets one
     rotate_here: bool = False  # detect runs rotate first (both on one queue)
     rotation: int | None = None
+    skew: float = 0.0  # Detected.skew: recognise and reorder on the straightened page
     models: dict[str, int] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     lines: Lines | None = None
@@ -116,7 +121,7 @@ class JobContext(_Message):
         lines = ctx.lines
         if isinstance(lines, Mapping):
             lines = _build(Lines, lines)
-        return replace(ctx, lexicon=_lexicon(ctx.lexicon), lines=lines)
+        return replace(ctx, lexicon=_lexicon(ctx.lexicon), lines=lines, skew=float(ctx.skew))
 
     def after(self, step: str, models: Mapping[str, int], ms: float, **changes: Any
               ) -> JobContext:
@@ -128,7 +133,7 @@ class JobContext(_Message):
         if self.rotation is None:
             raise InvalidMessage(f"job {self.job_id}: recognition before the page's rotation")
         return RecognitionRef(self.job_id, self.bid, self.image_key, self.name, self.rotation,
-                              self.lexicon)
+                              self.lexicon, self.skew)
 
 
 @dataclass(frozen=True)

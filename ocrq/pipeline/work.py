@@ -139,7 +139,7 @@ def detect(state: WorkerState, ctx: JobContext) -> JobContext | None:
         ctx, first = rotated, False
     _enter(state, ctx.job_id, Step.DETECT, first=first)
     d = state.engine.step_detect(_image(state, ctx), ctx.rotation or 0)
-    return ctx.after(Step.DETECT, d.models, d.ms, rotation=d.rotation,
+    return ctx.after(Step.DETECT, d.models, d.ms, rotation=d.rotation, skew=d.skew,
                      lines=Lines.from_detected(d))
 
 
@@ -155,7 +155,7 @@ def recognize(state: WorkerState, ref: RecognitionRef, polygons: list[Quad],
     if ended(state, ref.job_id):
         return BatchResult.skipped(index)
     t = state.engine.step_recognize(_image(state, ref), ref.rotation, polygons, flipped,
-                                    languages=ref.lexicon)
+                                    languages=ref.lexicon, skew=ref.skew)
     state.cache.incr_done(ref.job_id)
     return BatchResult(index, t.texts, t.models, t.ms)
 
@@ -176,7 +176,7 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
     lines = ctx.lines or Lines([], [], [])
     page = state.engine.step_reorder(ctx.name, ctx.width, ctx.height, ctx.rotation or 0,
                                      lines.polygons, texts, models, timings,
-                                     leaders=lines.leaders)
+                                     leaders=lines.leaders, skew=ctx.skew)
     doc = page.to_dict()
     finish(state, job_id, JobStatus.SUCCEEDED, document=doc, batches_done=len(results),
            batches_total=len(results))

@@ -130,3 +130,21 @@ def test_a_page_turned_by_quarter_turns_reads_exactly_like_the_upright_page(
     assert turned.rotation == (360 - turn) % 360
     assert [(ln.text, ln.confidence, ln.order) for ln in turned.lines] == [
         (ln.text, ln.confidence, ln.order) for ln in page.lines]
+
+
+@pytest.mark.parametrize("degrees", [98.0, 172.0])
+def test_a_page_turned_and_skewed_reads_like_upright(engine, invoice_page, degrees):
+    """A quarter turn plus a skew: the turn is taken back losslessly first, then the
+    skew is measured on the upright page and turned out (stages/deskew.py)."""
+    upright = engine.run(invoice_page)
+    img = rotate(invoice_page, degrees)  # counter-clockwise
+    d = engine.step_detect(img, engine.step_rotate(img).rotation)
+    quarter = int(round(degrees / 90)) * 90
+    assert d.rotation == quarter % 360  # turned back clockwise by as much
+    assert d.skew == pytest.approx(degrees - quarter, abs=0.5)
+    page = engine.run(img)
+    assert page.text() == upright.text()
+    for ln in page.lines:  # on the image as submitted
+        xs, ys = zip(*ln.polygon, strict=True)
+        assert min(xs) >= 0 and max(xs) < page.width
+        assert min(ys) >= 0 and max(ys) < page.height
