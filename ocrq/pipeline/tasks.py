@@ -108,17 +108,21 @@ def job_failed(request: Any, exc: BaseException, traceback: Any, job_id: str) ->
 @shared_task(name=T.WEBHOOK.value, ignore_result=True, bind=True, acks_late=True)
 def webhook(self: Task, job_id: str, attempt: int = 1) -> None:
     state = get_state()
-    delay = work.webhook_attempt(state, job_id, attempt)
+    delay = work.webhook_attempt(state, job_id, attempt, self.request.id)
     if delay is not None:  # a new message per attempt: each one is recorded on its own
         self.apply_async((job_id, attempt + 1), countdown=delay,
                          queue=state.settings.queue_webhooks)
 
 
 def fail_job(app: Any, job_id: str, error: dict[str, Any]) -> None:
-    """Fail the job (unless it already ended) and send its webhook if it has one."""
+    """Fail the job (unless it already ended) and send its webhook if it has one.
+
+    Whether it has one is read from the job's row: the cache entry may be gone
+    (a job failing with image_expired, time_limit or worker_lost after its TTL).
+    """
     state = get_state()
-    if work.finish(state, job_id, JobStatus.FAILED, error=error) and (
-            (state.cache.get(job_id) or {}).get("callback")):
+    if work.finish(state, job_id, JobStatus.FAILED, error=error) and work.has_callback(
+            state, job_id):
         enqueue_webhook(app, job_id, state.settings.queue_webhooks)
 
 

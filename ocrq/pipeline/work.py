@@ -21,7 +21,7 @@ from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRe
 from ocrq.pipeline.state import Services, WorkerState
 from ocrq.storage import TERMINAL, JobStatus
 from ocrq.storage import jobs as store
-from ocrq.webhooks import backoff_s, deliver
+from ocrq.webhooks import backoff_s, deliver, secret_for
 
 log = logging.getLogger(__name__)
 
@@ -212,21 +212,44 @@ def time_limit_error(task: str | None, limit_s: float) -> dict[str, Any]:
 
 
 # --- webhooks --------------------------------------------------------------------------
-def webhook_attempt(state: Services, job_id: str, attempt: int) -> float | None:
-    """One delivery attempt, recorded. Returns the delay before the next, or None."""
+def has_callback(state: Services, job_id: str) -> bool:
+    """Whether the job has a callback_url: from its row, which outlives any cache entry."""
+    job = store.get_job(state.db, job_id)
+    return job is not None and bool(job.callback_url)
+
+
+def webhook_attempt(state: Services, job_id: str, attempt: int,
+                    task_id: str | None = None) -> float | None:
+    """One delivery attempt, recorded. Returns the delay before the next, or None.
+
+    Like a stage task, an attempt whose worker process died under it (killed
+    while it waited on the receiver, say) is redelivered at most
+    ``max_deliveries`` times; its next start records the give-up instead.
+    """
     job = store.get_job(state.db, job_id)
     if job is None or not job.callback_url:
         return None
+    s = state.settings
+    record = {"job_id": job_id, "attempt": attempt, "url": job.callback_url}
+    n = state.cache.delivery(task_id) if task_id else 1
+    if n > s.max_deliveries:
+        log.error("webhook for job %s: attempt %d was lost %d times; giving up",
+                  job_id, attempt, n - 1)
+        store.record_delivery(state.db, **record, status_code=None, ok=False, duration_ms=0.0,
+                              error=f"worker_lost: the worker process sending attempt "
+                                    f"{attempt} died {n - 1} times; giving up")
+        return None
     doc = shape(flat_from_row(job, store.get_result(state.db, job_id)))
     body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-    s = state.settings
-    res = deliver(job.callback_url, body, s.webhook_secret, timeout_s=s.webhook_timeout_s,
-                  allow_private=s.allow_private_urls)
-    store.record_delivery(state.db, job_id=job_id, attempt=attempt, url=job.callback_url,
-                          status_code=res.status_code, error=res.error, ok=res.ok,
-                          duration_ms=round(res.duration_ms, 2))
-    if res.ok or attempt >= s.webhook_max_attempts:
-        if not res.ok:
-            log.warning("webhook for job %s gave up after %d attempts", job_id, attempt)
+    res = deliver(job.callback_url, body, secret_for(s, job.bid),
+                  timeout_s=s.webhook_timeout_s, allow_private=s.allow_private_urls)
+    last = not res.ok and attempt >= s.webhook_max_attempts
+    error = f"{res.error}; giving up after {attempt} attempts" if last else res.error
+    store.record_delivery(state.db, **record, status_code=res.status_code, error=error,
+                          ok=res.ok, duration_ms=round(res.duration_ms, 2))
+    if res.ok or last:
+        if last:
+            log.warning("webhook for job %s gave up after %d attempts: %s", job_id, attempt,
+                        res.error)
         return None
     return backoff_s(attempt, s.webhook_backoff_s, s.webhook_backoff_max_s)
