@@ -46,6 +46,7 @@ class Task(enum.StrEnum):
     DETECT = "ocrq.detect"
     RECOGNIZE = "ocrq.recognize"
     REORDER = "ocrq.reorder"
+    STAGE = "ocrq.stage"  # a plug-in stage (its name is in the message)
     JOB_FAILED = "ocrq.job_failed"
     WEBHOOK = "ocrq.webhook"
 
@@ -56,4 +57,6 @@ class Task(enum.StrEnum):
         return Step(tail) if tail in Step._value2member_map_ else None
 
 
-STAGE_TASKS: frozenset[str] = frozenset(t.value for t in Task if t.step is not None)
+# Tasks that work on a job's page (time limits, redelivery caps apply).
+STAGE_TASKS: frozenset[str] = frozenset(
+    [*(t.value for t in Task if t.step is not None), Task.STAGE.value])

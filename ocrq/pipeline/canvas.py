@@ -94,3 +94,9 @@ def fanout(app: Celery, ctx: JobContext) -> tuple[Signature, list[str], int]:
     ]
     ids = [h.id for h in header] + [body.id]
     return chord(header, body), ids, len(header)
+
+
+def plugin_stage(app: Celery, ctx: JobContext, doc: dict[str, Any], index: int) -> Signature:
+    """Plug-in stage ``ctx.stages[index]`` on the read page ``doc``, on its own queue."""
+    name = ctx.stages[index]
+    return _sig(app, Task.STAGE, (ctx.to_message(), doc, index), ctx.queues[name], ctx.job_id)

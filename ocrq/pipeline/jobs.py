@@ -18,7 +18,7 @@ from kombu.utils.uuid import uuid
 
 from ocrq.errors import OcrqError
 from ocrq.images import validate_image
-from ocrq.names import Step
+from ocrq.names import STEPS, Step
 from ocrq.pipeline import canvas, work
 from ocrq.pipeline.messages import JobContext
 from ocrq.pipeline.state import Services
@@ -80,7 +80,8 @@ def submit(
                      width=width, height=height, queues=queues,
                      batch_lines=int(rec.get("batch_lines") or s.recognize_batch_lines),
                      callback=bool(callback_url),
-                     lexicon=None if lexicon is None else tuple(lexicon))
+                     lexicon=None if lexicon is None else tuple(lexicon),
+                     stages=tuple(st.name for st in plan.steps if st.name not in STEPS))
     return _enqueue(services, app, job, ctx, data), True
 
 

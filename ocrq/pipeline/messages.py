@@ -109,6 +109,7 @@ class JobContext(_Message):
     callback: bool  # the job has a callback_url: send a webhook when it ends
     lexicon: tuple[str, ...] | None = None  # the plan's recognize.lexicon, if it sets one
     rotate_here: bool = False  # detect runs rotate first (both on one queue)
+    stages: tuple[str, ...] = ()  # the plan's plug-in stages, run in turn after reorder
     rotation: int | None = None
     skew: float = 0.0  # Detected.skew: recognise and reorder on the straightened page
     models: dict[str, int] = field(default_factory=dict)
@@ -121,7 +122,8 @@ class JobContext(_Message):
         lines = ctx.lines
         if isinstance(lines, Mapping):
             lines = _build(Lines, lines)
-        return replace(ctx, lexicon=_lexicon(ctx.lexicon), lines=lines, skew=float(ctx.skew))
+        return replace(ctx, lexicon=_lexicon(ctx.lexicon), lines=lines, skew=float(ctx.skew),
+                       stages=tuple(str(s) for s in ctx.stages))
 
     def after(self, step: str, models: Mapping[str, int], ms: float, **changes: Any
               ) -> JobContext:

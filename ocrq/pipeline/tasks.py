@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from ocrq.names import Step
 from ocrq.names import Task as T
-from ocrq.pipeline import canvas, work
+from ocrq.pipeline import canvas, stage_work, work
 from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
 from ocrq.pipeline.state import get_state
 from ocrq.storage import JobStatus
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 STAGE = {"bind": True, "acks_late": True}
 
 
-def _may_run(task: Task, job_id: str, stage: Step) -> bool:
+def _may_run(task: Task, job_id: str, stage: str) -> bool:
     """False when this task's message came back too often (its workers died)."""
     state = get_state()
     error = work.redelivery_error(state, task.request.id, job_id, stage)
@@ -82,8 +82,31 @@ def reorder(self: Task, results: list[dict[str, Any]], msg: dict[str, Any]) -> N
         return
     state = get_state()
     batches = [BatchResult.from_message(r) for r in results]
-    if work.reorder(state, batches, ctx) is not None and ctx.callback:
-        enqueue_webhook(self.app, ctx.job_id, state.settings.queue_webhooks)
+    doc = work.reorder(state, batches, ctx)
+    if doc is not None:
+        _next(self.app, state, ctx, doc, 0)
+
+
+@shared_task(name=T.STAGE.value, ignore_result=True, **STAGE)
+def stage(self: Task, msg: dict[str, Any], doc: dict[str, Any], index: int) -> None:
+    """Plug-in stage number ``index`` of the plan (ocrq/pipeline/stage_work.py)."""
+    ctx = JobContext.from_message(msg)
+    if not _may_run(self, ctx.job_id, ctx.stages[index]):
+        return
+    state = get_state()
+    out = stage_work.run(state, ctx, doc, index)
+    if out is not None:
+        _next(self.app, state, ctx, out, index + 1)
+
+
+def _next(app: Any, state: Any, ctx: JobContext, doc: dict[str, Any], index: int) -> None:
+    """The plan's next plug-in stage, or (all done: the job finished) its webhook."""
+    if index < len(ctx.stages):
+        sig = canvas.plugin_stage(app, ctx, doc, index)
+        state.cache.add_tasks(ctx.job_id, [sig.id])
+        sig.apply_async()
+    elif ctx.callback:
+        enqueue_webhook(app, ctx.job_id, state.settings.queue_webhooks)
 
 
 @shared_task(name=T.JOB_FAILED.value, ignore_result=True)

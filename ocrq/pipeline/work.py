@@ -162,7 +162,8 @@ def recognize(state: WorkerState, ref: RecognitionRef, polygons: list[Quad],
 
 def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
             ) -> dict[str, Any] | None:
-    """Join the batches into the result document and finish the job."""
+    """Join the batches into the result document; finish the job unless plug-in
+    stages are still to run on it (stage_work.py)."""
     job_id = ctx.job_id
     if ended(state, job_id) or any(r.cancelled for r in results):
         return None
@@ -178,8 +179,9 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
                                      lines.polygons, texts, models, timings,
                                      leaders=lines.leaders, skew=ctx.skew)
     doc = page.to_dict()
-    finish(state, job_id, JobStatus.SUCCEEDED, document=doc, batches_done=len(results),
-           batches_total=len(results))
+    if not ctx.stages:
+        finish(state, job_id, JobStatus.SUCCEEDED, document=doc, batches_done=len(results),
+               batches_total=len(results))
     return doc
 
 
