@@ -9,6 +9,7 @@ import logging
 import click
 
 from ocrq.cli.cluster import cluster, workers
+from ocrq.cli.errors import OcrqGroup
 from ocrq.cli.eval import eval_command
 from ocrq.cli.keys import keys
 from ocrq.cli.models import models
@@ -16,7 +17,7 @@ from ocrq.cli.run import run
 from ocrq.cli.serve import db, purge, serve
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OcrqGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """ocrq: OCR serving system (rotate -> detect -> recognize -> reorder)."""

@@ -8,10 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
+from ocrq.cli.errors import one_line
 from ocrq.cluster.snapshot import render_table
-from ocrq.errors import OcrqError
 from ocrq.plans import Plans
 from ocrq.settings import Settings
 from ocrq.storage import ApiKey, Database
@@ -22,15 +21,6 @@ COLUMNS = ("key_id", "bid", "label", "created_at", "revoked_at")
 
 def _db() -> Database:
     return Database(Settings.from_env().database_url)
-
-
-def _fail(exc: Exception) -> click.ClickException:
-    if isinstance(exc, OcrqError):
-        return click.ClickException(exc.message)
-    if isinstance(exc, SQLAlchemyError):  # most often: a database never migrated
-        return click.ClickException(f"database error ({type(exc).__name__}: {exc.args[0]}); "
-                                    "is it migrated? run `ocrq db upgrade`")
-    return click.ClickException(str(exc))
 
 
 def _when(value: datetime | None) -> str:
@@ -63,7 +53,7 @@ def create(bid: str, label: str, any_bid: bool) -> None:
     try:
         key, token = store.create_key(Database(settings.database_url), bid, label)
     except Exception as exc:
-        raise _fail(exc) from exc
+        raise one_line(exc) from exc
     click.echo(token)
     click.echo(f"key {key.id} for bid {bid} created; the token above is shown only now: "
                f"send it as 'Authorization: Bearer <token>'", err=True)
@@ -76,7 +66,7 @@ def list_(bid: str | None) -> None:
     try:
         rows = [_row(k) for k in store.list_keys(_db(), bid)]
     except Exception as exc:
-        raise _fail(exc) from exc
+        raise one_line(exc) from exc
     click.echo(render_table(rows, COLUMNS))
 
 
@@ -87,7 +77,7 @@ def revoke(key_id: str) -> None:
     try:
         key = store.revoke_key(_db(), key_id)
     except Exception as exc:
-        raise _fail(exc) from exc
+        raise one_line(exc) from exc
     if key is None:
         raise click.ClickException(f"no key {key_id!r} (see `ocrq keys list`)")
     click.echo(f"key {key.id} of bid {key.bid} revoked at {_when(key.revoked_at)}")

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 from redis import Redis
-from sqlalchemy.exc import SQLAlchemyError
 
+from ocrq.cli.errors import one_line
 from ocrq.cluster.heartbeat import read_snapshot
 from ocrq.cluster.rollout import wait as wait_rollout
 from ocrq.cluster.snapshot import render_table
@@ -43,15 +43,6 @@ def _control(settings: Any) -> Any:
     return ModelControl(Database(settings.database_url), _redis(settings), _repo(settings))
 
 
-def _fail(exc: Exception) -> click.ClickException:
-    if isinstance(exc, OcrqError):
-        return click.ClickException(exc.message)
-    if isinstance(exc, SQLAlchemyError):  # most often: a database never migrated
-        return click.ClickException(f"database error ({type(exc).__name__}: {exc.args[0]}); "
-                                    "is it migrated? run `ocrq db upgrade`")
-    return click.ClickException(str(exc))
-
-
 @click.group("models")
 def models() -> None:
     """Model versions: import, list, status, activate, rollback, evaluate."""
@@ -75,7 +66,7 @@ def import_(name: str, file: Path, like: int | None) -> None:
         _pin_before_import(settings, name, before)
         manifest = repo.add_version(name, file, like=like)
     except OcrqError as exc:
-        raise _fail(exc) from exc
+        raise one_line(exc) from exc
     entry = manifest.files[0]
     click.echo(f"imported {name} v{manifest.version} ({entry.bytes} bytes, sha256 "
                f"{entry.sha256[:16]}…) into {manifest.directory}")
@@ -117,7 +108,7 @@ def list_(name: str | None, verify: bool) -> None:
                         row["integrity"] = exc.message
                 rows.append(row)
     except OcrqError as exc:
-        raise _fail(exc) from exc
+        raise one_line(exc) from exc
     columns = ("model", "version", "bytes", "sha256", "source") + (("integrity",) if verify else ())
     click.echo(render_table(rows, columns))
 
@@ -148,11 +139,9 @@ def status(as_json: bool) -> None:
 
 
 def _desired_or_none(settings: Any) -> dict[str, object] | None:
-    try:
-        return _control(settings).desired().to_dict()
-    except Exception as exc:
-        click.echo(f"desired versions unavailable: {type(exc).__name__}: {exc}", err=True)
-        return None
+    # A database that is down or never migrated is an error (one line, exit 1):
+    # the desired versions are what an operator compares the workers against.
+    return _control(settings).desired().to_dict()
 
 
 def _report_rollout(settings: Any, name: str, version: int | None, bid: str | None,
@@ -185,7 +174,7 @@ def activate(name: str, version: int, bid: str | None, wait: float) -> None:
     try:
         change = _control(settings).activate(name, version, bid=bid, actor="ocrq cli")
     except Exception as exc:
-        raise _fail(exc) from exc
+        raise one_line(exc) from exc
     scope = f"bid {bid}" if bid else "all bids"
     before = "global" if change.previous_version is None else f"v{change.previous_version}"
     click.echo(f"{name}: {before} -> v{version} ({scope})")
@@ -203,7 +192,7 @@ def rollback(name: str, bid: str | None, wait: float) -> None:
     try:
         change = control.rollback(name, bid=bid, actor="ocrq cli")
     except Exception as exc:
-        raise _fail(exc) from exc
+        raise one_line(exc) from exc
     if bid:
         click.echo(f"{name}: canary v{change.previous_version} withdrawn for bid {bid}")
         _report_rollout(settings, name, control.desired().versions.get(name), None, wait)
@@ -244,7 +233,7 @@ def evaluate(name: str, version: int, data: Path, against: int | None, limit: in
         gate = run_gate(settings, name, version, baseline, data, limit=limit,
                         max_drop=max_drop, progress=sys.stderr.isatty())
     except OcrqError as exc:
-        raise _fail(exc) from exc
+        raise one_line(exc) from exc
     if as_json:
         click.echo(json.dumps(gate.to_dict(), indent=2))
     else:
