@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify
+from typing import Any
+
+from flask import Flask, Request, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from ocrq.errors import OcrqError
@@ -32,6 +34,37 @@ class ApiError(OcrqError):
         self.code = code
 
 
+def _unparsable(exc: Exception) -> ApiError:
+    why = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
+    return ApiError("bad_request", f"the request body could not be parsed ({why})")
+
+
+class BodyRequest(Request):
+    """Flask's request, except that anything a body parser raises is a 400.
+
+    Werkzeug turns a ValueError from the JSON parser into a 400 (or None when
+    ``silent``) and lets everything else through: ``[`` nested 100,000 deep makes
+    ``json.loads`` raise RecursionError, which would be a 500. Form parsing is
+    wrapped the same way, so no body can reach the generic 500 handler.
+    """
+
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        try:
+            return super().get_json(force=force, silent=silent, cache=cache)
+        except HTTPException:
+            raise  # already a 4xx (415, 413...)
+        except Exception as exc:
+            raise _unparsable(exc) from exc
+
+    def _load_form_data(self) -> None:
+        try:
+            super()._load_form_data()
+        except HTTPException:
+            raise
+        except Exception as exc:
+            raise _unparsable(exc) from exc
+
+
 def ocrq_response(exc: OcrqError) -> Response:
     resp = jsonify(error=exc.to_dict())
     resp.status_code = STATUS.get(exc.code, 400)
@@ -51,6 +84,7 @@ def http_response(exc: HTTPException) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    app.request_class = BodyRequest
     app.register_error_handler(OcrqError, ocrq_response)
     app.register_error_handler(HTTPException, http_response)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, jsonify, request, url_for
@@ -22,22 +23,62 @@ from web.errors import ApiError
 from web.extensions import celery, services
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
-MAX_IDEMPOTENCY_KEY: int = Job.__table__.c.idempotency_key.type.length  # type: ignore[attr-defined]
+_COLUMNS = Job.__table__.c
+MAX_IDEMPOTENCY_KEY: int = _COLUMNS.idempotency_key.type.length  # type: ignore[attr-defined]
+# Printable ASCII, not blank at either end (an RFC 8941 sf-string, as the IETF
+# Idempotency-Key draft has it): a key that looks the same in every log.
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+# The text fields and their longest accepted value: the database column, or for
+# URLs far more than any real one (a 2 kB URL is where browsers and CDNs give up).
+MAX_URL = 2048
+LIMITS: dict[str, int] = {
+    "bid": _COLUMNS.bid.type.length, "tid": _COLUMNS.tid.type.length,  # type: ignore[attr-defined]
+    "name": _COLUMNS.image_name.type.length,  # type: ignore[attr-defined]
+    "callback_url": MAX_URL, "image_url": MAX_URL,
+}
+_JSON_FIELDS = (*LIMITS, "image_base64")
+# data:[image/<type>][;param=value]*;base64, (RFC 2397), what a browser's FileReader makes.
+_DATA_URL = re.compile(r"data:(image/[\w.+-]+)?(;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 
 
 def _request_fields() -> tuple[dict[str, str], dict[str, object] | None]:
-    """(bid, tid, callback_url, name fields; the JSON body or None for multipart).
+    """(the text fields, the JSON body or None for multipart).
 
-    Parsed before any image is read or fetched, so a wrong bid costs nothing."""
+    Parsed and checked (types, lengths) before any image is read or fetched, so
+    a wrong bid costs nothing."""
     if request.files or request.form:
-        return dict(request.form), None
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError("bad_request", "send multipart 'image' or JSON with image_url or "
-                       "image_base64")
-    fields = {k: str(v) for k, v in body.items()
-              if k in ("bid", "tid", "callback_url", "name") and v is not None}
+        fields, body = {k: v for k, v in request.form.items() if k in LIMITS}, None
+    else:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError("bad_request", "send multipart 'image' or JSON with image_url or "
+                           "image_base64")
+        fields = {}
+        for k in _JSON_FIELDS:
+            value = body.get(k)
+            if value is not None and not isinstance(value, str):
+                raise ApiError("bad_request", f"'{k}' must be a string", field=k)
+            if value is not None:
+                fields[k] = value
+    for k, limit in LIMITS.items():
+        if len(fields.get(k, "")) > limit:
+            raise ApiError("bad_request", f"'{k}' is longer than {limit} characters",
+                           field=k, limit=limit)
     return fields, body
+
+
+def _base64(text: str) -> bytes:
+    """A plain, line-wrapped or ``data:image/...;base64,`` string, decoded."""
+    if text[:5].lower() == "data:":
+        m = _DATA_URL.match(text)
+        if m is None:
+            raise ApiError("invalid_image", "image_base64 may be a data: URL only as "
+                           "data:image/<type>;base64,...")
+        text = text[m.end():]
+    try:  # whitespace anywhere (MIME's 76-column lines, a trailing newline) is dropped
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError("invalid_image", f"image_base64 is not valid base64: {exc}") from exc
 
 
 def _image(fields: dict[str, str], body: dict[str, object] | None) -> tuple[bytes, str]:
@@ -48,27 +89,33 @@ def _image(fields: dict[str, str], body: dict[str, object] | None) -> tuple[byte
             raise ApiError("bad_request", "multipart request needs a file field 'image'")
         return f.read(), f.filename or "image"
     s = services().settings
-    if body.get("image_base64"):
-        try:
-            data = base64.b64decode(str(body["image_base64"]), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ApiError("invalid_image", f"image_base64 is not valid base64: {exc}") from exc
-        return data, fields.get("name", "image")
-    if body.get("image_url"):
-        url = str(body["image_url"])
+    if fields.get("image_base64") and fields.get("image_url"):
+        raise ApiError("bad_request", "send one of image_url and image_base64, not both")
+    if fields.get("image_base64"):
+        return _base64(fields["image_base64"]), fields.get("name", "image")
+    if fields.get("image_url"):
+        url = fields["image_url"]
         data = fetch(url, max_bytes=s.max_upload_bytes, timeout_s=s.webhook_timeout_s,
                      allow_private=s.allow_private_urls, deadline_s=s.fetch_deadline_s)
         return data, fields.get("name") or os.path.basename(urlsplit(url).path) or "image"
     raise ApiError("bad_request", "one of image, image_url, image_base64 is required")
 
 
-@bp.post("")
-def create() -> ResponseReturnValue:
-    caller = auth.caller_bid()  # first: nothing is parsed or fetched for an unknown caller
+def _idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
         raise ApiError("bad_request", f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} "
                        "characters")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError("bad_request", "Idempotency-Key must be printable ASCII, not blank "
+                       "at either end")
+    return key
+
+
+@bp.post("")
+def create() -> ResponseReturnValue:
+    caller = auth.caller_bid()  # first: nothing is parsed or fetched for an unknown caller
+    key = _idempotency_key()
     fields, body = _request_fields()
     bid = auth.job_bid(caller, fields.get("bid") or None)
     data, name = _image(fields, body)

@@ -3,7 +3,8 @@ connects to.
 
 Loopback, private, link-local (cloud metadata 169.254.169.254 included),
 multicast, reserved and unspecified addresses are refused unless private
-addresses are allowed. The address is resolved once, within the caller's
+addresses are allowed, and so are IPv6 forms that embed one of them (IPv4-mapped,
+NAT64, 6to4). The address is resolved once, within the caller's
 deadline, and the connection is pinned to it, so a second DNS answer
 (rebinding) cannot send the request elsewhere.
 """
@@ -27,6 +28,13 @@ METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 RESOLVE_LIMIT_S = 5.0  # check_url: the longest a name lookup may take
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# IPv6 forms that carry an IPv4 address in their last 32 bits and reach it through
+# a translator or tunnel: NAT64 (RFC 6052), IPv4-translated (RFC 2765), and the
+# deprecated IPv4-compatible form. ipaddress calls them global whatever they embed.
+_EMBEDS_IPV4 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "::ffff:0:0:0/96",
+                                                        "::/96"))
+# RFC 8215 local-use NAT64: by definition inside one network, never public.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 
 
 class UnsafeURL(OcrqError):
@@ -135,11 +143,26 @@ def _check_public(target: Target, addresses: list[IPAddress]) -> None:
     if host in METADATA_HOSTS or host == "localhost" or host.endswith(".localhost"):
         raise UnsafeURL(f"URL host {host!r} is not allowed", url=target.url)
     for addr in addresses:
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            addr = addr.ipv4_mapped
+        addr = _reached(addr)
         if not addr.is_global or addr.is_multicast:
             raise UnsafeURL(f"URL host {host!r} resolves to non-public address {addr}",
                             url=target.url, address=str(addr))
+
+
+def _reached(addr: IPAddress) -> IPAddress:
+    """The address a connection to ``addr`` ends at: an embedded IPv4 where there is one
+    (so [::ffff:127.0.0.1], [64:ff9b::a00:1] or 6to4 [2002:7f00:1::] are judged
+    as 127.0.0.1 / 10.0.0.1), else ``addr`` itself."""
+    if not isinstance(addr, ipaddress.IPv6Address):
+        return addr
+    if addr in _LOCAL_NAT64:
+        return ipaddress.IPv4Address("10.0.0.0")  # private, whatever it embeds
+    embedded = addr.ipv4_mapped or addr.sixtofour
+    if embedded is not None:
+        return embedded
+    if any(addr in net for net in _EMBEDS_IPV4):  # :: and ::1 become 0.0.0.0/0.0.0.1: refused
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return addr
 
 
 def connect_address(url: str, allow_private: bool, until: float) -> tuple[Target, str]:

@@ -50,3 +50,19 @@ def test_limits_and_non_images(page):
         validate_image(b"hello, world\n", "notes.png")
     with pytest.raises(InvalidImage, match="empty"):
         validate_image(b"", "empty.png")
+
+
+def _damaged_pngs(data: bytes) -> dict[str, bytes]:
+    """The PNG with its IDAT checksum flipped, and the PNG cut before IEND."""
+    pos = data.index(b"IDAT") - 4
+    end = pos + 8 + int.from_bytes(data[pos:pos + 4], "big")
+    bad_crc = data[:end] + bytes(b ^ 0xFF for b in data[end:end + 4]) + data[end + 4:]
+    return {"bad_crc": bad_crc, "no_iend": data[:-12]}
+
+
+@pytest.mark.parametrize("damage", ["bad_crc", "no_iend"])
+def test_png_checksums_are_verified_by_both(page, damage):
+    data = _damaged_pngs(encode(page, "png"))[damage]
+    for check in (validate_image, decode_image):  # PIL alone decodes both without a word
+        with pytest.raises(InvalidImage, match="corrupt"):
+            check(data, "damaged.png")
