@@ -9,10 +9,17 @@ from pathlib import Path
 import click
 
 from ocrq.errors import OcrqError
+from ocrq.evaluation.checkbox_eval import (
+    evaluate_checkboxes,
+    format_checkbox_table,
+    load_checkboxes,
+)
+from ocrq.evaluation.classify_eval import classify_all, format_report, load_labels, score
 from ocrq.evaluation.dataset import load_manifest
 from ocrq.evaluation.peers import build_engine, resolve_threads
 from ocrq.evaluation.report import format_diagnostics
 from ocrq.evaluation.runner import evaluate, format_table
+from ocrq.settings import Settings
 
 
 @click.command("eval")
@@ -23,7 +30,8 @@ from ocrq.evaluation.runner import evaluate, format_table
     multiple=True,
     default=("ocrq",),
     show_default=True,
-    help="Engine to score: ocrq, rapidocr or tesseract; repeat to compare in one run.",
+    help="Engine to score: ocrq, rapidocr or tesseract (--task checkbox: ocrq, "
+    "checkbox-extractor); repeat to compare in one run.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
 @click.option(
@@ -43,6 +51,15 @@ from ocrq.evaluation.runner import evaluate, format_table
     show_default=True,
     help="Rows of missed lines and confusions in the table output (--json has all).",
 )
+@click.option(
+    "--task",
+    type=click.Choice(["ocr", "classify", "checkbox"]),
+    default="ocr",
+    show_default=True,
+    help="ocr: score text; classify: document classes (manifest rows with a 'label', "
+    "read by the plug-in stages of plan --tid).",
+)
+@click.option("--tid", default="classify", show_default=True, help="Plan of --task classify.")
 def eval_command(
     manifest_dir: Path,
     engines: tuple[str, ...],
@@ -50,6 +67,8 @@ def eval_command(
     as_json: bool,
     threads: int,
     top: int,
+    task: str,
+    tid: str,
 ) -> None:
     """Score OCR engines on MANIFEST_DIR (a folder with manifest.jsonl).
 
@@ -62,6 +81,15 @@ def eval_command(
     (characters substituted, deleted and inserted; words read as other words).
     """
     threads = resolve_threads(threads)
+    if task == "classify":
+        _eval_classify(manifest_dir, limit, as_json, threads, tid)
+        return
+    if task == "checkbox":
+        # --tid's default names the classify plan; this task's plan is "checkbox"
+        default = click.get_current_context().get_parameter_source("tid")
+        plan = "checkbox" if default == click.core.ParameterSource.DEFAULT else tid
+        _eval_checkbox(manifest_dir, engines, limit, as_json, threads, plan)
+        return
     try:
         samples = load_manifest(manifest_dir, limit=limit)
         # Build every engine first: a missing peer fails before minutes of work.
@@ -80,3 +108,35 @@ def eval_command(
         click.echo(format_table(results))
         click.echo()
         click.echo(format_diagnostics(results, top))
+
+
+def _eval_classify(manifest_dir: Path, limit: int | None, as_json: bool, threads: int,
+                   tid: str) -> None:
+    try:
+        samples = load_labels(manifest_dir, limit=limit)
+        settings = Settings.from_env().with_(threads=threads)
+        report = score(classify_all(samples, settings, tid, progress=sys.stderr.isatty()))
+    except OcrqError as exc:
+        raise click.ClickException(exc.message) from exc
+    if as_json:
+        click.echo(json.dumps({"manifest": str(manifest_dir), "tid": tid, "threads": threads,
+                               **report.to_dict()}, indent=2))
+    else:
+        click.echo(format_report(report))
+
+
+def _eval_checkbox(manifest_dir: Path, engines: tuple[str, ...], limit: int | None,
+                   as_json: bool, threads: int, tid: str) -> None:
+    """Checkbox detection P/R/F1 (IoU >= 0.5) and ticked state on the matched boxes;
+    --engine ocrq (plan --tid, default checkbox) and/or checkbox-extractor."""
+    try:
+        samples = load_checkboxes(manifest_dir, limit=limit)
+        settings = Settings.from_env().with_(threads=threads)
+        scores = evaluate_checkboxes(samples, list(dict.fromkeys(engines)), settings, tid)
+    except OcrqError as exc:
+        raise click.ClickException(exc.message) from exc
+    if as_json:
+        click.echo(json.dumps({"manifest": str(manifest_dir), "tid": tid, "threads": threads,
+                               "results": [s.to_dict() for s in scores]}, indent=2))
+    else:
+        click.echo(format_checkbox_table(scores))

@@ -44,6 +44,13 @@ DATE = re.compile(r"\b\d{1,4}[/.-]\d{1,2}[/.-]\d{2,4}\b")
 CARD_NUMBER = re.compile(r"\b(\w{4})[ -](\w{4})[ -](\w{4})[ -](\w{4})\b")
 
 
+# What the feature code reads from a version's "params" (thresholds and scales).
+PARAMS = ("few_lines", "many_lines", "money_share_full", "table_rows_full", "tall_from",
+          "tall_span", "long_text_from", "card_number_digits", "rule_min_share",
+          "hrules_full", "vrules_full", "box_min", "box_max", "checkboxes_full",
+          "card_min_area", "card_ratio_lo", "card_ratio_hi", "card_solid", "card_filled")
+
+
 def normalise(text: str) -> str:
     """Lower case, accents and compatibility forms folded: 'FACTURA'/'Fáctura' match alike."""
     folded = unicodedata.normalize("NFKD", text.lower())
@@ -69,6 +76,9 @@ class Classifier:
             # Letters or digits may not touch a phrase ("tin" is not in "printing").
             return re.compile(rf"(?<![a-z0-9]){re.escape(normalise(phrase))}(?![a-z0-9])")
 
+        missing = sorted(set(PARAMS) - set(rules.get("params", {})))
+        if missing:  # a version written for other code: refuse it at load, not mid-page
+            raise ValueError(f"cls rules lack params {', '.join(missing)}")
         classes = tuple(rules["classes"])
         return cls(
             classes=classes,
