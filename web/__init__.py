@@ -6,13 +6,13 @@ from flask import Flask
 
 from ocrq.settings import Settings
 from ocrq.webhooks import warn_if_default_secret
-from web import cluster, errors, extensions, health, jobs, models, openapi, ui
+from web import cluster, errors, extensions, health, jobs, metrics, models, openapi, ui
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["OCRQ_SETTINGS"] = settings or Settings.from_env()
     warn_if_default_secret(app.config["OCRQ_SETTINGS"].webhook_secret)
-    for part in (extensions, errors, jobs, health, openapi, models, cluster, ui):
+    for part in (extensions, errors, jobs, health, openapi, models, cluster, ui, metrics):
         part.init_app(app)
     return app
