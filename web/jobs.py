@@ -27,7 +27,8 @@ _COLUMNS = Job.__table__.c
 MAX_IDEMPOTENCY_KEY: int = _COLUMNS.idempotency_key.type.length  # type: ignore[attr-defined]
 # Printable ASCII, not blank at either end (an RFC 8941 sf-string, as the IETF
 # Idempotency-Key draft has it): a key that looks the same in every log.
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 # The text fields and their longest accepted value: the database column, or for
 # URLs far more than any real one (a 2 kB URL is where browsers and CDNs give up).
 MAX_URL = 2048
@@ -106,7 +107,7 @@ def _idempotency_key() -> str | None:
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
         raise ApiError("bad_request", f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} "
                        "characters")
-    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):  # "$" alone admits a "\n"
         raise ApiError("bad_request", "Idempotency-Key must be printable ASCII, not blank "
                        "at either end")
     return key

@@ -15,6 +15,8 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
+from web import jobs
+
 bp = Blueprint("openapi", __name__)
 
 _EXTENSION = "ocrq_openapi"  # key of the app's document in app.extensions
@@ -45,28 +47,38 @@ def _api_key_scheme() -> dict[str, Any]:
                            "bid is the job's, and other businesses' jobs answer 404."}
 
 
+def _text(field: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "maxLength": jobs.LIMITS[field], **extra}
+
+
 def _submit() -> dict[str, Any]:
-    fields = {"bid": {"type": "string"}, "tid": {"type": "string"},
-              "callback_url": {"type": "string", "format": "uri"}}
+    fields = {"bid": _text("bid"), "tid": _text("tid"),
+              "callback_url": _text("callback_url", format="uri")}
+    key = {"type": "string", "maxLength": jobs.MAX_IDEMPOTENCY_KEY,
+           "pattern": jobs.IDEMPOTENCY_KEY_PATTERN}
     return {
         "summary": "Submit an image",
         "security": _api_key(),
         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                        "schema": {"type": "string"},
+                        "schema": key,
                         "description": "same key and bid return the same job"}],
         "requestBody": {"required": True, "content": {
             "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
                 "properties": {"image": {"type": "string", "format": "binary"}, **fields}}},
             "application/json": {"schema": {"type": "object", "properties": {
-                "image_url": {"type": "string", "format": "uri"},
-                "image_base64": {"type": "string"}, "name": {"type": "string"},
-                **copy.deepcopy(fields)}}}}},
+                "image_url": _text("image_url", format="uri"),
+                "image_base64": {"type": "string", "description":
+                                 "base64, line-wrapped or not, or a data:image/...;base64, "
+                                 "URL; send it or image_url, not both"},
+                "name": _text("name"), **copy.deepcopy(fields)}}}}},
         "responses": {"202": {"description": "accepted", **json_body("Job"),
                               "headers": {"Location": {"schema": {"type": "string"}}}},
                       "200": {"description": "idempotent replay", **json_body("Job"),
                               "headers": {"Idempotent-Replayed": {"schema": {"type": "string"}},
                                           "Location": {"schema": {"type": "string"}}}},
                       "400": error_ref(), "401": error_ref(), "413": error_ref(),
+                      "422": {"description": "image_url could not be fetched",
+                              **json_body("Error")},
                       "503": error_ref()}}
 
 
