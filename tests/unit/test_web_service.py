@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from ocrq.names import ModelKind
+from ocrq.models.builtin import catalog
 from ocrq.settings import Settings
 from tests.conftest import assert_api_error
 from web import create_app, openapi
@@ -95,7 +95,7 @@ def test_openapi_documents_every_route(web_app: Flask) -> None:
 
 def test_openapi_model_names_are_the_model_kinds(web_app: Flask) -> None:
     doc = web_app.test_client().get("/v1/openapi.json").get_json()
-    kinds = sorted(kind.value for kind in ModelKind)
+    kinds = sorted(catalog().kinds)  # built-in kinds and the installed plug-ins
     model_paths = [p for p in doc["paths"] if p.startswith("/v1/models/{name}")]
     assert len(model_paths) == 3
     for path in model_paths:
@@ -160,6 +160,10 @@ def test_every_route_answers_json_without_a_body(web_app: Flask) -> None:
         url = path.replace("{job_id}", "nope").replace("{name}", "nope")
         resp = client.open(url, method=method)
         assert resp.status_code < 500 or path == "/readyz", (method, url, resp.status_code)
+        if path == "/metrics":  # Prometheus exposition, not JSON (test_metrics_web.py)
+            assert resp.status_code == 200 and resp.mimetype == "text/plain", resp.mimetype
+            answered[(method, path)] = resp.status_code
+            continue
         assert resp.is_json, (method, url, resp.headers.get("Content-Type"))
         if resp.status_code >= 400:
             error = resp.get_json()["error"]
@@ -172,4 +176,5 @@ def test_every_route_answers_json_without_a_body(web_app: Flask) -> None:
         ("GET", "/v1/models"): 200, ("POST", "/v1/models/{name}/activate"): 403,
         ("POST", "/v1/models/{name}/rollback"): 403,
         ("GET", "/v1/models/{name}/history"): 404, ("GET", "/v1/cluster"): 200,
+        ("GET", "/metrics"): 200,
     }
