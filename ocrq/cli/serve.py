@@ -51,10 +51,16 @@ def db_upgrade(revision: str) -> None:
 @click.command("purge")
 @click.option("--days", type=int, default=None,
               help="retention (default OCRQ_RESULT_RETENTION_DAYS)")
-def purge(days: int | None) -> None:
-    """Delete finished jobs, results and deliveries older than the retention."""
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="jobs per transaction (default OCRQ_PURGE_BATCH)")
+def purge(days: int | None, batch: int | None) -> None:
+    """Delete finished jobs, results and deliveries older than the retention.
+
+    In batches, one transaction each (workers also purge on OCRQ_PURGE_INTERVAL_S).
+    """
     s = Settings.from_env()
-    n = purge_jobs(Database(s.database_url), s.result_retention_days if days is None else days)
+    n = purge_jobs(Database(s.database_url), s.result_retention_days if days is None else days,
+                   batch=s.purge_batch if batch is None else batch)
     click.echo(f"purged {n} jobs")
 
 

@@ -16,6 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from ocrq.storage.db import Database
 from ocrq.storage.models import TERMINAL, Delivery, Job, JobStatus, Result, utcnow
 
+UNFINISHED = [str(s) for s in JobStatus if s not in TERMINAL]
+
 
 def create_job(db: Database, **fields: Any) -> tuple[Job, bool]:
     """Insert a job; with an idempotency key already used for the bid, return
@@ -115,17 +117,50 @@ def count_jobs(db: Database) -> int:
         return int(s.scalar(select(func.count()).select_from(Job)) or 0)
 
 
-def purge(db: Database, retention_days: int, now: datetime | None = None) -> int:
-    """Delete finished jobs (with their results and deliveries) older than the retention."""
-    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+def overdue(db: Database, created_before: datetime, limit: int) -> list[Job]:
+    """Non-terminal jobs created before ``created_before``, oldest first (the sweeper)."""
     with db.session() as s:
-        old = select(Job.id).where(Job.created_at < cutoff,
-                                   Job.status.in_([str(t) for t in TERMINAL]))
-        ids = list(s.scalars(old))
-        if not ids:
-            return 0
-        # Explicit child deletes: SQLite only cascades with foreign_keys=ON.
-        s.execute(delete(Delivery).where(Delivery.job_id.in_(ids)))
-        s.execute(delete(Result).where(Result.job_id.in_(ids)))
-        s.execute(delete(Job).where(Job.id.in_(ids)))
-        return len(ids)
+        return list(s.scalars(
+            # IN over the few unfinished statuses, not NOT IN over the finished ones:
+            # the status index then reads only unfinished rows, never the retention's.
+            select(Job).where(Job.status.in_(UNFINISHED), Job.created_at < created_before)
+            .order_by(Job.created_at).limit(limit)))
+
+
+def queued_between(db: Database, created_after: datetime, created_before: datetime,
+                   limit: int) -> list[Job]:
+    """Jobs still queued that were created in (after, before), oldest first."""
+    with db.session() as s:
+        return list(s.scalars(
+            select(Job).where(Job.status == str(JobStatus.QUEUED),
+                              Job.created_at > created_after, Job.created_at < created_before)
+            .order_by(Job.created_at).limit(limit)))
+
+
+def purge(db: Database, retention_days: int, now: datetime | None = None, *,
+          batch: int = 1000, max_batches: int | None = None) -> int:
+    """Delete finished jobs (with their results and deliveries) older than the retention.
+
+    At most ``batch`` jobs per transaction, oldest first: a year of backlog never
+    becomes one statement holding locks (and a huge ``IN`` list) for minutes, and
+    an interrupted purge keeps what it did. ``max_batches`` bounds one call (the
+    sweeper's share of a heartbeat); None: until nothing is left. Returns the count.
+    """
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    size = max(1, batch)
+    old = (select(Job.id).where(Job.created_at < cutoff,
+                                Job.status.in_([str(t) for t in TERMINAL]))
+           .order_by(Job.created_at).limit(size))
+    total, rounds = 0, 0
+    while max_batches is None or rounds < max_batches:
+        with db.session() as s:
+            ids = list(s.scalars(old))
+            if ids:
+                # Explicit child deletes: SQLite only cascades with foreign_keys=ON.
+                s.execute(delete(Delivery).where(Delivery.job_id.in_(ids)))
+                s.execute(delete(Result).where(Result.job_id.in_(ids)))
+                s.execute(delete(Job).where(Job.id.in_(ids)))
+        total, rounds = total + len(ids), rounds + 1
+        if len(ids) < size:
+            break
+    return total
