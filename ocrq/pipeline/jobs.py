@@ -27,6 +27,7 @@ from ocrq.storage import jobs as store
 from ocrq.webhooks import check_url
 
 log = logging.getLogger(__name__)
+NAME_MAX = 255  # ocrq_jobs.image_name
 
 
 class EnqueueFailed(OcrqError):
@@ -54,6 +55,9 @@ def submit(
     replay belong to it.
     """
     s = services.settings
+    # A client string carried in every message and stored in a 255-character column:
+    # cut once, here, so a huge name never rides the broker.
+    name = name[:NAME_MAX]
     plan = services.plans.resolve(bid, tid)
     queues = services.router.queues(plan)  # before any write: no live worker -> refused, no job
     if callback_url:
@@ -69,7 +73,7 @@ def submit(
     job, created = store.create_job(
         services.db, id=job_id, bid=plan.bid, tid=plan.tid, status=str(JobStatus.QUEUED),
         idempotency_key=idempotency_key or None, callback_url=callback_url or None,
-        image_name=name[:255], width=width, height=height, batches_done=0,
+        image_name=name, width=width, height=height, batches_done=0,
     )
     if not created:  # lost an idempotency race: the other request's job is the answer
         return work.document(services, job.id) or {}, False

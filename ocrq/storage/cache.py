@@ -79,13 +79,27 @@ class StatusCache:
         """
         return int(self._incr(keys=[self.key(job_id)]))
 
-    def delivery(self, task_id: str, ttl_s: int = 7 * 24 * 3600) -> int:
-        """Count one start of a task's message; the count survives redeliveries."""
-        k = f"ocrq:delivery:{task_id}"
+    @staticmethod
+    def delivery_key(task_id: str) -> str:
+        return f"ocrq:delivery:{task_id}"
+
+    def delivery(self, task_id: str, ttl_s: int) -> int:
+        """Count one start of a task's message; the count survives redeliveries.
+
+        ``ttl_s`` (renewed on every start) must outlast the longest gap between two
+        starts of one message (a visibility timeout and a wait in the queue); the
+        key is also deleted when its task is done (:meth:`forget_deliveries`).
+        """
+        k = self.delivery_key(task_id)
         pipe = self.redis.pipeline()
         pipe.incr(k)
-        pipe.expire(k, ttl_s)  # longer than any visibility timeout
+        pipe.expire(k, ttl_s)
         return int(pipe.execute()[0])
+
+    def forget_deliveries(self, task_ids: list[str]) -> None:
+        """Drop the start counters of tasks that are done: nothing redelivers them."""
+        if task_ids:
+            self.redis.delete(*(self.delivery_key(t) for t in task_ids))
 
     # Celery task ids of a job, so a cancel can revoke what has not run yet.
     def add_tasks(self, job_id: str, task_ids: list[str]) -> None:
