@@ -1,0 +1,201 @@
+"""The sweeper: no job stays unfinished past its deadline, old jobs are purged.
+
+Jobs normally end through their own tasks (success, a failure's errback, a time
+limit, a cancel). The sweeper catches what those paths cannot see:
+
+* **Overdue.** A job still ``queued`` or ``running`` ``OCRQ_JOB_DEADLINE_S`` after
+  it was created is failed with ``deadline_exceeded``. Examples: the database was
+  down when the job should have finished, or every message of the job was lost
+  (the broker's Redis was flushed). A task of the job that turns up later sees
+  the job ended and does nothing.
+* **Abandoned at intake.** A job still ``queued`` ``OCRQ_REDRIVE_AFTER_S`` after it
+  was created, with no task ever recorded for it, was left by a web process that
+  died between writing the row and enqueueing the job. If its image is still in
+  Redis, the job is re-driven: its first tasks are built and sent, as intake would
+  have done. If the image is gone, nothing can ever run the job, and it is failed
+  with ``lost`` at once. Only jobs younger than the task list's TTL
+  (``OCRQ_RESULT_CACHE_TTL_S``) and the deadline are re-driven. After that, a
+  missing task list proves nothing, and the deadline decides.
+* **Retention.** Every ``OCRQ_PURGE_INTERVAL_S``, finished jobs older than
+  ``OCRQ_RESULT_RETENTION_DAYS`` are deleted in batches of ``OCRQ_PURGE_BATCH``.
+
+A failed job is finished the same way :func:`ocrq.pipeline.tasks.fail_job` finishes
+one: the database first, then the cache, and then the webhook when the job's row
+has a callback. Every worker runs :func:`tick` after each node heartbeat
+(workers/lifecycle.py). A Redis lock per interval lets one worker sweep and the
+others skip. So a job is never left unfinished longer than its deadline, plus one
+sweep interval, plus one heartbeat.
+
+Each sweep does a bounded amount of work: ``PER_SWEEP`` jobs and ``PURGE_BATCHES``
+batches. The sweep runs on the heartbeat thread, and a long sweep would make the
+worker look dead. When there is more to do, the lock is released, so the next
+heartbeat continues the work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import Celery
+from redis import Redis
+
+from ocrq.names import STEPS, Step
+from ocrq.pipeline import canvas, state, work
+from ocrq.pipeline.messages import JobContext
+from ocrq.pipeline.state import Services
+from ocrq.pipeline.tasks import enqueue_webhook
+from ocrq.plans import Plan
+from ocrq.storage import Job, JobStatus
+from ocrq.storage import jobs as store
+from ocrq.storage.models import utcnow
+
+log = logging.getLogger(__name__)
+SWEEP_LOCK = "ocrq:sweep:lock"
+PURGE_LOCK = "ocrq:sweep:purge"
+PER_SWEEP = 200  # jobs failed or re-driven per sweep (the heartbeat thread waits on it)
+PURGE_BATCHES = 10  # batches of OCRQ_PURGE_BATCH per sweep
+
+
+@dataclass
+class Sweep:
+    """What one sweep did (job ids), for logs and tests."""
+
+    overdue: list[str] = field(default_factory=list)  # failed: deadline_exceeded
+    lost: list[str] = field(default_factory=list)  # failed: lost (queued, image gone)
+    redriven: list[str] = field(default_factory=list)
+    purged: int = 0
+    more: bool = False  # work was left for the next sweep
+
+    def __bool__(self) -> bool:
+        return bool(self.overdue or self.lost or self.redriven or self.purged)
+
+
+def sweep(services: Services, app: Celery, now: datetime | None = None,
+          purge: bool = False) -> Sweep:
+    """One sweep, without any lock: the overdue and abandoned jobs, then (``purge``)
+    one bounded share of the retention purge."""
+    s = services.settings
+    now = now or utcnow()
+    out = Sweep()
+    for job in store.overdue(services.db, now - timedelta(seconds=s.job_deadline), PER_SWEEP):
+        if _fail(services, app, job, "deadline_exceeded", _overdue_message(job, s.job_deadline)):
+            out.overdue.append(job.id)
+    # The job's task list lives this long: an older job without one may have had tasks.
+    window = min(s.job_deadline, s.result_cache_ttl_s)
+    queued = store.queued_between(services.db, now - timedelta(seconds=window),
+                                  now - timedelta(seconds=s.redrive_after_s), PER_SWEEP)
+    for job in queued:
+        if services.cache.tasks(job.id):
+            continue  # enqueued: running, or waiting in a queue; the deadline decides
+        if not services.redis.exists(services.blobs.key_for(job.id)):
+            message = ("this job was never enqueued (its web process stopped after "
+                       "recording it) and its image is no longer stored")
+            if _fail(services, app, job, "lost", message):
+                out.lost.append(job.id)
+        elif _redrive(services, app, job):
+            out.redriven.append(job.id)
+    out.more = len(out.overdue) >= PER_SWEEP or len(queued) >= PER_SWEEP
+    if purge:
+        out.purged = store.purge(services.db, s.result_retention_days, now,
+                                 batch=s.purge_batch, max_batches=PURGE_BATCHES)
+        out.more = out.more or out.purged >= PURGE_BATCHES * max(1, s.purge_batch)
+    return out
+
+
+def tick(services: Services, app: Celery, owner: str = "") -> Sweep | None:
+    """Sweep if this interval is not yet someone else's; None when skipped."""
+    s = services.settings
+    if s.sweep_interval_s <= 0:
+        return None
+    beat = int(max(1.0, s.heartbeat_ttl_s / 3))
+    # The lock expires one heartbeat early: the beat that follows it lands within
+    # the interval, not up to a heartbeat after it.
+    if not _claim(services.redis, SWEEP_LOCK, max(1, s.sweep_interval_s - beat), owner):
+        return None
+    purge = s.purge_interval_s > 0 and _claim(services.redis, PURGE_LOCK,
+                                               s.purge_interval_s, owner)
+    done = sweep(services, app, purge=purge)
+    if done:
+        log.warning("sweep: %d overdue and %d lost jobs failed, %d re-driven, %d purged",
+                    len(done.overdue), len(done.lost), len(done.redriven), done.purged)
+    if done.more:  # the next heartbeat goes on where this one stopped
+        services.redis.delete(SWEEP_LOCK, *([PURGE_LOCK] if purge else []))
+    return done
+
+
+def after_beat(app: Celery, rescuer: Callable[[], None] | None, owner: str
+               ) -> Callable[[], None]:
+    """What a node runs after each heartbeat: the broker rescue (if any), then a tick.
+
+    Each is logged on its own, so one failing (the database down) never stops the other.
+    """
+    def run() -> None:
+        if rescuer is not None:
+            try:
+                rescuer()
+            except Exception as exc:
+                log.warning("rescue of stranded messages failed: %s", exc)
+        try:
+            tick(state.get_state(), app, owner)
+        except Exception as exc:
+            log.warning("sweep failed: %s", exc)
+
+    return run
+
+
+def _claim(redis: Redis, key: str, ttl_s: int, owner: str) -> bool:
+    return bool(redis.set(key, owner or "?", nx=True, ex=max(1, int(ttl_s))))
+
+
+def _overdue_message(job: Job, deadline_s: int) -> str:
+    where = f" (in {job.stage})" if job.stage else ""
+    return (f"this job did not finish within its {deadline_s} s deadline: it was still "
+            f"{job.status}{where}; its messages were lost or its worker stopped answering")
+
+
+def _fail(services: Services, app: Celery, job: Job, code: str, message: str) -> bool:
+    """fail_job's path for a job at hand: finish it, then its webhook if its row has one."""
+    if not work.finish(services, job.id, JobStatus.FAILED,
+                       error={"code": code, "message": message}):
+        return False  # it ended meanwhile
+    log.warning("job %s failed by the sweeper: %s", job.id, code)
+    if job.callback_url:
+        enqueue_webhook(app, job.id, services.settings.queue_webhooks)
+    return True
+
+
+def _redrive(services: Services, app: Celery, job: Job) -> bool:
+    """Build and send the job's first tasks, as intake would have (pipeline.jobs)."""
+    try:
+        plan = services.plans.resolve(job.bid, job.tid)
+        ctx = context(services, plan, job, services.router.queues(plan))
+        if services.cache.get(job.id) is None:
+            services.cache.put(job.id, work.flat_from_row(job, None))
+        sig, ids = canvas.start(app, ctx)
+        services.cache.add_tasks(job.id, ids)  # before sending: never re-driven twice
+        sig.apply_async()
+    except Exception as exc:  # no live worker for a step, plan gone: the deadline decides
+        log.warning("job %s not re-driven: %s", job.id, exc)
+        return False
+    log.warning("job %s re-driven: it was never enqueued", job.id)
+    return True
+
+
+def context(services: Services, plan: Plan, job: Job, queues: dict[str, str]
+            ) -> JobContext:
+    """The intake message of a recorded job (the fields pipeline.jobs.submit sets)."""
+    step = plan.step(Step.RECOGNIZE)
+    rec: dict[str, Any] = step.options if step is not None else {}
+    lexicon = rec.get("lexicon")
+    return JobContext(job_id=job.id, bid=plan.bid, tid=plan.tid,
+                      image_key=services.blobs.key_for(job.id),
+                      name=job.image_name, width=job.width, height=job.height, queues=queues,
+                      batch_lines=int(rec.get("batch_lines")
+                                      or services.settings.recognize_batch_lines),
+                      callback=bool(job.callback_url),
+                      lexicon=None if lexicon is None else tuple(lexicon),
+                      stages=tuple(st.name for st in plan.steps if st.name not in STEPS))
