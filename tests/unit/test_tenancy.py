@@ -218,7 +218,7 @@ def test_a_key_for_a_bid_without_plans_lists_no_other_business(tenants: Tenants,
     assert not any(b in error["message"] for b in ("acme", "globex", "default"))
     tid = assert_api_error(post(tenants.client, png, bearer(tenants.a), tid="hand"), 400,
                            "unknown_plan")
-    assert tid["known"] == ["ocr", "ocr-upright"]
+    assert tid["known"] == ["ocr", "ocr-upright"]  # the tids of this test's PLANS
     assert web_counts() == (0, 0)
 
 

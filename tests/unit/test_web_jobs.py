@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from ocrq.cli.serve import upgrade
+from ocrq.plans import Plans
 from ocrq.settings import Settings
 from tests.conftest import assert_api_error
 from tests.integration.conftest import MARIADB, MARIADB_URL
@@ -170,8 +171,12 @@ def test_bad_input_is_refused_before_anything_is_written(
     assert web_counts() == (0, 0)
 
 
+# The tids of the bundled plans (the OCR plans and the model suite's).
+BUNDLED_TIDS = Plans.load().tids_for("default")
+
+
 @pytest.mark.parametrize("field,value,known", [("bid", "globex", None),
-                                               ("tid", "handwriting", ["ocr", "ocr-upright"])])
+                                               ("tid", "handwriting", BUNDLED_TIDS)])
 def test_unknown_plan_lists_the_known_tids_but_no_bids(client: FlaskClient, png: bytes,
                                                        web_counts: Counts, field: str,
                                                        value: str, known: list[str] | None

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from ocrq.names import ModelKind
+from ocrq.models.builtin import catalog
 from ocrq.settings import Settings
 from tests.conftest import assert_api_error
 from web import create_app
 
 TOKEN = "s3cret-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-KINDS = sorted(kind.value for kind in ModelKind)
+KINDS = sorted(catalog().kinds)  # built-in kinds and the installed plug-ins (ocrq/suite)
 CHANGES = ["activate", "rollback"]
 
 
