@@ -20,8 +20,9 @@ PACKAGES = ("ocrq", "web", "workers")
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("ocrq.__main__",),
     ("ocrq.cli",),
-    ("web", "workers", "ocrq.localcluster"),
+    ("web", "workers", "ocrq.localcluster", "ocrq.suite"),
     ("ocrq.pipeline",),
+    ("ocrq.observability",),
     ("ocrq.cluster", "ocrq.evaluation"),
     ("ocrq.plugin_stages",),
     ("ocrq.engine", "ocrq.plans"),
