@@ -105,6 +105,30 @@ class Settings:
     worker_group: str = ""  # group in the static layout; "" = the first queue consumed
     heartbeat_ttl_s: int = 15  # a worker silent this long is gone from the routing table
     model_reconcile_s: int = 60  # workers re-read the desired versions (missed broadcasts)
+    # --- metrics (issue 15) ---------------------------------------------------
+    # A worker's main process serves Prometheus /metrics on this port, summing its
+    # pool processes (prefork children write to files in metrics_dir); 0 = off.
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"  # in a container the scraper is on another host
+    # The multiprocess files of one worker (emptied when it starts, so one directory
+    # per worker); None: a fresh temporary directory.
+    metrics_dir: Path | None = None
+    # Web /metrics: queue lengths, heartbeats and the webhook backlog are read at
+    # most this often, however many scrapers ask.
+    metrics_cache_s: float = 5.0
+    # --- sweeper: nothing stuck, nothing growing (issue 14) ----------------
+    # A job not finished this long after it was created is failed (deadline_exceeded).
+    # 0: max(3600, 6 x task time limit + visibility timeout): well above a job's
+    # steps each running to its limit, plus one redelivery of a lost message.
+    job_deadline_s: int = 0
+    # How often (cluster-wide, one worker at a time) the sweep runs; 0 turns it off.
+    sweep_interval_s: int = 60
+    # A job still queued this long with no task ever enqueued was abandoned by its web
+    # process (it died between the row and the enqueue): re-driven, or failed (lost)
+    # when its image is gone.
+    redrive_after_s: int = 60
+    purge_interval_s: int = 3600  # the sweep purges past the retention this often; 0: off
+    purge_batch: int = 1000  # jobs deleted per statement and transaction
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:  # a typo must not silently mean "no keys"
@@ -129,6 +153,12 @@ class Settings:
         if self.visibility_timeout_s > 0:
             return self.visibility_timeout_s
         return 2 * int(max(self.task_time_limit_s, self.webhook_backoff_max_s)) + 60
+
+    @property
+    def job_deadline(self) -> int:
+        if self.job_deadline_s > 0:
+            return self.job_deadline_s
+        return max(3600, 6 * self.task_time_limit_s + self.visibility_timeout)
 
     @property
     def lexicon_languages(self) -> tuple[str, ...]:

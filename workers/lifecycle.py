@@ -12,8 +12,10 @@
    b. the :class:`ProcessAgent`: applies desired versions, follows their broadcasts,
       heartbeats the process's models and memory.
 4. ``worker_ready`` (main process): the :class:`NodeAgent` heartbeat (queues consumed,
-   draining) and, on a Redis broker, the rescue of messages stranded on a queue
-   nobody consumes; with a non-forking pool that never sent 3, the process agent.
+   draining); after each beat, on a Redis broker, the rescue of messages stranded on
+   a queue nobody consumes, then the sweeper's tick (ocrq/pipeline/sweeper.py: overdue
+   and abandoned jobs, the retention purge; one worker per interval); with a
+   non-forking pool that never sent 3, the process agent.
 5. ``task_prerun`` / ``task_postrun``: serve the versions pinned for the job's bid
    (canaries); on the threads pool also a timer per stage task that fails its job
    at the hard time limit (a thread cannot be killed; prefork's limit kills the child).
@@ -40,7 +42,8 @@ from ocrq.cluster.heartbeat import read_snapshot
 from ocrq.models.control import ModelControl
 from ocrq.models.repository import ModelRepository
 from ocrq.names import STAGE_TASKS
-from ocrq.pipeline import state, work
+from ocrq.observability import worker as worker_metrics
+from ocrq.pipeline import state, sweeper, work
 from ocrq.pipeline.messages import bid_of, job_id_of
 from ocrq.pipeline.rescue import rescue, stranded
 from ocrq.pipeline.tasks import fail_job
@@ -80,6 +83,7 @@ def install(threads_pool: bool = False) -> None:
     signals.task_postrun.connect(_postrun, weak=False)
     signals.worker_process_shutdown.connect(_process_shutdown, weak=False)
     signals.worker_shutdown.connect(_shutdown, weak=False)
+    worker_metrics.install(state.settings(), state.get_state)  # after the above: engine first
 
 
 # --- 2. before the fork -------------------------------------------------------------
@@ -131,7 +135,8 @@ def _ready(sender: Any, **_: Any) -> None:
     if settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
         rescuer = _rescuer(consumer.app, settings, name, queues)
     _w.node = NodeAgent(settings, name, Redis.from_url(settings.redis_url), queues,
-                        group=settings.worker_group, after_beat=rescuer)
+                        group=settings.worker_group,
+                        after_beat=sweeper.after_beat(consumer.app, rescuer, name))
     _w.node.beat()  # routable from this moment, not one interval later
     _w.node.start()
     if "prefork" not in type(consumer.pool).__module__ and _w.process is None:

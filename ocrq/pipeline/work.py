@@ -17,8 +17,10 @@ import numpy as np
 
 from ocrq.engine import Quad
 from ocrq.names import Step
+from ocrq.observability.metrics import job_finished
 from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
 from ocrq.pipeline.state import Services, WorkerState
+from ocrq.settings import Settings
 from ocrq.storage import TERMINAL, JobStatus
 from ocrq.storage import jobs as store
 from ocrq.webhooks import backoff_s, deliver, secret_for
@@ -84,7 +86,7 @@ def redelivery_error(state: Services, task_id: str | None, job_id: str,
     """
     if not task_id:
         return None  # no task id: not run from a broker message
-    n = state.cache.delivery(task_id)
+    n = state.cache.delivery(task_id, delivery_ttl(state.settings))
     if n <= state.settings.max_deliveries:
         return None
     log.error("job %s: its %s step was lost %d times; giving up", job_id, stage, n - 1)
@@ -92,6 +94,16 @@ def redelivery_error(state: Services, task_id: str | None, job_id: str,
             "message": f"this job's {stage} step was lost {n - 1} times: the worker process "
                        "running it died (killed, e.g. out of memory) or stopped answering; "
                        "not retried again"}
+
+
+def delivery_ttl(settings: Settings) -> int:
+    """How long a task's start counter lives after its last start.
+
+    Its job is failed by the sweeper at its deadline, after which a stage's count
+    no longer matters; a redelivery comes at most a visibility timeout after the
+    start it repeats. Done tasks drop theirs sooner (:func:`finish`, webhooks).
+    """
+    return settings.job_deadline + settings.visibility_timeout
 
 
 def ended(state: Services, job_id: str) -> bool:
@@ -194,6 +206,9 @@ def finish(state: Services, job_id: str, status: JobStatus, *,
     state.cache.update(job_id, status=str(status), stage=None, finished_at=now_iso(),
                        error=error, result=document, **fields)
     state.blobs.delete(state.blobs.key_for(job_id))
+    job_finished(state, job_id, status)
+    # Its stage tasks are done or will see the job ended: their start counters go.
+    state.cache.forget_deliveries(state.cache.tasks(job_id))
     return True
 
 
@@ -233,25 +248,31 @@ def webhook_attempt(state: Services, job_id: str, attempt: int,
         return None
     s = state.settings
     record = {"job_id": job_id, "attempt": attempt, "url": job.callback_url}
-    n = state.cache.delivery(task_id) if task_id else 1
-    if n > s.max_deliveries:
-        log.error("webhook for job %s: attempt %d was lost %d times; giving up",
-                  job_id, attempt, n - 1)
-        store.record_delivery(state.db, **record, status_code=None, ok=False, duration_ms=0.0,
-                              error=f"worker_lost: the worker process sending attempt "
-                                    f"{attempt} died {n - 1} times; giving up")
-        return None
-    doc = shape(flat_from_row(job, store.get_result(state.db, job_id)))
-    body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-    res = deliver(job.callback_url, body, secret_for(s, job.bid),
-                  timeout_s=s.webhook_timeout_s, allow_private=s.allow_private_urls)
-    last = not res.ok and attempt >= s.webhook_max_attempts
-    error = f"{res.error}; giving up after {attempt} attempts" if last else res.error
-    store.record_delivery(state.db, **record, status_code=res.status_code, error=error,
-                          ok=res.ok, duration_ms=round(res.duration_ms, 2))
-    if res.ok or last:
-        if last:
-            log.warning("webhook for job %s gave up after %d attempts: %s", job_id, attempt,
-                        res.error)
-        return None
-    return backoff_s(attempt, s.webhook_backoff_s, s.webhook_backoff_max_s)
+    n = state.cache.delivery(task_id, delivery_ttl(s)) if task_id else 1
+    try:
+        if n > s.max_deliveries:
+            log.error("webhook for job %s: attempt %d was lost %d times; giving up",
+                      job_id, attempt, n - 1)
+            store.record_delivery(state.db, **record, status_code=None, ok=False, duration_ms=0.0,
+                                  error=f"worker_lost: the worker process sending attempt "
+                                        f"{attempt} died {n - 1} times; giving up")
+            return None
+        doc = shape(flat_from_row(job, store.get_result(state.db, job_id)))
+        body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+        res = deliver(job.callback_url, body, secret_for(s, job.bid),
+                      timeout_s=s.webhook_timeout_s, allow_private=s.allow_private_urls)
+        last = not res.ok and attempt >= s.webhook_max_attempts
+        error = f"{res.error}; giving up after {attempt} attempts" if last else res.error
+        store.record_delivery(state.db, **record, status_code=res.status_code, error=error,
+                              ok=res.ok, duration_ms=round(res.duration_ms, 2))
+        if res.ok or last:
+            if last:
+                log.warning("webhook for job %s gave up after %d attempts: %s", job_id, attempt,
+                            res.error)
+            return None
+        return backoff_s(attempt, s.webhook_backoff_s, s.webhook_backoff_max_s)
+    finally:
+        # This message ran to an end (a new message carries the next attempt); only a
+        # process that died under it (no finally) leaves the counter for its redelivery.
+        if task_id:
+            state.cache.forget_deliveries([task_id])
