@@ -55,6 +55,9 @@ WORKER_ENV = {
     # Workers refuse pages wider than this; tests that need a job to fail in a worker
     # give the intake a larger limit (a real misconfiguration, not a test hook).
     "OCRQ_MAX_IMAGE_SIDE": "4000",
+    # The sweeper has its own tests (test_sweeper.py); here it could fail and purge
+    # the stale rows test_retention_purge writes before the test's own purge runs.
+    "OCRQ_SWEEP_INTERVAL_S": "0",
 }
 
 
