@@ -43,10 +43,12 @@ PARAMS: dict[str, Any] = {
     "ring_cover": 0.8,
     "inner_pad": 0.22,  # interior inset, share of side (plus the border)
     "ticked_fill": 0.1,  # ink share inside a ticked box
+    "glyph_gap": 0.35,  # a letter's neighbour in its word is closer than this, in sides
+    "glyph_height": 0.6,  # a square shorter than this share of its line may be a letter
     "label_gap": 12.0,  # farthest label, in box sides
     "box_chars": "○◯●◉□■☐☑☒✓✔✗✘口[]()|Oo0QD",  # what OCR reads a box in its line as
 }
-PARAMS_SHA256 = "1667574f334da352a0889149ea0b69e66d4c81488c5ab50d19d2b789b35b39fc"
+PARAMS_SHA256 = "64140a30aac55382883525ab010911fc963a3fc5041e745715b08cd8457a3bea"
 
 
 def _make() -> bytes:
@@ -140,18 +142,22 @@ def label_text(box: Box, ln: Line, p: dict[str, Any]) -> str:
     return " ".join(words)
 
 
-def is_glyph(box: Box, ink: np.ndarray, lines: list[Line]) -> bool:
-    """An outline that is a letter ("o", "D", "a" at some sizes): inside a
-    recognised line, with ink right next to it on the row (within a word). A
-    box keeps a space before its label, however the text detector cut the line."""
+def is_glyph(box: Box, ink: np.ndarray, lines: list[Line], p: dict[str, Any]) -> bool:
+    """An outline that is a letter: inside a recognised line, with ink right next
+    to it on the row (within a word). Square letters ("a", "e", "o" thickened by a
+    scan) are lower-case sized: a box in the line is as tall as its capitals."""
     cx, cy = box.x + box.w / 2, box.y + box.h / 2
-    if not any(ln.x0 <= cx <= ln.x1 and ln.y0 <= cy <= ln.y1 for ln in lines):
+    holding = [ln for ln in lines if ln.x0 <= cx <= ln.x1 and ln.y0 <= cy <= ln.y1]
+    if not holding or (box.shape == "box" and box.h >= float(p["glyph_height"]) * min(
+            ln.y1 - ln.y0 for ln in holding)):
         return False
-    gap = max(2, int(round(0.35 * box.side)))
-    rows = ink[box.y + box.h // 4:box.y + 3 * box.h // 4]
-    left = rows[:, max(0, box.x - gap):max(0, box.x - 1)]
-    right = rows[:, box.x + box.w + 1:box.x + box.w + gap]
-    return bool(left.any() or right.any())
+    gap = max(2, int(round(float(p["glyph_gap"]) * box.side)))
+    top, bottom = max(0, box.y - box.h // 2), box.y + box.h + box.h // 2
+    strips = [ink[top:bottom, max(0, box.x - gap):max(0, box.x - 1)] > 0,
+              ink[top:bottom, box.x + box.w + 1:box.x + box.w + gap] > 0]
+    mid = slice(box.y - top + box.h // 4, box.y - top + 3 * box.h // 4)
+    # a table rule beside the box runs past it up and down; a letter does not
+    return any(bool(s[mid][:, s.mean(axis=0) < 0.9].any()) for s in strips if s.size)
 
 
 def run_checkbox(page: StageInput) -> dict[str, Any]:
@@ -165,7 +171,7 @@ def run_checkbox(page: StageInput) -> dict[str, Any]:
     threshold = float(p["ticked_fill"])
     out = []
     for box, fill in detect(page.image, p):
-        if is_glyph(box, ink, lines):
+        if is_glyph(box, ink, lines, p):
             continue
         corners = np.array([[box.x, box.y], [box.x + box.w, box.y],
                             [box.x + box.w, box.y + box.h], [box.x, box.y + box.h]], np.float64)

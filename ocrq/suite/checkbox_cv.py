@@ -70,19 +70,30 @@ def _scales(lo: int, hi: int) -> list[int]:
     return ks
 
 
+def _edge(inked: np.ndarray, start: int, step: int, reach: int) -> int:
+    """The side's row: from ``start`` inwards (against ``step``) to the first row at
+    least half inked (a tick sticking out is not), then outwards over the inked
+    rows next to it (a stroke map shrinks thick round letters)."""
+    i = start
+    while not inked[i] and abs(i - start) < reach and 0 <= i - step < len(inked):
+        i -= step
+    while 0 <= i + step < len(inked) and inked[i + step]:
+        i += step
+    return i
+
+
 def refine(ink: np.ndarray, x: int, y: int, w: int, h: int, band: int
            ) -> tuple[int, int, int, int]:
-    """The candidate's sides moved to the outermost rows and columns (within
-    ``band``) that are at least half inked: a stroke map shrinks thick round
-    letters, and a tick may stick out of a box, but neither inks half a side."""
+    """The candidate's sides moved to its outline (:func:`_edge`); a table rule a
+    blank row away does not move them."""
     x0, y0 = max(0, x - band), max(0, y - band)
     win = ink[y0:y + h + band, x0:x + w + band] > 0
-    rows = np.flatnonzero(win[:, x - x0:x - x0 + w].mean(axis=1) >= 0.5)
-    cols = np.flatnonzero(win[y - y0:y - y0 + h].mean(axis=0) >= 0.5)
-    if not len(rows) or not len(cols):
-        return x, y, 0, 0
-    return (x0 + int(cols[0]), y0 + int(rows[0]), int(cols[-1] - cols[0]) + 1,
-            int(rows[-1] - rows[0]) + 1)
+    rows = win[:, x - x0:x - x0 + w].mean(axis=1) >= 0.5
+    cols = win[y - y0:y - y0 + h].mean(axis=0) >= 0.5
+    ry, rx = h // 3, w // 3
+    top, bottom = _edge(rows, y - y0, -1, ry), _edge(rows, y - y0 + h - 1, 1, ry)
+    left, right = _edge(cols, x - x0, -1, rx), _edge(cols, x - x0 + w - 1, 1, rx)
+    return x0 + left, y0 + top, right - left + 1, bottom - top + 1
 
 
 def _corners(patch: np.ndarray, frac: float) -> bool:
@@ -111,11 +122,11 @@ def find_squares(ink: np.ndarray, p: dict[str, Any]) -> list[Box]:
     size (largest first, so a box's inner fill is not taken for a box): a tick
     or a cross through the box is no long straight stroke and does not grow them."""
     lo, hi = side_limits(ink.shape, p)
-    closed = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((2, 2), np.uint8))
     found: list[Box] = []
     for k in reversed(_scales(lo, hi)):
-        strokes = (cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((1, k), np.uint8))
-                   | cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((k, 1), np.uint8)))
+        # no closing first: it joins a box to the letters and rules beside it
+        strokes = (cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, k), np.uint8))
+                   | cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((k, 1), np.uint8)))
         n, _labels, stats, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
         for i in range(1, n):
             x, y, w, h, _area = (int(v) for v in stats[i])
@@ -186,10 +197,19 @@ def _overlaps(a: Box, b: Box) -> bool:
     return ix > 0 and iy > 0 and ix * iy > 0.3 * min(a.w * a.h, b.w * b.h)
 
 
+def without_rules(ink: np.ndarray, longest: int) -> np.ndarray:
+    """Ink less the straight rules longer than any box (a form's table lines), which
+    boxes often touch; a box's own sides are shorter and stay."""
+    n = longest + 2
+    rules = (cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, n), np.uint8))
+             | cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((n, 1), np.uint8)))
+    return ink & ~rules
+
+
 def detect(image: np.ndarray, p: dict[str, Any]) -> list[tuple[Box, float]]:
     """Boxes and circles with their interior fill, nested and duplicate ones dropped."""
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    ink = ink_mask(gray, p)
+    ink = without_rules(ink_mask(gray, p), side_limits(gray.shape, p)[1])
     squares = find_squares(ink, p)
     circles = [c for c in find_circles(ink, p) if not any(_overlaps(c, s) for s in squares)]
     boxes = [b for b in squares + circles
