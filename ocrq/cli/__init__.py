@@ -11,6 +11,7 @@ import click
 from ocrq.cli.cluster import cluster, workers
 from ocrq.cli.errors import OcrqGroup
 from ocrq.cli.eval import eval_command
+from ocrq.cli.flower import flower
 from ocrq.cli.keys import keys
 from ocrq.cli.models import models
 from ocrq.cli.run import run
@@ -25,5 +26,5 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for command in (run, eval_command, serve, db, purge, models, keys, cluster, workers):
+for command in (run, eval_command, serve, db, purge, models, keys, cluster, workers, flower):
     main.add_command(command)
