@@ -16,17 +16,22 @@ import numpy as np
 
 from ocrq.document import Line, PageResult
 from ocrq.models.registry import Desired, ModelRegistry
+from ocrq.models.states import LoadedModel
 from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
-from ocrq.stages.deskew import estimate_skew, should_deskew, straighten, to_upright
+from ocrq.stages.deskew import estimate_skew, should_deskew, straighten
 from ocrq.stages.detect import DetectOptions, Region, detect
+from ocrq.stages.frames import Quad, line_crops, to_submitted
 from ocrq.stages.leaders import leader_dots
 from ocrq.stages.lexicon import get_lexicon
-from ocrq.stages.recognize import RecognizeOptions, crop_lines, recognize
+from ocrq.stages.recognize import RecognizeOptions, recognize
 from ocrq.stages.reorder import reading_order
-from ocrq.stages.rotate import classify_lines, classify_pages, rotate_image
-
-Quad = list[list[float]]  # four [x, y] points, clockwise from the text's top-left
+from ocrq.stages.rotate import (
+    classify_lines,
+    classify_pages,
+    lines_run_sideways,
+    rotate_image,
+)
 
 
 @dataclass(frozen=True)
@@ -129,29 +134,24 @@ class Engine:
         return Rotated(angle, round(o.confidence, 4), {ModelKind.ROT.value: model.version}, _ms(t0))
 
     def step_detect(self, image: np.ndarray, rotation: int) -> Detected:
-        """Detect lines on the upright page, then check line direction and skew.
+        """Detect lines on the upright page, then check its orientation and skew.
 
-        When most lines read upside down the page is turned a further 180°
-        (``rotation`` in the answer is the final one) and detection runs again
-        on that page: a page turned by any multiple of 90° is read from exactly
-        the pixels of the upright page, never from polygons mapped across
-        (DB is not rotation-equivariant, so those differ). The skew is then
-        measured on that upright page's lines; a clear one (``skew`` in the
-        answer) is turned out and detection runs once more on the straightened
-        page, whose frame the polygons are in. ``leaders`` counts the leader
-        dots right of each line (stages/leaders.py), for step_reorder to append.
+        The final ``rotation`` may differ from the one given: when most lines
+        run up and down the page it is turned a further 90°, when most read
+        upside down a further 180°, and detection runs again each time
+        (:meth:`_orient`). A page turned by any multiple of 90° is read from
+        exactly the pixels of the upright page, never from polygons mapped
+        across (DB is not rotation-equivariant, so those differ). The skew is
+        then measured on that upright page's lines; a clear one (``skew`` in
+        the answer) is turned out and detection runs once more on the
+        straightened page, whose frame the polygons are in. ``leaders`` counts
+        the leader dots right of each line (stages/leaders.py), for
+        step_reorder to append.
         """
         t0 = time.perf_counter()
         det = self.registry.get(ModelKind.STD)
         models = {ModelKind.STD.value: det.version}
-        upright = rotate_image(image, rotation)
-        regions = detect(det, [upright], self.options.detect)[0]
-        votes = self._directions(upright, regions, models, 0.0)
-        if sum(c for f, c in votes if f) > sum(c for f, c in votes if not f):
-            rotation = (rotation + 180) % 360
-            upright = rotate_image(image, rotation)
-            regions = detect(det, [upright], self.options.detect)[0]
-            votes = self._directions(upright, regions, models, 0.0)
+        rotation, upright, regions, votes = self._orient(image, rotation, det, models)
         # Rounded: the angle travels in messages, and every worker must map the
         # polygons back with exactly the value this one used.
         skew = round(estimate_skew([r.polygon for r in regions]), 2)
@@ -186,6 +186,29 @@ class Engine:
             ms=_ms(t0),
             skew=skew,
         )
+
+    def _orient(self, image: np.ndarray, rotation: int, det: LoadedModel,
+                models: dict[str, int]
+                ) -> tuple[int, np.ndarray, list[Region], list[tuple[bool, float]]]:
+        """The final quarter turn: (rotation, upright page, its lines, their votes).
+
+        Lines running up and down the page: the page model was a quarter off
+        (it is on some skewed photos); turned 90° further, the line vote then
+        settles whether that was the right way or half a turn from it.
+        """
+        upright = rotate_image(image, rotation)
+        regions = detect(det, [upright], self.options.detect)[0]
+        if self.options.use_direction and lines_run_sideways([r.polygon for r in regions]):
+            rotation = (rotation + 90) % 360
+            upright = rotate_image(image, rotation)
+            regions = detect(det, [upright], self.options.detect)[0]
+        votes = self._directions(upright, regions, models, 0.0)
+        if sum(c for f, c in votes if f) > sum(c for f, c in votes if not f):
+            rotation = (rotation + 180) % 360
+            upright = rotate_image(image, rotation)
+            regions = detect(det, [upright], self.options.detect)[0]
+            votes = self._directions(upright, regions, models, 0.0)
+        return rotation, upright, regions, votes
 
     def _directions(self, upright: np.ndarray, regions: Sequence[Region],
                     models: dict[str, int], skew: float) -> list[tuple[bool, float]]:
@@ -255,10 +278,9 @@ class Engine:
                 if text.strip() and float(conf) >= self.options.min_line_confidence]
         quads = [np.asarray(polygons[i], np.float32) for i in keep]
         placements = reading_order(quads)
-        uw, uh = (height, width) if rotation in (90, 270) else (width, height)
         lines = []
         for i, q, p in zip(keep, quads, placements, strict=True):
-            original = to_original(to_upright(q, skew, uw, uh), rotation, uw, uh)
+            original = to_submitted(q, rotation, skew, width, height)
             lines.append(Line(
                 text=str(texts[i][0]),
                 confidence=float(texts[i][1]),
@@ -268,33 +290,3 @@ class Engine:
         lines.sort(key=lambda ln: ln.order)
         timings = {**timings_ms, "reorder": _ms(t0)}
         return PageResult(name, width, height, rotation, lines, dict(models), timings)
-
-
-def line_crops(upright: np.ndarray, polygons: Sequence[np.ndarray] | Sequence[Quad],
-               skew: float) -> list[np.ndarray]:
-    """The lines' crops; ``polygons`` are on the upright page straightened by ``skew``.
-
-    The whole straightened page is rebuilt (not only the part step_detect cut
-    around the text): its pixels depend on the page and the angle alone, so a
-    line reads the same in whichever recognition batch it travels.
-    """
-    page = straighten(upright, skew).image if skew else upright
-    return crop_lines(page, [np.asarray(p, np.float32) for p in polygons])
-
-
-def to_original(q: np.ndarray, rotation: int, uw: int, uh: int) -> np.ndarray:
-    """Map points from the upright frame (size uw x uh) back to the submitted image.
-
-    The upright image is the submitted one turned clockwise by ``rotation``.
-    """
-    p = np.asarray(q, np.float32).reshape(-1, 2)
-    x, y = p[:, 0], p[:, 1]
-    rotation %= 360
-    if rotation == 0:
-        return p.copy()
-    if rotation == 90:  # submitted (x, y) -> upright (H-1-y, x); H = uw
-        return np.stack([y, uw - 1 - x], axis=1)
-    if rotation == 180:
-        return np.stack([uw - 1 - x, uh - 1 - y], axis=1)
-    # 270: submitted (x, y) -> upright (y, W-1-x); W = uh
-    return np.stack([uh - 1 - y, x], axis=1)

@@ -48,23 +48,19 @@ def estimate_skew(polygons: Sequence[np.ndarray] | Sequence[Sequence[Sequence[fl
     stamp at another angle does not pull it). 0.0 when fewer than
     ``MIN_LINES`` boxes are long enough.
     """
-    angles: list[float] = []
-    weights: list[float] = []
-    for poly in polygons:
-        q = np.asarray(poly, np.float64).reshape(4, 2)
-        d = (q[1] - q[0]) + (q[2] - q[3])
-        length = float(np.hypot(d[0], d[1])) / 2
-        height = float(np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2
-        if d[0] <= 0 or length < MIN_ASPECT * max(height, 1.0):
-            continue
-        angles.append(float(np.degrees(np.arctan2(-d[1], d[0]))))  # y grows downwards
-        weights.append(length)
-    if len(angles) < MIN_LINES:
+    q = np.asarray(polygons, np.float64).reshape(-1, 4, 2)  # all at once: ~0.1 ms a page
+    d = (q[:, 1] - q[:, 0]) + (q[:, 2] - q[:, 3])
+    length = np.hypot(d[:, 0], d[:, 1]) / 2
+    height = (np.linalg.norm(q[:, 3] - q[:, 0], axis=1)
+              + np.linalg.norm(q[:, 2] - q[:, 1], axis=1)) / 2
+    long = (d[:, 0] > 0) & (length >= MIN_ASPECT * np.maximum(height, 1.0))
+    if int(long.sum()) < MIN_LINES:
         return 0.0
-    order = np.argsort(angles)
-    cum = np.cumsum(np.asarray(weights)[order])
+    angles = np.degrees(np.arctan2(-d[long, 1], d[long, 0]))  # y grows downwards
+    order = np.argsort(angles, kind="stable")
+    cum = np.cumsum(length[long][order])
     k = int(np.searchsorted(cum, cum[-1] / 2))
-    return float(np.asarray(angles)[order][k])
+    return float(angles[order][k])
 
 
 def should_deskew(skew: float, threshold: float) -> bool:

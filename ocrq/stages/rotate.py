@@ -3,7 +3,10 @@
 The page model sees three 224x224 views along the page's long axis (a long
 receipt's middle alone may be blank) and their probabilities are averaged.
 The line model then checks every text-line crop; when most lines of a page
-read upside down, the page itself is turned 180° (see the engine).
+read upside down, the page itself is turned 180° (see the engine). A page
+whose detected lines mostly run up and down it was taken a quarter turn off
+(:func:`lines_run_sideways`; the page model does that on some skewed photos):
+the engine turns it a further 90° and lets the line vote settle the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from ocrq.models.states import LoadedModel
 from ocrq.stages._common import normalize, softmax
 
 ANGLES = (0, 90, 180, 270)
+SIDEWAYS_MIN_ASPECT = 3.0  # a box this many times longer than wide runs along its line
+SIDEWAYS_MIN_LINES = 3
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,23 @@ def _to_clockwise(label: int) -> int:
     # The model's label is how far the content is turned counter-clockwise;
     # making it upright means turning it back clockwise by the same amount.
     return label % 360
+
+
+def lines_run_sideways(polygons: Sequence[np.ndarray]) -> bool:
+    """Whether most of the text (by length of long boxes) runs nearer the vertical.
+
+    The long side is found by its length, not by the corners' order: a quad's
+    "top-left" is only meaningful for text that runs roughly left to right.
+    """
+    q = np.asarray(polygons, np.float64).reshape(-1, 4, 2)
+    a, b = q[:, 1] - q[:, 0], q[:, 3] - q[:, 0]
+    la, lb = np.hypot(a[:, 0], a[:, 1]), np.hypot(b[:, 0], b[:, 1])
+    long = np.where((la >= lb)[:, None], a, b)
+    length, short = np.maximum(la, lb), np.minimum(la, lb)
+    keep = length >= SIDEWAYS_MIN_ASPECT * np.maximum(short, 1.0)
+    up = keep & (np.abs(long[:, 1]) > np.abs(long[:, 0]))
+    along, across = float(length[up].sum()), float(length[keep & ~up].sum())
+    return int(up.sum()) >= SIDEWAYS_MIN_LINES and along > 2 * across
 
 
 def rotate_image(image: np.ndarray, angle: int) -> np.ndarray:

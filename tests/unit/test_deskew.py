@@ -18,6 +18,7 @@ import pytest
 from ocrq.engine import Engine, EngineOptions
 from ocrq.pipeline.messages import JobContext, Lines, RecognitionRef
 from ocrq.stages.deskew import estimate_skew, should_deskew, straighten, to_upright
+from ocrq.stages.rotate import lines_run_sideways
 from tests.fixtures import rotate
 
 
@@ -60,6 +61,17 @@ def test_only_a_clear_skew_is_turned_out() -> None:
     assert not should_deskew(0.8, 1.0) and not should_deskew(-0.99, 1.0)
     assert should_deskew(1.0, 1.0) and should_deskew(-10.0, 1.0)
     assert not should_deskew(40.0, 1.0)  # no longer a skew the boxes measure
+
+
+@pytest.mark.parametrize(("degrees", "sideways"),
+                         [(0.0, False), (10.0, False), (-30.0, False), (80.0, True),
+                          (90.0, True), (-100.0, True)])
+def test_lines_running_up_the_page_are_told_apart(degrees: float, sideways: bool) -> None:
+    lines = [_quad(300, 300 + 40 * i, 400, 30, degrees) for i in range(5)]
+    assert lines_run_sideways(lines) is sideways
+    # A few vertical boxes (a side note, a barcode's digits) do not turn a page.
+    across = [_quad(300, 300 + 40 * i, 400, 30, 0.0) for i in range(5)]
+    assert not lines_run_sideways(across + [_quad(50, 300, 400, 30, 90.0)] * 3)
 
 
 @pytest.mark.parametrize("skew", [-10.0, 7.0])

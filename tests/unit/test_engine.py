@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocrq.engine import to_original
+from ocrq.stages.frames import to_original
 from ocrq.stages.rotate import rotate_image
 from tests.fixtures import INVOICE_LINES, add_noise, render_page, rotate
 
@@ -148,3 +148,14 @@ def test_a_page_turned_and_skewed_reads_like_upright(engine, invoice_page, degre
         xs, ys = zip(*ln.polygon, strict=True)
         assert min(xs) >= 0 and max(xs) < page.width
         assert min(ys) >= 0 and max(ys) < page.height
+
+
+@pytest.mark.parametrize("off", [90, 270])
+def test_a_page_taken_a_quarter_turn_off_is_turned_back(engine, invoice_page, off):
+    """The orientation model may be a quarter off (it is on some skewed photos): lines
+    then run up and down the page, and it is turned back before anything is read."""
+    upright = engine.step_detect(invoice_page, 0)
+    d = engine.step_detect(invoice_page, off)
+    assert d.rotation == 0
+    assert (d.polygons, d.flipped, d.leaders) == (upright.polygons, upright.flipped,
+                                                  upright.leaders)
