@@ -2,9 +2,10 @@
 
 submitted --(turned clockwise by ``rotation``, a multiple of 90°: lossless)-->
 upright --(turned by ``-skew`` onto an enlarged canvas: stages/deskew.py)-->
-straightened. Detection reports polygons on the last page it read (the
-straightened one, or the upright one when ``skew`` is 0); recognition crops
-them from that page, and the result maps them back onto the submitted image.
+straightened. Detection reports polygons on the whole straightened page (it
+reads only the part around the text and shifts them), or on the upright page
+when ``skew`` is 0; recognition crops them from that page, and the result maps
+them back onto the submitted image.
 """
 
 from __future__ import annotations
