@@ -51,7 +51,7 @@ def pass_once(engine: Engine, pages: list[tuple[Any, Detected]], jobs: int,
               ) -> tuple[float, list[list[Any]]]:
     def one(item: tuple[Any, Detected]) -> list[Any]:
         image, d = item
-        return engine.step_recognize(image, d.rotation, d.polygons, d.flipped).texts
+        return engine.step_recognize(image, d.rotation, d.polygons, d.flipped, skew=d.skew).texts
 
     t0 = time.perf_counter()
     if jobs == 1:

@@ -188,3 +188,10 @@ def test_import_resolution(code: str, expected: list[str]) -> None:
     node = ast.parse(code).body[0]
     assert isinstance(node, ast.Import | ast.ImportFrom)
     assert _targets(node, "ocrq.pipeline.tasks", False, set(_sources())) == expected
+
+
+def test_test_files_have_unique_names() -> None:
+    """tests/unit and tests/integration are not packages: pytest imports test modules
+    by basename, and two with the same name stop the whole collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
