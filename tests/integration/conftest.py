@@ -22,23 +22,15 @@ import pymysql
 import pytest
 import requests
 from redis import Redis
-from sqlalchemy.engine import make_url
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ocrq.cli.serve import upgrade
 from ocrq.localcluster import LocalCluster, WorkerSpec
 from ocrq.pipeline.state import Services
 from ocrq.settings import Settings
+from tests.databases import MARIADB, MARIADB_URL
 
 ROOT = Path(__file__).resolve().parents[2]
-# The suite's MariaDB account: root without a password on 127.0.0.1 (as on CI)
-# unless OCRQ_TEST_MYSQL_URL names another (scripts/test creates one where root
-# uses socket authentication, as on a fresh Debian install).
-MARIADB_URL = os.environ.get(
-    "OCRQ_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306").rstrip("/")
-_mysql = make_url(MARIADB_URL)
-MARIADB = {"host": _mysql.host or "127.0.0.1", "port": _mysql.port or 3306,
-           "user": _mysql.username or "root", "password": _mysql.password or ""}
 TERMINAL = {"succeeded", "failed", "cancelled"}
 # Worker-side settings shared by every stack: short webhook backoff so retry tests
 # take seconds; private URLs allowed in the *worker* because test receivers listen on

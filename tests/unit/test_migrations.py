@@ -12,24 +12,18 @@ the ORM classes other tests of this session happened to import.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pymysql
 import pytest
 from sqlalchemy import create_engine, inspect
-from sqlalchemy.engine import make_url
 
 from ocrq.cli.serve import MIGRATIONS, upgrade
+from tests.databases import throwaway_mariadb
 
 ROOT = Path(__file__).resolve().parents[2]
-# The same account as tests/integration/conftest.py: root without a password on
-# 127.0.0.1 unless OCRQ_TEST_MYSQL_URL names another.
-MARIADB_URL = os.environ.get(
-    "OCRQ_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306").rstrip("/")
 TABLES = {"alembic_version", "ocrq_jobs", "ocrq_results", "ocrq_webhook_deliveries",
           "ocrq_model_activations", "ocrq_api_keys"}
 
@@ -37,18 +31,8 @@ TABLES = {"alembic_version", "ocrq_jobs", "ocrq_results", "ocrq_webhook_deliveri
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A throw-away MariaDB database, dropped afterwards."""
-    url = make_url(MARIADB_URL)
-    conn = pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306,
-                           user=url.username or "root", password=url.password or "")
-    name = f"ocrq_test_{secrets.token_hex(4)}"
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-        yield f"{MARIADB_URL}/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.close()
+    with throwaway_mariadb(migrate=False) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pymysql
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import event, func, select
-from sqlalchemy.engine import make_url
 
 from ocrq.cli.serve import purge as purge_command
-from ocrq.cli.serve import upgrade
 from ocrq.storage import Database, Delivery, Job, JobStatus, Result
 from ocrq.storage import jobs as store
 from ocrq.storage.models import utcnow
-
-MARIADB_URL = os.environ.get(
-    "OCRQ_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306").rstrip("/")
+from tests.databases import throwaway_mariadb
 
 
 @pytest.fixture
@@ -35,19 +29,8 @@ def sqlite_url(migrated_sqlite: Path, tmp_path: Path) -> str:
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A throw-away MariaDB database, migrated, dropped afterwards."""
-    url = make_url(MARIADB_URL)
-    conn = pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306,
-                           user=url.username or "root", password=url.password or "")
-    name = f"ocrq_test_{secrets.token_hex(4)}"
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-        upgrade(f"{MARIADB_URL}/{name}")
-        yield f"{MARIADB_URL}/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.close()
+    with throwaway_mariadb() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])

@@ -7,19 +7,16 @@ import hashlib
 import re
 import shutil
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pymysql
 import pytest
 from click.testing import CliRunner, Result
 
 from ocrq.cli import main
-from ocrq.cli.serve import upgrade
 from ocrq.storage import Database
 from ocrq.storage import keys as store
-from tests.integration.conftest import MARIADB, MARIADB_URL
+from tests.databases import throwaway_mariadb
 
 PLANS = "default_bid: default\ntids:\n  ocr: {steps: [detect, recognize, reorder]}\n" \
         "bids:\n  default: {}\n  acme: {}\n  globex: {}\n"
@@ -35,17 +32,9 @@ def sqlite_url(migrated_sqlite: Path, tmp_path: Path) -> str:
 
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
-    name = f"ocrq_test_{uuid.uuid4().hex[:8]}"
-    conn = pymysql.connect(**MARIADB)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-        upgrade(f"{MARIADB_URL}/{name}")
-        yield f"{MARIADB_URL}/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.close()
+    """A throw-away MariaDB database, migrated, dropped afterwards."""
+    with throwaway_mariadb() as url:
+        yield url
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "mariadb"])

@@ -16,17 +16,15 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pymysql
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from ocrq.cli.serve import upgrade
 from ocrq.plans import Plans
 from ocrq.settings import Settings
 from tests.conftest import assert_api_error
-from tests.integration.conftest import MARIADB, MARIADB_URL
+from tests.databases import throwaway_mariadb
 from web import create_app
 
 Counts = Callable[[], tuple[int, int]]
@@ -281,18 +279,9 @@ def test_broker_down_fails_the_job_and_it_cannot_be_cancelled(
 # --- MariaDB (the production database) -----------------------------------------------
 @pytest.fixture(scope="module")
 def mariadb_url() -> Iterator[str]:
-    """A fresh MariaDB database for this module, migrated with the project's upgrade."""
-    name = f"ocrq_web_{uuid.uuid4().hex[:8]}"
-    conn = pymysql.connect(**MARIADB)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-        upgrade(f"{MARIADB_URL}/{name}")
-        yield f"{MARIADB_URL}/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.close()
+    """A throw-away MariaDB database, migrated, dropped afterwards."""
+    with throwaway_mariadb() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
