@@ -61,7 +61,9 @@ class _Worker:
     node: NodeAgent | None = None
     process: ProcessAgent | None = None
     threads_pool: bool = False
-    pins: dict[str, Token[Any]] = field(default_factory=dict)
+    # Keyed by task id and thread, like the timers: a redelivered copy of a task may
+    # run beside a hung one on the threads pool.
+    pins: dict[tuple[str, int], Token[Any]] = field(default_factory=dict)
     # Keyed by task id and thread: a redelivered copy of a task may run beside a hung one.
     timers: dict[tuple[str, int], threading.Timer] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -174,13 +176,13 @@ def _prerun(task_id: str, task: Any = None, args: Any = None, **_: Any) -> None:
     if _w.process is not None and _w.process.registry.bid_pins():
         bid = bid_of(args)
         if bid:
-            _w.pins[task_id] = _w.process.registry.pin_bid(bid)
+            _w.pins[(task_id, threading.get_ident())] = _w.process.registry.pin_bid(bid)
     if _w.threads_pool:
         _arm_time_limit(task_id, task, args)
 
 
 def _postrun(task_id: str, **_: Any) -> None:
-    token = _w.pins.pop(task_id, None)
+    token = _w.pins.pop((task_id, threading.get_ident()), None)
     if token is not None and _w.process is not None:
         _w.process.registry.unpin(token)
     if _w.threads_pool:

@@ -34,5 +34,6 @@ def run(state: WorkerState, ctx: JobContext, doc: dict[str, Any], index: int
         # The recognition progress the cache kept becomes the row's final count.
         flat = state.cache.get(ctx.job_id) or {}
         counts = {k: flat[k] for k in ("batches_done", "batches_total") if flat.get(k) is not None}
-        finish(state, ctx.job_id, JobStatus.SUCCEEDED, document=doc, **counts)
+        if not finish(state, ctx.job_id, JobStatus.SUCCEEDED, document=doc, **counts):
+            return None  # ended meanwhile: whoever ended it sent the webhook
     return doc

@@ -191,9 +191,9 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
                                      lines.polygons, texts, models, timings,
                                      leaders=lines.leaders, skew=ctx.skew)
     doc = page.to_dict()
-    if not ctx.stages:
-        finish(state, job_id, JobStatus.SUCCEEDED, document=doc, batches_done=len(results),
-               batches_total=len(results))
+    if not ctx.stages and not finish(state, job_id, JobStatus.SUCCEEDED, document=doc,
+                                     batches_done=len(results), batches_total=len(results)):
+        return None  # ended meanwhile (cancel, sweeper, time limit): its webhook went then
     return doc
 
 
