@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import replace
 from typing import Any
 
 from celery import Celery
@@ -22,7 +21,8 @@ from ocrq.names import STEPS, Step
 from ocrq.pipeline import canvas, work
 from ocrq.pipeline.messages import JobContext
 from ocrq.pipeline.state import Services
-from ocrq.storage import JobStatus
+from ocrq.plans import Plan
+from ocrq.storage import Job, JobStatus
 from ocrq.storage import jobs as store
 from ocrq.webhooks import check_url
 
@@ -77,16 +77,25 @@ def submit(
     )
     if not created:  # lost an idempotency race: the other request's job is the answer
         return work.document(services, job.id) or {}, False
-    step = plan.step(Step.RECOGNIZE)
-    rec = step.options if step is not None else {}
-    lexicon = rec.get("lexicon")  # else the worker's OCRQ_LEXICON
-    ctx = JobContext(job_id=job_id, bid=plan.bid, tid=plan.tid, image_key="", name=name,
-                     width=width, height=height, queues=queues,
-                     batch_lines=int(rec.get("batch_lines") or s.recognize_batch_lines),
-                     callback=bool(callback_url),
-                     lexicon=None if lexicon is None else tuple(lexicon),
-                     stages=tuple(st.name for st in plan.steps if st.name not in STEPS))
+    ctx = first_context(services, plan, job, queues)
     return _enqueue(services, app, job, ctx, data), True
+
+
+def first_context(services: Services, plan: Plan, job: Job, queues: dict[str, str]
+                  ) -> JobContext:
+    """The first message of a recorded job: what intake sends, and what the sweeper
+    sends again for a job whose intake died before enqueueing it."""
+    step = plan.step(Step.RECOGNIZE)
+    rec: dict[str, Any] = step.options if step is not None else {}
+    lexicon = rec.get("lexicon")  # else the worker's OCRQ_LEXICON
+    return JobContext(job_id=job.id, bid=plan.bid, tid=plan.tid,
+                      image_key=services.blobs.key_for(job.id), name=job.image_name,
+                      width=job.width, height=job.height, queues=queues,
+                      batch_lines=int(rec.get("batch_lines")
+                                      or services.settings.recognize_batch_lines),
+                      callback=bool(job.callback_url),
+                      lexicon=None if lexicon is None else tuple(lexicon),
+                      stages=tuple(st.name for st in plan.steps if st.name not in STEPS))
 
 
 def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: bytes
@@ -98,7 +107,7 @@ def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: b
     """
     job_id = ctx.job_id
     try:
-        ctx = replace(ctx, image_key=services.blobs.put(job_id, data))
+        services.blobs.put(job_id, data)  # at ctx.image_key
         services.cache.put(job_id, work.flat_from_row(job, None))
         sig, ids = canvas.start(app, ctx)
         services.cache.add_tasks(job_id, ids)

@@ -38,17 +38,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from celery import Celery
 from redis import Redis
 
-from ocrq.names import STEPS, Step
 from ocrq.pipeline import canvas, state, work
-from ocrq.pipeline.messages import JobContext
+from ocrq.pipeline.jobs import first_context
 from ocrq.pipeline.state import Services
 from ocrq.pipeline.tasks import enqueue_webhook
-from ocrq.plans import Plan
 from ocrq.storage import Job, JobStatus
 from ocrq.storage import jobs as store
 from ocrq.storage.models import utcnow
@@ -172,7 +169,7 @@ def _redrive(services: Services, app: Celery, job: Job) -> bool:
     """Build and send the job's first tasks, as intake would have (pipeline.jobs)."""
     try:
         plan = services.plans.resolve(job.bid, job.tid)
-        ctx = context(services, plan, job, services.router.queues(plan))
+        ctx = first_context(services, plan, job, services.router.queues(plan))
         if services.cache.get(job.id) is None:
             services.cache.put(job.id, work.flat_from_row(job, None))
         sig, ids = canvas.start(app, ctx)
@@ -185,17 +182,3 @@ def _redrive(services: Services, app: Celery, job: Job) -> bool:
     return True
 
 
-def context(services: Services, plan: Plan, job: Job, queues: dict[str, str]
-            ) -> JobContext:
-    """The intake message of a recorded job (the fields pipeline.jobs.submit sets)."""
-    step = plan.step(Step.RECOGNIZE)
-    rec: dict[str, Any] = step.options if step is not None else {}
-    lexicon = rec.get("lexicon")
-    return JobContext(job_id=job.id, bid=plan.bid, tid=plan.tid,
-                      image_key=services.blobs.key_for(job.id),
-                      name=job.image_name, width=job.width, height=job.height, queues=queues,
-                      batch_lines=int(rec.get("batch_lines")
-                                      or services.settings.recognize_batch_lines),
-                      callback=bool(job.callback_url),
-                      lexicon=None if lexicon is None else tuple(lexicon),
-                      stages=tuple(st.name for st in plan.steps if st.name not in STEPS))
