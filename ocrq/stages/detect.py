@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pyclipper
 
+from ocrq.models.runtimes.inputs import run_images
 from ocrq.models.states import LoadedModel
-from ocrq.stages._common import normalize
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,7 @@ def _run(model: LoadedModel, image: np.ndarray, scale: float, opts: DetectOption
     rw = max(mult, int(round(w * scale / mult)) * mult)
     interp = cv2.INTER_AREA if rh < h else cv2.INTER_LINEAR
     resized = cv2.resize(image, (rw, rh), interpolation=interp)
-    batch = normalize(resized[None], model.manifest.input)
-    prob = model.runtime.run(batch)[0, 0]
+    prob = run_images(model.runtime, resized[None], model.manifest.input)[0, 0]
     return boxes_from_map(prob, w, h, opts)
 
 

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ocrq.models.runtimes.sharded import run_many
+from ocrq.models.runtimes.inputs import run_many_images
 from ocrq.models.states import LoadedModel
-from ocrq.stages._common import normalize
 from ocrq.stages.lexicon import Glyph, Lexicon, get_lexicon
 from ocrq.stages.zero_o import settle_word
 
@@ -121,8 +120,9 @@ def recognize(
             batch[:] = 128
             for j, i in enumerate(chunk):
                 batch[j, :, : resized[i].shape[1]] = resized[i]
-            batches.append(normalize(batch, model.manifest.input))
-        for (width, chunk), probs in zip(round_, run_many(model.runtime, batches), strict=True):
+            batches.append(batch)
+        outputs = run_many_images(model.runtime, batches, model.manifest.input)
+        for (width, chunk), probs in zip(round_, outputs, strict=True):
             for j, i in enumerate(chunk):
                 ink = ink_profile(resized[i])
                 results[i] = decode(probs[j], charset, opts, ink=ink, width=width,

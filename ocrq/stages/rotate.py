@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ocrq.models.runtimes.inputs import run_images
 from ocrq.models.states import LoadedModel
-from ocrq.stages._common import normalize, softmax
+from ocrq.stages._common import softmax
 
 ANGLES = (0, 90, 180, 270)
 SIDEWAYS_MIN_ASPECT = 3.0  # a box this many times longer than wide runs along its line
@@ -49,7 +50,7 @@ def classify_pages(model: LoadedModel, images: Sequence[np.ndarray]) -> list[Ori
     if not images:
         return []
     views = np.concatenate([page_views(im) for im in images])
-    logits = model.runtime.run(normalize(views, model.manifest.input))
+    logits = run_images(model.runtime, views, model.manifest.input)
     probs = logits if np.allclose(logits.sum(axis=1), 1.0, atol=1e-3) else softmax(logits)
     labels = [int(x) for x in model.manifest.labels] or list(ANGLES)
     out = []
@@ -106,7 +107,7 @@ def classify_lines(
             ch, cw = crop.shape[:2]
             rw = min(w, max(1, int(np.ceil(h * cw / max(ch, 1)))))
             arr[j, :, :rw] = cv2.resize(crop, (rw, h))
-        probs = model.runtime.run(normalize(arr, spec))
+        probs = run_images(model.runtime, arr, spec)
         labels = list(model.manifest.labels) or ["0", "180"]
         flip = labels.index("180")
         for p in probs:

@@ -20,7 +20,7 @@ from ocrq.models.repository import ModelRepository
 from ocrq.models.runtimes import load_runtime
 from ocrq.models.runtimes.base import Runtime
 from ocrq.models.runtimes.batching import BatchingRuntime
-from ocrq.stages._common import normalize
+from ocrq.models.runtimes.inputs import normalize
 from tests.fixtures import render_page
 
 WORDS = ["Invoice 4711", "Total 12.50", "Paid cash", "Receipt 0042", "Thank you",
