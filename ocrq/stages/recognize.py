@@ -150,15 +150,44 @@ def ink_profile(strip: np.ndarray) -> Ink | None:
     return Ink(band.sum(axis=0) >= 2, float(rows[-1] - rows[0] + 1))
 
 
-def _longest_blank(columns: np.ndarray, a: int, b: int) -> int:
-    seg = columns[max(a, 0) : max(b, 0)]
-    if seg.size == 0:
-        return 0
-    best = run = 0
-    for has_ink in seg:
-        run = 0 if has_ink else run + 1
-        best = max(best, run)
-    return best
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the ranges ``[start, start + length)`` one after another, and
+    where each range begins among them (for ``np.maximum.reduceat``)."""
+    offsets = np.cumsum(lengths) - lengths
+    i = np.arange(int(lengths.sum())) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
+    return i, offsets
+
+
+def blank_runs(columns: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The longest run of blank (False) columns in each ``columns[start:end]`` (slice
+    rules: a start past the end or an end past the columns clips), all at once:
+    one numpy pass per line instead of a Python loop per gap between letters."""
+    n = columns.size
+    a = np.minimum(np.maximum(starts, 0), n)
+    lengths = np.maximum(np.minimum(np.maximum(ends, 0), n) - a, 0)
+    out = np.zeros(len(a), np.int64)
+    full = lengths > 0
+    if not full.any():
+        return out
+    # last_ink[i]: the last ink column at or before i (-1: none); a blank run
+    # ending at i inside a range that starts at a is i - max(last_ink[i], a - 1) long.
+    last_ink = np.maximum.accumulate(np.where(columns, np.arange(n), -1))
+    i, offsets = _ranges(a, lengths)
+    runs = i - np.maximum(last_ink[i], np.repeat(a, lengths) - 1)
+    out[full] = np.maximum.reduceat(runs, offsets[full])
+    return out
+
+
+def space_peaks(space: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """The space class's highest probability strictly between each two neighbouring
+    emitted steps (float64; -inf where they are adjacent)."""
+    starts, lengths = steps[:-1] + 1, np.maximum(np.diff(steps) - 1, 0)
+    out = np.full(len(starts), -np.inf)
+    full = lengths > 0
+    if full.any():
+        i, offsets = _ranges(starts, lengths)
+        out[full] = np.maximum.reduceat(space[i], offsets[full])
+    return out
 
 
 def decode(
@@ -185,8 +214,8 @@ def decode(
         return Recognized("", 0.0)
     chars = [charset[k] if k < len(charset) else "" for k in idx[steps]]
     stride = width / len(idx) if width else 0.0
-    spacing = _spacing(steps, chars, ink, stride)
-    tokens = _tokens(probs, steps, chars, len(charset) - 1, spacing, opts)
+    spacing = _spacing(steps, chars, ink, stride, probs[:, len(charset) - 1])
+    tokens = _tokens(chars, spacing, opts)
     words = _words(probs, steps, idx, chars, tokens, charset, opts, lexicon)
     conf = float(best[steps].mean())
     return Recognized(" ".join(words), conf)
@@ -201,25 +230,27 @@ class _Spacing:
     blanks: list[int]  # longest blank ink run between neighbours; empty without a profile
     usual_blank: float  # their median: the line's usual gap between letters
     ink_height: float  # vertical extent of the ink (0 without a profile)
+    peaks: list[float]  # the space class's highest probability between neighbours
 
 
-def _spacing(steps: np.ndarray, chars: list[str], ink: Ink | None, stride: float) -> _Spacing:
+def _spacing(steps: np.ndarray, chars: list[str], ink: Ink | None, stride: float,
+             space: np.ndarray) -> _Spacing:
     gaps = np.diff(steps)
     # The usual pitch: median distance between neighbours that are not spaces.
-    inner = [g for g, a, b in zip(gaps, chars, chars[1:], strict=False) if a != " " and b != " "]
-    pitch = float(np.median(inner)) if inner else 0.0
+    letter = np.array([c != " " for c in chars])
+    inner = gaps[letter[:-1] & letter[1:]]
+    pitch = float(np.median(inner)) if inner.size else 0.0
     blanks: list[int] = []
-    if ink is not None and stride:
-        blanks = [
-            _longest_blank(ink.columns, int((s0 + 0.5) * stride), int((s1 + 0.5) * stride))
-            for s0, s1 in zip(steps, steps[1:], strict=False)
-        ]
+    if ink is not None and stride and steps.size > 1:
+        # int() of a positive float is its floor, as astype's truncation.
+        cols = ((steps + 0.5) * stride).astype(np.int64)
+        blanks = blank_runs(ink.columns, cols[:-1], cols[1:]).tolist()
     usual_blank = float(np.median(blanks)) if blanks else 0.0
-    return _Spacing(gaps, pitch, blanks, usual_blank, ink.height if ink is not None else 0.0)
+    return _Spacing(gaps, pitch, blanks, usual_blank, ink.height if ink is not None else 0.0,
+                    space_peaks(space, steps).tolist())
 
 
-def _tokens(probs: np.ndarray, steps: np.ndarray, chars: list[str], space_col: int,
-            spacing: _Spacing, opts: RecognizeOptions) -> list[list[int]]:
+def _tokens(chars: list[str], spacing: _Spacing, opts: RecognizeOptions) -> list[list[int]]:
     """Tokens as lists of emitted steps (indices into ``steps``), split where the
     model emitted a space or where the spacing rules put one."""
     tokens: list[list[int]] = [[] if chars[0] == " " else [0]]
@@ -228,8 +259,7 @@ def _tokens(probs: np.ndarray, steps: np.ndarray, chars: list[str], space_col: i
         if cur == " ":
             tokens.append([])
             continue
-        if prev != " " and _space_before(probs, steps, k, space_col, spacing, opts,
-                                         _in_number(chars, k)):
+        if prev != " " and _space_before(k, spacing, opts, _in_number(chars, k)):
             tokens.append([])
         tokens[-1].append(k)
     return tokens
@@ -245,14 +275,13 @@ def _in_number(chars: list[str], k: int) -> bool:
             and chars[k].isdigit())
 
 
-def _space_before(probs: np.ndarray, steps: np.ndarray, k: int, space_col: int,
-                  spacing: _Spacing, opts: RecognizeOptions, in_number: bool = False) -> bool:
+def _space_before(k: int, spacing: _Spacing, opts: RecognizeOptions,
+                  in_number: bool = False) -> bool:
     """Whether a space goes between emitted characters ``k - 1`` and ``k``.
 
     ``in_number``: only the network's own space class may split there.
     """
-    between = probs[steps[k - 1] + 1 : steps[k], space_col]
-    space = between.size > 0 and float(between.max()) >= opts.space_prob
+    space = spacing.peaks[k - 1] >= opts.space_prob
     if in_number:
         return space
     if spacing.blanks:
