@@ -46,6 +46,7 @@ import onnxruntime
 
 from ocrq.engine import Engine
 from ocrq.evaluation.dataset import load_manifest
+from ocrq.evaluation.metrics import word_counts
 from ocrq.models.repository import ModelRepository
 from ocrq.models.runtimes import load_runtime
 from ocrq.models.runtimes.torch import TorchRuntime, gpu_memory_mib
@@ -66,6 +67,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end part")
     ap.add_argument("--compile", action="store_true", help="add torch.compile rows (slow load)")
     ap.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. reduce-overhead")
+    ap.add_argument("--cudnn", default="on", choices=("on", "benchmark", "off"),
+                    help="how cuDNN picks kernels, for every CUDA row (process-wide)")
+    ap.add_argument("--no-eager-e2e", action="store_true",
+                    help="end to end: skip the CUDA fp32 row without buckets and graphs")
     return ap.parse_args()
 
 
@@ -91,6 +96,10 @@ def backends(torch_cpu: bool, cuda: bool, compile: bool = False) -> list[tuple[s
         rows.append(("torch-cuda-fp16", {"backend": "torch", "device": "cuda", "fp16": True}))
         rows.append(("torch-cuda-half", {"backend": "torch", "device": "cuda", "fp16": True,
                                          "fp16_mode": "half"}))
+        # One captured CUDA graph per input shape (what GPU workers run, issue 11).
+        rows.append(("cuda-fp32-graph", {"backend": "torch", "device": "cuda", "graphs": True}))
+        rows.append(("cuda-fp16-graph", {"backend": "torch", "device": "cuda", "fp16": True,
+                                         "graphs": True}))
     if compile:  # torch.compile(dynamic=True) variants of the torch rows
         rows += [(f"{label}+compile", {**cfg, "torch_compile": True})
                  for label, cfg in rows if cfg["backend"] == "torch"]
@@ -124,12 +133,12 @@ def bench_models(args: argparse.Namespace, repo: ModelRepository, cuda: bool) ->
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
             path = repo.manifest(model).weights_path
-            torch_only = "fp16_mode" in cfg or (args.compile_mode and cfg.get("torch_compile"))
-            if torch_only:  # TorchRuntime options that are not settings
+            if cfg["backend"] == "torch":  # TorchRuntime options that are not settings
                 runtimes[label] = TorchRuntime(
                     path, device=cfg["device"], threads=args.threads,
                     fp16=cfg.get("fp16", False), fp16_mode=cfg.get("fp16_mode", "autocast"),
                     compile=cfg.get("torch_compile", False), compile_mode=args.compile_mode,
+                    graphs=cfg.get("graphs", False), cudnn=args.cudnn,
                 )
             else:
                 runtimes[label] = load_runtime(
@@ -167,28 +176,40 @@ def bench_models(args: argparse.Namespace, repo: ModelRepository, cuda: bool) ->
             print(f"| {model} | {label} | {peak:.0f} | {used_s} |")
 
 
-def bench_e2e(args: argparse.Namespace, root: Path, cuda: bool) -> None:
-    samples = load_manifest(args.data, limit=args.limit)
-    images = [(s.path.name, s.load()) for s in samples]
+def e2e_configs(args: argparse.Namespace, cuda: bool) -> list[tuple[str, dict]]:
     configs = [(BASE, {"runtime": "onnxruntime", "device": "cpu"})]
     if not args.no_torch_cpu:
         configs.append(("torch-cpu", {"runtime": "torch", "device": "cpu"}))
     if cuda:
-        configs.append(("torch-cuda-fp32", {"runtime": "torch", "device": "cuda"}))
-        configs.append(("torch-cuda-fp16", {"runtime": "torch", "device": "cuda", "fp16": True}))
-    engines = {}
-    for label, cfg in configs:
-        settings = Settings(model_root=root, threads=args.threads, **cfg)
-        engines[label] = Engine.from_settings(settings)
-        engines[label].run(images[0][1], name=images[0][0])  # loads models; not timed
-    busy = dict.fromkeys(engines, 0.0)
+        gpu = {"runtime": "torch", "device": "cuda", "cudnn": args.cudnn}
+        if not args.no_eager_e2e:  # what GPU workers ran before issue 11
+            configs.append(("cuda-fp32-eager", {**gpu, "shape_buckets": "off",
+                                                "cuda_graphs": False}))
+        configs.append(("cuda-fp32", gpu))  # shape buckets + CUDA graphs (the default)
+        configs.append(("cuda-fp16", {**gpu, "fp16": True}))
+    return configs
+
+
+def bench_e2e(args: argparse.Namespace, root: Path, cuda: bool) -> None:
+    """Pages one at a time (or --concurrency threads): receipts/s, median and first
+    page, load (warm-up) time, word F1, and pages whose text equals another row's."""
+    samples = load_manifest(args.data, limit=args.limit)
+    images = [(s.path.name, s.load()) for s in samples]
+    engines, load_s = {}, {}
+    for label, cfg in e2e_configs(args, cuda):
+        t0 = time.perf_counter()
+        engines[label] = Engine.from_settings(Settings(model_root=root, threads=args.threads,
+                                                       **cfg))
+        engines[label].preload()  # models loaded and (on CUDA) every bucket warmed
+        load_s[label] = time.perf_counter() - t0
+    times: dict[str, list[float]] = {label: [] for label in engines}
     texts: dict[str, list[list[str]]] = {label: [] for label in engines}
     if args.concurrency == 1:
         for name, image in images:  # engines take turns page by page (fair under drifting load)
             for label, engine in engines.items():
                 t0 = time.perf_counter()
                 page = engine.run(image, name=name)
-                busy[label] += time.perf_counter() - t0
+                times[label].append(time.perf_counter() - t0)
                 texts[label].append([ln.text for ln in page.lines])
     else:
         for label, engine in engines.items():
@@ -196,17 +217,38 @@ def bench_e2e(args: argparse.Namespace, root: Path, cuda: bool) -> None:
             with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
                 pages = pool.map(lambda item, e=engine: e.run(item[1], name=item[0]), images)
                 texts[label] = [[ln.text for ln in p.lines] for p in pages]
-            busy[label] = time.perf_counter() - t0
+            times[label] = [time.perf_counter() - t0]
     print(f"\nEnd to end: {len(images)} receipts from {args.data.resolve()}, "
-          f"concurrency {args.concurrency}\n")
-    print(f"| engine | receipts/s | ms/receipt | lines read | pages with text identical to "
-          f"{BASE} | × {BASE} receipts/s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, secs in busy.items():
-        same = sum(a == b for a, b in zip(texts[label], texts[BASE], strict=True))
-        lines = sum(len(t) for t in texts[label])
-        print(f"| {label} | {len(images) / secs:.2f} | {1000 * secs / len(images):.0f} | "
-              f"{lines} | {same}/{len(images)} | {busy[BASE] / secs:.2f} |")
+          f"concurrency {args.concurrency}, cudnn {args.cudnn}\n")
+    ref = "cuda-fp32" if "cuda-fp32" in engines else BASE
+    print(f"| engine | receipts/s | median ms | first page ms | max ms | load+warm s | "
+          f"word F1 | same text as {BASE} | same text as {ref} |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, secs in times.items():
+        total = sum(secs)
+        per = secs if args.concurrency == 1 else [total / len(images)]
+        same = [sum(a == b for a, b in zip(texts[label], texts[r], strict=True))
+                for r in (BASE, ref)]
+        print(f"| {label} | {len(images) / total:.2f} | {1000 * statistics.median(per):.1f} | "
+              f"{1000 * per[0]:.1f} | {1000 * max(per):.1f} | {load_s[label]:.1f} | "
+              f"{word_f1(samples, texts[label]):.4f} | {same[0]}/{len(images)} | "
+              f"{same[1]}/{len(images)} |")
+    for label, engine in engines.items():
+        graphs = [getattr(getattr(m.runtime, "inner", m.runtime), "graph_stats", None)
+                  for m in engine.registry.loaded()]
+        info = [g() for g in graphs if g is not None]
+        if info:
+            print(f"\n{label} graphs: {info}")
+
+
+def word_f1(samples: list, texts: list[list[str]]) -> float:
+    matched = predicted = true = 0
+    for sample, lines in zip(samples, texts, strict=True):
+        c = word_counts("\n".join(lines), "\n".join(t for t, _ in sample.truth))
+        matched, predicted, true = matched + c.matched, predicted + c.predicted, true + c.true
+    p, r = matched / max(predicted, 1), matched / max(true, 1)
+    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
+
 
 def main() -> int:
     args = parse_args()

@@ -2,22 +2,31 @@
 
 On CPU with ONNX Runtime the line models run as copies that split the rows
 (:class:`ShardedRuntime`); with ``batch_wait_ms`` their concurrent calls share
-forward passes (:class:`BatchingRuntime`).
+forward passes (:class:`BatchingRuntime`). On a GPU every model runs at shape
+buckets (:class:`BucketedRuntime`, warmed at load), every model's concurrent
+calls are merged (pages for detection too), and each pass has the bucket's
+fixed row count, so a page's text never depends on what else is in flight.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
 
 from ocrq.models.builtin import model_spec
 from ocrq.models.runtimes import Runtime, load_runtime
 from ocrq.models.runtimes.batching import BatchingRuntime
+from ocrq.models.runtimes.bucketed import BucketedRuntime
+from ocrq.models.runtimes.buckets import Buckets
 from ocrq.models.runtimes.sharded import ShardedRuntime
 from ocrq.names import BATCHED_MODELS
 from ocrq.settings import Settings
 
 MAX_AUTO_COPIES = 4  # each copy keeps its own memory arena
+BUCKET_MODES = ("auto", "on", "off")
+log = logging.getLogger(__name__)
 
 
 def build_runtime(name: str, weights: Path, settings: Settings) -> Runtime:
@@ -31,12 +40,38 @@ def build_runtime(name: str, weights: Path, settings: Settings) -> Runtime:
     if spec.load is not None:
         return spec.load(weights)  # type: ignore[no-any-return]
     runtime = _sharded_runtime(name, weights, settings)
-    if name in BATCHED_MODELS and settings.batch_wait_ms > 0:
+    spec = _input_spec(weights)
+    buckets = Buckets.from_spec(spec) if _bucketed(runtime, settings) else None
+    batching = settings.batch_wait_ms > 0 and (name in BATCHED_MODELS or buckets is not None)
+    if batching:
         # One wrapper per loaded version: a canary's rows never share
         # a pass with the active version's.
         runtime = BatchingRuntime(runtime, max_wait_ms=settings.batch_wait_ms,
-                                  max_batch=settings.batch_max)
+                                  max_batch=settings.batch_max,
+                                  rows_per_pass=buckets.batch_size if buckets else None)
+    if buckets is not None:
+        bucketed = BucketedRuntime(runtime, buckets, pad_rows=not batching)
+        seconds = bucketed.warm(spec)
+        log.info("%s %s: %d bucket shapes warmed in %.1f s", name, weights,
+                 len(buckets.warm_shapes()), seconds)
+        return bucketed
     return runtime
+
+
+def _bucketed(runtime: Runtime, settings: Settings) -> bool:
+    mode = settings.shape_buckets
+    if mode not in BUCKET_MODES:
+        raise ValueError(f"OCRQ_SHAPE_BUCKETS must be one of {', '.join(BUCKET_MODES)}, "
+                         f"not {mode!r}")
+    return mode == "on" or (mode == "auto" and str(runtime.device).startswith("cuda"))
+
+
+def _input_spec(weights: Path) -> dict[str, object]:
+    """The manifest's input spec beside the weights ({} when there is none)."""
+    manifest = Path(weights).parent / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    return dict(json.loads(manifest.read_text(encoding="utf-8")).get("input") or {})
 
 
 def _sharded_runtime(name: str, weights: Path, settings: Settings) -> Runtime:
@@ -45,7 +80,8 @@ def _sharded_runtime(name: str, weights: Path, settings: Settings) -> Runtime:
     def make(threads: int) -> Runtime:
         return load_runtime(s.runtime, weights, device=s.device, threads=threads,
                             fp16=s.fp16, graph_rewrite=s.graph_rewrite,
-                            torch_compile=s.torch_compile)
+                            torch_compile=s.torch_compile, cuda_graphs=s.cuda_graphs,
+                            cudnn=s.cudnn)
 
     total = s.threads or os.cpu_count() or 1
     copies = 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,18 @@ import torch
 
 from ocrq.errors import OcrqError
 from ocrq.models.gpu import process_memory  # the one NVML reader
+from ocrq.models.runtimes.cuda_graphs import CapturedPass, new_pool
+from ocrq.models.runtimes.inputs import Spec, affine, normalize, rgb
 from ocrq.models.runtimes.onnx_torch import OnnxModule, load_module
 
 log = logging.getLogger(__name__)
 
 FP16_MODES = ("autocast", "half")
+# How cuDNN picks convolution kernels (process-wide): "on" its heuristics per
+# new shape, "benchmark" time every candidate once per shape, "off" torch's own
+# kernels. Per-shape choice is paid once per bucket at load (runtimes/buckets.py).
+CUDNN_MODES = ("on", "benchmark", "off")
+MAX_GRAPHS = 96  # captured shapes per model version (buckets need ~60)
 
 
 def resolve_device(device: str) -> str:
@@ -57,12 +65,17 @@ class TorchRuntime:
         compile: bool = False,
         compile_mode: str | None = None,
         warmup_shape: tuple[int, ...] | None = None,
+        graphs: bool = False,
+        cudnn: str = "on",
     ) -> None:
+        """``graphs``: replay a captured CUDA graph per input shape (CUDA only)."""
         onnx_path = Path(onnx_path)
         if threads > 0:
             torch.set_num_threads(threads)  # process-wide, like ORT's intra-op pool
         self.device = resolve_device(device)
-        self.fp16 = fp16 and self.device.startswith("cuda")
+        cuda = self.device.startswith("cuda")
+        self._init_graphs(cudnn if cuda else "")
+        self.fp16 = fp16 and cuda
         if fp16 and not self.fp16:
             log.warning("fp16 needs CUDA; %s runs in fp32 on CPU", onnx_path)
         if fp16_mode not in FP16_MODES:
@@ -97,16 +110,99 @@ class TorchRuntime:
         if compile and self.warmup_shape[0] == 1:
             # Dynamo specialises size 1: batch 1 and batch >1 are two graphs; build both now.
             self.run(np.zeros((2, *self.warmup_shape[1:]), np.float32))
+        # After that first (eager) pass: graphs are captured per bucket shape from now on.
+        self.graphs = graphs and cuda and not compile
+        self._pool = new_pool() if self.graphs else None
+
+    def _init_graphs(self, cudnn: str) -> None:
+        if cudnn:
+            _cudnn_mode(cudnn)
+        self.graphs = False
+        self.graph_error = ""  # why capturing failed (then every pass runs eagerly)
+        self._captured: dict[tuple[str, tuple[int, ...]], CapturedPass] = {}
+        self._pool: object = None
+        self._lock = threading.Lock()  # one pass at a time through the pinned buffers
+        self._affine: dict[tuple[object, ...], tuple[torch.Tensor, torch.Tensor, bool]] = {}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.graphs:
+            captured = self._graph("f32", batch.shape, torch.float32, self._net)
+            if captured is not None:
+                with self._lock:
+                    return captured.run(batch)
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-            x = x.to(self.device, dtype=self.dtype)
-            with torch.autocast("cuda", torch.float16, enabled=self.fp16_mode == "autocast"):
-                y = self._forward(x)
-            return y.float().cpu().numpy()
+            x = torch.from_numpy(batch).to(self.device)
+            return self._net(x).cpu().numpy()
+
+    def run_images(self, images: np.ndarray, spec: Spec) -> np.ndarray:
+        """uint8 NHWC pixels; on CUDA they travel as bytes and are normalised there."""
+        if not self.device.startswith("cuda"):
+            return self.run(normalize(images, spec))
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+
+        def net(x: torch.Tensor) -> torch.Tensor:
+            return self._net(self._normalise(x, spec))
+
+        if self.graphs:
+            captured = self._graph("u8", images.shape, torch.uint8, net)
+            if captured is not None:
+                with self._lock:
+                    return captured.run(images)
+        with torch.inference_mode():
+            return net(torch.from_numpy(images).to(self.device)).cpu().numpy()
+
+    warm_images = run_images  # a first pass per shape chooses kernels and captures
+
+    def _net(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised float32 NCHW on the device -> float32 output on the device."""
+        with torch.autocast("cuda", torch.float16, enabled=self.fp16_mode == "autocast",
+                            cache_enabled=False):
+            y = self._forward(x.to(self.dtype))
+        return y.float()
+
+    def _normalise(self, x: torch.Tensor, spec: Spec) -> torch.Tensor:
+        """The host's ``inputs.normalize`` on the device: the same multiply, then add."""
+        key = tuple(sorted((k, str(v)) for k, v in spec.items()))
+        if key not in self._affine:
+            a, b = affine(spec)
+            self._affine[key] = (torch.from_numpy(a).to(self.device),
+                                 torch.from_numpy(b).to(self.device), rgb(spec))
+        a_t, b_t, flip = self._affine[key]
+        if flip:
+            x = x.flip(-1)
+        y = x.float() * a_t
+        y = y + b_t
+        return y.permute(0, 3, 1, 2).contiguous()
+
+    def _graph(self, kind: str, shape: tuple[int, ...], dtype: torch.dtype,
+               fn: Any) -> CapturedPass | None:
+        """The captured pass for this shape (captured now if new), None: run eagerly."""
+        key = (kind, tuple(int(d) for d in shape))
+        captured = self._captured.get(key)
+        if captured is not None or self.graph_error or len(self._captured) >= MAX_GRAPHS:
+            return captured
+        with self._lock:
+            if key in self._captured or self.graph_error:
+                return self._captured.get(key)
+            try:
+                with torch.no_grad():
+                    captured = CapturedPass(fn, key[1], dtype, self.device, self._pool)
+            except Exception as exc:  # an op that cannot be captured: eager from now on
+                self.graph_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("%s: CUDA graph capture failed, running eagerly: %s",
+                            self.module.label, self.graph_error)
+                torch.cuda.synchronize(self.device)
+                return None
+            self._captured[key] = captured
+            return captured
+
+    def graph_stats(self) -> dict[str, object]:
+        return {"graphs": len(self._captured), "graph_error": self.graph_error,
+                "replays": sum(c.replays for c in self._captured.values())}
 
     def close(self) -> None:
+        self._captured.clear()
         self._forward = None
         self.module = None  # type: ignore[assignment]
         if self.device.startswith("cuda"):
@@ -140,6 +236,13 @@ def gpu_memory_mib(device: str) -> dict[str, float | None]:
     except Exception as exc:  # NVML refused (permissions in a container): torch's view only
         log.debug("NVML unavailable: %s", exc)
     return out
+
+
+def _cudnn_mode(mode: str) -> None:
+    if mode not in CUDNN_MODES:
+        raise OcrqError(f"unknown cudnn mode {mode!r}; use {', '.join(CUDNN_MODES)}")
+    torch.backends.cudnn.enabled = mode != "off"
+    torch.backends.cudnn.benchmark = mode == "benchmark"
 
 
 def _ieee_fp32_convolutions() -> None:
