@@ -16,6 +16,7 @@ from typing import Any
 import platformdirs
 
 AUTH_MODES = ("keys", "none")  # OCRQ_AUTH
+LOG_FORMATS = ("json", "text")  # OCRQ_LOG_FORMAT
 
 
 def _default_data_dir() -> Path:
@@ -39,11 +40,26 @@ class Settings:
     fp16: bool = False  # torch runtime on CUDA only
     graph_rewrite: bool = True  # ONNX Runtime: fuse hard-swish, fold conv affine (graph_opt)
     torch_compile: bool = False  # torch runtime: torch.compile(dynamic=True) at load
+    # Torch on CUDA (issue 11): every pass at a bucket shape ("auto": on CUDA only;
+    # "on" also on CPU, for tests; "off"), warmed at load; a CUDA graph replayed per
+    # bucket; how cuDNN picks kernels ("on" heuristics, "benchmark", "off").
+    shape_buckets: str = "auto"
+    cuda_graphs: bool = True
+    cudnn: str = "on"
     # Concurrent calls of "str"/"dir" merged into one forward pass (issue 5): wait up
     # to this long for companions. <0: the role's default (GPU worker 3 ms, else off).
     batch_wait_ms: float = -1.0
     batch_max: int = 64  # rows per merged forward pass
     gpu_worker_threads: int = 4  # tasks a GPU worker runs at once (threads, one process)
+    # GPU worker (issue 11): "server" = one tensor server process does the forward
+    # passes, prefork feeder processes (-c, default all cores) do the rest and reach
+    # it over a Unix socket (runtime "remote"); "inprocess" = the old single process
+    # running -c tasks on threads (kept for comparison).
+    gpu_worker_mode: str = "server"
+    tensor_socket: str = ""  # the tensor server's socket; "": the GPU worker picks one
+    tensor_timeout_s: float = 60.0  # one request to the tensor server, sent to answered
+    tensor_max_bytes: int = 512 * 1024 * 1024  # one request's array, at most
+    tensor_max_models: int = 16  # on the server; unreferenced ones beyond it unloaded (LRU)
     # Languages (wordfreq codes, comma-separated) whose common words guide the
     # correction of look-alike glyphs in recognised words; "none" turns it off.
     lexicon: str = "en"
@@ -129,11 +145,27 @@ class Settings:
     redrive_after_s: int = 60
     purge_interval_s: int = 3600  # the sweep purges past the retention this often; 0: off
     purge_batch: int = 1000  # jobs deleted per statement and transaction
+    # --- logs and bad cases (issue 15) ----------------------------------------
+    # Web and worker log lines: "json" (one object per line, with the job's id, bid,
+    # tid and stage) or "text" (one readable line, for a person at a terminal).
+    log_format: str = "json"
+    # A succeeded page whose mean line confidence is below this is kept as a bad
+    # case (plans.yaml badcase_confidence overrides it per plan; 0: off). 0.85 is
+    # under every page of the dev receipts (lowest mean 0.896, BENCHMARKS.md): only
+    # pages the models read worse than a faded receipt are kept, not the usual ones.
+    badcase_confidence: float = 0.85
+    badcase_retention_days: int = 30  # bad cases older than this go with the purge
+    # A bad case keeps its image up to this size (in the database, which every
+    # worker shares; MariaDB's default packet limit is 16 MiB); larger: no image.
+    badcase_max_image_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:  # a typo must not silently mean "no keys"
             raise ValueError(f"OCRQ_AUTH must be one of {', '.join(AUTH_MODES)}, "
                              f"not {self.auth!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"OCRQ_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, "
+                             f"not {self.log_format!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -15,6 +15,11 @@ import numpy as np
 from ocrq.errors import UnknownRuntime
 from ocrq.models.runtimes.onnxruntime import OnnxRuntime
 
+# The module, not its class: client.py imports runtimes.buckets, which runs this
+# package's __init__ (and so this module) first when client.py is imported first.
+from ocrq.models.serving import client as remote
+from ocrq.settings import Settings
+
 
 @runtime_checkable
 class Runtime(Protocol):
@@ -28,7 +33,7 @@ class Runtime(Protocol):
     def close(self) -> None: ...
 
 
-RUNTIMES = ("onnxruntime", "torch")
+RUNTIMES = ("onnxruntime", "torch", "remote")
 
 
 def load_runtime(
@@ -40,8 +45,19 @@ def load_runtime(
     fp16: bool = False,
     torch_compile: bool = False,
     graph_rewrite: bool = True,
+    cuda_graphs: bool = False,
+    cudnn: str = "on",
+    tensor_socket: str = "",
 ) -> Runtime:
-    """Create a runtime for ``onnx_path``; torch is imported only when asked for."""
+    """Create a runtime for ``onnx_path``; torch is imported only when asked for.
+
+    ``remote``: the forward passes run in the tensor server on ``tensor_socket``
+    ("": ``OCRQ_TENSOR_SOCKET``), which loads the model itself (models/serving/).
+    """
+    if backend == "remote":
+        s = Settings.from_env()
+        return remote.RemoteRuntime(tensor_socket or s.tensor_socket, onnx_path,
+                                    timeout_s=s.tensor_timeout_s)
     if backend == "onnxruntime":
         return OnnxRuntime(onnx_path, device=device, threads=threads, rewrite=graph_rewrite)
     if backend == "torch":
@@ -49,7 +65,8 @@ def load_runtime(
         from ocrq.models.runtimes.torch import TorchRuntime
 
         return TorchRuntime(
-            onnx_path, device=device, threads=threads, fp16=fp16, compile=torch_compile
+            onnx_path, device=device, threads=threads, fp16=fp16, compile=torch_compile,
+            graphs=cuda_graphs, cudnn=cudnn,
         )
     raise UnknownRuntime(
         f"unknown runtime {backend!r}; known runtimes: {', '.join(RUNTIMES)}",
