@@ -8,6 +8,7 @@ from flask import Flask, Request, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from ocrq.errors import OcrqError
+from ocrq.pipeline.retry import transient
 
 # OcrqError.code -> HTTP status; anything else that is an OcrqError is a 400.
 STATUS = {
@@ -26,6 +27,7 @@ STATUS = {
     "invalid_plans": 500,  # the server's plans file is broken: not the client's fault
     "fetch_failed": 422,  # image_url well-formed but not fetchable (unreachable, timeout...)
 }
+RETRY_AFTER_S = 2  # a restart of Redis or MariaDB takes seconds
 
 
 class ApiError(OcrqError):
@@ -70,6 +72,8 @@ def ocrq_response(exc: OcrqError) -> Response:
     resp.status_code = STATUS.get(exc.code, 400)
     if resp.status_code == 401:  # RFC 9110: a 401 says which scheme to use
         resp.headers["WWW-Authenticate"] = "Bearer"
+    if resp.status_code == 503:  # enqueue_failed, no_live_worker: worth a retry soon
+        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
     return resp
 
 
@@ -90,6 +94,13 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        if transient(exc):  # Redis, the broker or the database restarting: come back soon
+            app.logger.warning("service unavailable: %s", exc)
+            resp = jsonify(error={"code": "unavailable", "message": "a backing service "
+                                  "(database, Redis or broker) is not reachable; retry later"})
+            resp.status_code = 503
+            resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return resp
         # Clients get JSON even for bugs; the traceback goes to the log, not the client.
         app.logger.exception("unhandled error")
         resp = jsonify(error={"code": "internal_error", "message": "internal error"})

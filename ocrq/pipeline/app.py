@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from ocrq.pipeline import kombu_fix
 from ocrq.settings import Settings
 
 
@@ -43,6 +44,10 @@ class CeleryConfig:
         self.broker_transport_options = {"visibility_timeout": s.visibility_timeout,
                                          "unacked_restore_throttle": 1}
         self.result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+        # A publish (next stage, chord, webhook) rides out a broker restart of a few
+        # seconds instead of failing its job: Celery's default gives up after ~0.6 s.
+        self.task_publish_retry_policy = {"max_retries": 30, "interval_start": 0.1,
+                                          "interval_step": 0.5, "interval_max": 2.0}
         self.broker_connection_retry_on_startup = True
         self.worker_prefetch_multiplier = 1  # GPU workers must not hoard; CPU use the same
         # Task events cost a publish per state change; Flower switches them on at
@@ -58,6 +63,7 @@ class CeleryConfig:
 
 
 def create_celery_app(settings: Settings, name: str = "ocrq") -> Celery:
+    kombu_fix.install()  # a broker restart must not end the worker (see the module)
     app = Celery(name)
     app.config_from_object(CeleryConfig(settings).as_dict())
     app.ocrq_settings = settings  # type: ignore[attr-defined]

@@ -116,7 +116,8 @@ def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: b
     except Exception as exc:
         err = EnqueueFailed(f"could not enqueue job {job_id}: {exc}", job_id=job_id)
         with contextlib.suppress(Exception):  # the DB row is written first; Redis may be down
-            work.finish(services, job_id, JobStatus.FAILED, error=err.to_dict())
+            work.finish(services, job_id, JobStatus.FAILED, error=err.to_dict(),
+                        retry_for_s=0)  # the client is waiting: answer 503 now
         # Nothing ran: a retry with the same Idempotency-Key must get a new job,
         # not this failed one forever.
         with contextlib.suppress(Exception):

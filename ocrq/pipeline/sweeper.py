@@ -156,8 +156,8 @@ def _overdue_message(job: Job, deadline_s: int) -> str:
 
 def _fail(services: Services, app: Celery, job: Job, code: str, message: str) -> bool:
     """fail_job's path for a job at hand: finish it, then its webhook if its row has one."""
-    if not work.finish(services, job.id, JobStatus.FAILED,
-                       error={"code": code, "message": message}):
+    if not work.finish(services, job.id, JobStatus.FAILED,  # short: the heartbeat waits
+                       error={"code": code, "message": message}, retry_for_s=5):
         return False  # it ended meanwhile
     log.warning("job %s failed by the sweeper: %s", job.id, code)
     if job.callback_url:

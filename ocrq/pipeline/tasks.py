@@ -18,6 +18,7 @@ from ocrq.names import Step
 from ocrq.names import Task as T
 from ocrq.pipeline import canvas, stage_work, work
 from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
+from ocrq.pipeline.retry import retry_io
 from ocrq.pipeline.state import get_state
 from ocrq.storage import JobStatus
 
@@ -28,7 +29,8 @@ STAGE = {"bind": True, "acks_late": True}
 def _may_run(task: Task, job_id: str, stage: str) -> bool:
     """False when this task's message came back too often (its workers died)."""
     state = get_state()
-    error = work.redelivery_error(state, task.request.id, job_id, stage)
+    error = retry_io(lambda: work.redelivery_error(state, task.request.id, job_id, stage),
+                     f"{stage} of job {job_id}")
     if error is not None:
         fail_job(task.app, job_id, error)
     return error is None
@@ -39,7 +41,9 @@ def rotate(self: Task, msg: dict[str, Any]) -> dict[str, Any] | None:
     ctx = JobContext.from_message(msg)
     if not _may_run(self, ctx.job_id, Step.ROTATE):
         return None
-    out = work.rotate(get_state(), ctx)
+    # Every step below runs again after a Redis, broker or database blink (retry_io):
+    # a restart of a few seconds costs a retry, not the job.
+    out = retry_io(lambda: work.rotate(get_state(), ctx), f"rotate of job {ctx.job_id}")
     return None if out is None else out.to_message()
 
 
@@ -50,6 +54,10 @@ def detect(self: Task, msg: dict[str, Any] | None) -> None:
     ctx = JobContext.from_message(msg)
     if not _may_run(self, ctx.job_id, Step.DETECT):
         return
+    retry_io(lambda: _detect(self, ctx), f"detect of job {ctx.job_id}")
+
+
+def _detect(self: Task, ctx: JobContext) -> None:
     state = get_state()
     out = work.detect(state, ctx)
     if out is None or work.ended(state, ctx.job_id):
@@ -72,7 +80,8 @@ def recognize(self: Task, msg: dict[str, Any], polygons: list[Any], flipped: lis
     ref = RecognitionRef.from_message(msg)
     if not _may_run(self, ref.job_id, Step.RECOGNIZE):
         return BatchResult.skipped(index).to_message()
-    return work.recognize(get_state(), ref, polygons, flipped, index).to_message()
+    return retry_io(lambda: work.recognize(get_state(), ref, polygons, flipped, index),
+                    f"recognize of job {ref.job_id}").to_message()
 
 
 @shared_task(name=T.REORDER.value, ignore_result=True, **STAGE)
@@ -82,9 +91,9 @@ def reorder(self: Task, results: list[dict[str, Any]], msg: dict[str, Any]) -> N
         return
     state = get_state()
     batches = [BatchResult.from_message(r) for r in results]
-    doc = work.reorder(state, batches, ctx)
-    if doc is not None:
-        _next(self.app, state, ctx, doc, 0)
+    doc = retry_io(lambda: work.reorder(state, batches, ctx), f"reorder of job {ctx.job_id}")
+    if doc is not None:  # apart: a retry of reorder would find the job ended, no webhook
+        retry_io(lambda: _next(self.app, state, ctx, doc, 0), f"webhook of job {ctx.job_id}")
 
 
 @shared_task(name=T.STAGE.value, ignore_result=True, **STAGE)
@@ -94,9 +103,11 @@ def stage(self: Task, msg: dict[str, Any], doc: dict[str, Any], index: int) -> N
     if not _may_run(self, ctx.job_id, ctx.stages[index]):
         return
     state = get_state()
-    out = stage_work.run(state, ctx, doc, index)
+    out = retry_io(lambda: stage_work.run(state, ctx, doc, index),
+                   f"{ctx.stages[index]} of job {ctx.job_id}")
     if out is not None:
-        _next(self.app, state, ctx, out, index + 1)
+        retry_io(lambda: _next(self.app, state, ctx, out, index + 1),
+                 f"next step of job {ctx.job_id}")
 
 
 def _next(app: Any, state: Any, ctx: JobContext, doc: dict[str, Any], index: int) -> None:
@@ -131,7 +142,8 @@ def job_failed(request: Any, exc: BaseException, traceback: Any, job_id: str) ->
 @shared_task(name=T.WEBHOOK.value, ignore_result=True, bind=True, acks_late=True)
 def webhook(self: Task, job_id: str, attempt: int = 1) -> None:
     state = get_state()
-    delay = work.webhook_attempt(state, job_id, attempt, self.request.id)
+    delay = retry_io(lambda: work.webhook_attempt(state, job_id, attempt, self.request.id),
+                     f"webhook of job {job_id}")
     if delay is not None:  # a new message per attempt: each one is recorded on its own
         self.apply_async((job_id, attempt + 1), countdown=delay,
                          queue=state.settings.queue_webhooks)
@@ -144,8 +156,8 @@ def fail_job(app: Any, job_id: str, error: dict[str, Any]) -> None:
     (a job failing with image_expired, time_limit or worker_lost after its TTL).
     """
     state = get_state()
-    if work.finish(state, job_id, JobStatus.FAILED, error=error) and work.has_callback(
-            state, job_id):
+    if work.finish(state, job_id, JobStatus.FAILED, error=error) and retry_io(
+            lambda: work.has_callback(state, job_id), f"webhook of job {job_id}"):
         enqueue_webhook(app, job_id, state.settings.queue_webhooks)
 
 

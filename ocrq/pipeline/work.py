@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from ocrq.engine import Quad
 from ocrq.names import Step
 from ocrq.observability.metrics import job_finished
 from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
+from ocrq.pipeline.retry import RETRY_FOR_S, retry_io
 from ocrq.pipeline.state import Services, WorkerState
 from ocrq.settings import Settings
 from ocrq.storage import TERMINAL, JobStatus
@@ -37,9 +39,23 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 # --- reading side (web and webhooks) -------------------------------------------------
+RECHECK_S = 10.0  # an unfinished cached job is compared with its row at most this often
+
+
 def document(services: Services, job_id: str) -> dict[str, Any] | None:
-    """The job as the API shows it: from the Redis cache, else from the DB (re-cached)."""
+    """The job as the API shows it: from the Redis cache, else from the DB (re-cached).
+
+    A job the cache calls unfinished is checked against its row every
+    :data:`RECHECK_S`: a worker that finished it while Redis was down wrote the
+    row but not the cache, and the API must not say ``running`` for an hour.
+    """
     flat = services.cache.get(job_id)
+    if flat is not None and flat.get("status") not in TERMINAL and _due(flat):
+        job = store.get_job(services.db, job_id)
+        if job is not None and job.status in TERMINAL:
+            flat = None  # the row is the truth: re-cached from it below
+        else:
+            services.cache.update(job_id, checked_at=time.time())
     if flat is None:
         job = store.get_job(services.db, job_id)
         if job is None:
@@ -47,6 +63,14 @@ def document(services: Services, job_id: str) -> dict[str, Any] | None:
         flat = flat_from_row(job, store.get_result(services.db, job_id))
         services.cache.put(job_id, flat)
     return shape(flat)
+
+
+def _due(flat: dict[str, Any]) -> bool:
+    checked = flat.get("checked_at")
+    if checked is None:  # as intake cached it: its creation is the last look
+        created = flat.get("created_at")
+        checked = datetime.fromisoformat(created).timestamp() if created else 0.0
+    return time.time() - float(checked) >= RECHECK_S
 
 
 def flat_from_row(job: Any, result: dict[str, Any] | None) -> dict[str, Any]:
@@ -199,16 +223,29 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
 
 def finish(state: Services, job_id: str, status: JobStatus, *,
            error: dict[str, Any] | None = None, document: dict[str, Any] | None = None,
-           **fields: Any) -> bool:
-    """Terminal transition: DB first (system of record), then cache; drop the image."""
-    if not store.finish_job(state.db, job_id, status, error=error, document=document, **fields):
+           retry_for_s: float = RETRY_FOR_S, **fields: Any) -> bool:
+    """Terminal transition: DB first (system of record), then cache; drop the image.
+
+    Each half is retried on its own through a Redis or database blink (retry_io,
+    for ``retry_for_s``): run again as a whole, the second try would find the job
+    terminal and leave the cache saying ``running`` (:func:`document` then reads
+    the row).
+    """
+    if not retry_io(lambda: store.finish_job(state.db, job_id, status, error=error,
+                                             document=document, **fields),
+                    f"finishing job {job_id}", retry_for_s):
         return False  # already terminal (e.g. cancelled while running)
-    state.cache.update(job_id, status=str(status), stage=None, finished_at=now_iso(),
-                       error=error, result=document, **fields)
-    state.blobs.delete(state.blobs.key_for(job_id))
+    finished_at = now_iso()
+
+    def after() -> None:
+        state.cache.update(job_id, status=str(status), stage=None, finished_at=finished_at,
+                           error=error, result=document, **fields)
+        state.blobs.delete(state.blobs.key_for(job_id))
+        # Its stage tasks are done or will see the job ended: their start counters go.
+        state.cache.forget_deliveries(state.cache.tasks(job_id))
+
+    retry_io(after, f"caching the end of job {job_id}", retry_for_s)
     job_finished(state, job_id, status)
-    # Its stage tasks are done or will see the job ended: their start counters go.
-    state.cache.forget_deliveries(state.cache.tasks(job_id))
     return True
 
 
@@ -260,7 +297,8 @@ def webhook_attempt(state: Services, job_id: str, attempt: int,
         doc = shape(flat_from_row(job, store.get_result(state.db, job_id)))
         body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         res = deliver(job.callback_url, body, secret_for(s, job.bid),
-                      timeout_s=s.webhook_timeout_s, allow_private=s.allow_private_urls)
+                      timeout_s=s.webhook_timeout_s, allow_private=s.allow_private_urls,
+                      event_id=f"{job_id}.{job.status}")
         last = not res.ok and attempt >= s.webhook_max_attempts
         error = f"{res.error}; giving up after {attempt} attempts" if last else res.error
         store.record_delivery(state.db, **record, status_code=res.status_code, error=error,

@@ -24,6 +24,7 @@ from ocrq.webhooks.client import Attempt, backoff_s, deliver, fetch
 from ocrq.webhooks.guard import BadURL, FetchFailed, UnsafeURL, check_url
 from ocrq.webhooks.signing import (
     DEFAULT_SECRET,
+    HEADER_EVENT_ID,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     parse_secrets,
@@ -36,7 +37,8 @@ from ocrq.webhooks.signing import (
 )
 
 __all__ = [
-    "DEFAULT_SECRET", "HEADER_SIGNATURE", "HEADER_TIMESTAMP", "Attempt", "BadURL",
+    "DEFAULT_SECRET", "HEADER_EVENT_ID", "HEADER_SIGNATURE", "HEADER_TIMESTAMP", "Attempt",
+    "BadURL",
     "FetchFailed", "UnsafeURL", "backoff_s", "check_url", "deliver", "fetch", "parse_secrets",
     "secret_for", "secret_problem", "sign", "signed_headers", "verify",
     "warn_if_default_secret",

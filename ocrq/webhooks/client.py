@@ -38,7 +38,7 @@ class Attempt:
 
 
 def deliver(url: str, body: bytes, secret: str, *, timeout_s: float,
-            allow_private: bool) -> Attempt:
+            allow_private: bool, event_id: str = "") -> Attempt:
     """One signed POST; 2xx is success. Redirects are not followed (they could
     bypass the guard).
 
@@ -50,7 +50,7 @@ def deliver(url: str, body: bytes, secret: str, *, timeout_s: float,
     status: int | None = None
     with Deadline(timeout_s) as deadline:
         try:
-            status, head = _post(url, body, secret, allow_private, deadline)
+            status, head = _post(url, body, secret, allow_private, deadline, event_id)
             ok = 200 <= status < 300
             error = None if ok else f"HTTP {status}" + (f": {head}" if head else "")
         except OcrqError as exc:  # refused by the guard, or the deadline during the lookup
@@ -62,11 +62,12 @@ def deliver(url: str, body: bytes, secret: str, *, timeout_s: float,
     return Attempt(ok, status, error, (time.perf_counter() - t0) * 1000)
 
 
-def _post(url: str, body: bytes, secret: str, allow_private: bool, deadline: Deadline
-          ) -> tuple[int, str]:
+def _post(url: str, body: bytes, secret: str, allow_private: bool, deadline: Deadline,
+          event_id: str = "") -> tuple[int, str]:
     _, address = connect_address(url, allow_private, deadline.at)
     with exchange("POST", url, address, deadline, timeout=deadline.remaining(),
-                  headers=signed_headers(secret, body), data=body) as resp:
+                  headers=signed_headers(secret, body, event_id=event_id),
+                  data=body) as resp:
         deadline.remaining()  # the headers were not cut short by the deadline
         if 200 <= resp.status_code < 300:
             return resp.status_code, ""

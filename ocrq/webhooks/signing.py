@@ -17,6 +17,9 @@ from ocrq.settings import Settings
 
 HEADER_TIMESTAMP = "X-Ocrq-Timestamp"
 HEADER_SIGNATURE = "X-Ocrq-Signature"
+# The same for every attempt of one job's final webhook ("<job id>.<status>"): a
+# receiver that got it before (a redelivery, a retry after a lost answer) can tell.
+HEADER_EVENT_ID = "X-Ocrq-Event-Id"
 DEFAULT_SECRET = "change-me"
 
 
@@ -25,13 +28,17 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"v1={mac.hexdigest()}"
 
 
-def signed_headers(secret: str, body: bytes, now: float | None = None) -> dict[str, str]:
+def signed_headers(secret: str, body: bytes, now: float | None = None,
+                   event_id: str = "") -> dict[str, str]:
     ts = int(now if now is not None else time.time())
-    return {
+    headers = {
         "Content-Type": "application/json",
         HEADER_TIMESTAMP: str(ts),
         HEADER_SIGNATURE: sign(secret, ts, body),
     }
+    if event_id:
+        headers[HEADER_EVENT_ID] = event_id
+    return headers
 
 
 def verify(secret: str, body: bytes, timestamp: str, signature: str,

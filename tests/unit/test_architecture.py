@@ -19,7 +19,7 @@ PACKAGES = ("ocrq", "web", "workers")
 # Top to bottom: a unit may import its own modules and those of lower layers only.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("ocrq.__main__",),
-    ("ocrq.cli",),
+    ("ocrq.cli", "ocrq.chaos"),
     ("web", "workers", "ocrq.localcluster", "ocrq.suite"),
     ("ocrq.pipeline",),
     ("ocrq.observability",),

@@ -1,0 +1,112 @@
+"""Regression tests of the fixes the Redis blink forced, each on its own, against
+real servers (a private Redis stopped and started, a SQLite file): the retry of a
+step, the worker's broker channel closing after its Redis went away, the API
+reading the row when the cache missed a job's end, and a 503 with Retry-After."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from ocrq.chaos.servers import RedisServer, free_port
+from ocrq.localcluster import LocalCluster
+from ocrq.pipeline import kombu_fix, work
+from ocrq.pipeline.retry import retry_io, transient
+from ocrq.pipeline.state import Services
+from ocrq.settings import Settings
+from ocrq.storage import JobStatus
+from ocrq.storage import jobs as store
+from web import create_app
+
+pytestmark = [pytest.mark.services, pytest.mark.faults, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> RedisServer:
+    cluster = LocalCluster(Settings(), log_dir=tmp_path)
+    server = RedisServer(cluster, tmp_path / "redis")
+    server.start()
+    yield server
+    cluster.stop(grace_s=5)
+
+
+def test_a_step_is_retried_through_a_redis_restart(redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    redis_server.stop()
+    threading.Timer(1.0, redis_server.start).start()
+    t0 = time.monotonic()
+    assert retry_io(lambda: client.incr("n"), "test step", retry_for_s=30) == 1
+    assert time.monotonic() - t0 >= 0.9  # it waited for the server, then ran once
+    redis_server.stop()
+    with pytest.raises(Exception) as err:  # past its cap the error goes through
+        retry_io(lambda: client.incr("n"), "test step", retry_for_s=0.5)
+    assert transient(err.value)
+
+
+def test_a_non_transient_error_is_not_retried() -> None:
+    calls = []
+
+    def step() -> None:
+        calls.append(1)
+        raise ValueError("a bug, not a blink")
+
+    with pytest.raises(ValueError):
+        retry_io(step, "test step", retry_for_s=30)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("redis_up", [False, True])
+def test_a_broker_channel_closes_after_its_connection_was_collected(
+        redis_server: RedisServer, redis_up: bool) -> None:
+    # The state a worker's consumer reached when Redis restarted (its log: close ->
+    # restore_unacked_once -> _connparams -> AttributeError 'hostname', "Unrecoverable
+    # error", the worker gone): the transport collected (client None, pools dropped)
+    # while its channel still held an unacknowledged message.
+    kombu_fix.install()
+    conn = Connection(redis_server.url(0))
+    channel = conn.default_channel
+    conn.Producer(channel).publish({"x": 1}, routing_key="q",
+                                   declare=[conn.SimpleQueue("q").queue])
+    assert channel.basic_get("q", no_ack=False) is not None  # unacknowledged now
+    if not redis_up:
+        redis_server.stop()
+    channel._pool = None
+    channel.connection.client = None
+    conn.maybe_close_channel(channel)  # unpatched kombu 5.7: AttributeError
+    if redis_up:  # the close put the message back on its queue, as kombu means to
+        assert redis_server.client().llen("q") == 1
+
+
+def test_the_api_reads_the_row_when_the_cache_missed_the_end(tmp_path: Path) -> None:
+    from ocrq.cli.serve import upgrade
+
+    url = f"sqlite:///{tmp_path / 'ocrq.sqlite3'}"
+    upgrade(url)
+    services = Services(Settings(database_url=url, redis_url="redis://127.0.0.1:6379/14"))
+    job, _ = store.create_job(services.db, id=f"blink{time.time_ns()}", bid="b", tid="t",
+                              status="running", image_name="p.png", width=1, height=1,
+                              batches_done=0)
+    services.cache.put(job.id, {**work.flat_from_row(job, None),
+                                "checked_at": time.time() - work.RECHECK_S})
+    # A worker finished it while Redis was down: the row says failed, the cache running.
+    store.finish_job(services.db, job.id, JobStatus.FAILED, error={"code": "x"})
+    try:
+        doc = work.document(services, job.id)
+        assert doc is not None and doc["status"] == "failed"
+        assert services.cache.status(job.id) == "failed"  # re-cached from the row
+    finally:
+        services.redis.delete(services.cache.key(job.id))
+
+
+def test_the_api_answers_503_with_retry_after_while_redis_is_down(
+        web_settings: Settings) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    app = create_app(web_settings.with_(redis_url=dead))
+    resp = app.test_client().get("/v1/jobs/0123456789abcdef0123456789abcdef")
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    assert resp.get_json()["error"]["code"] == "unavailable"
+    assert int(resp.headers["Retry-After"]) > 0
