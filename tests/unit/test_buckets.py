@@ -145,3 +145,21 @@ def test_build_runtime_warms_every_bucket(tmp_path: Path, repo: ModelRepository)
     assert not isinstance(off, BucketedRuntime)  # CPU default: no padding, today's text
     auto = build_runtime("dir", manifest.weights_path, settings.with_(shape_buckets="auto"))
     assert not isinstance(auto, BucketedRuntime)  # auto: buckets on CUDA only
+
+
+@pytest.mark.parametrize("kind,shape", [("std", (2, 3, 256, 192)), ("str", (2, 3, 48, 320)),
+                                        ("dir", (2, 3, 48, 192)), ("rot", (2, 3, 224, 224))])
+def test_graph_executor_has_no_host_sync(repo: ModelRepository, kind: str,
+                                         shape: tuple[int, ...]) -> None:
+    """A CUDA graph captures only device work: a forward pass that read a tensor's
+    values on the host (.item(), .tolist(), a shape computed from data) or built a
+    tensor on the CPU mid-pass would fail the capture. On the meta device (no data
+    at all) the same pass raises in exactly those cases, so this runs without a GPU."""
+    torch = pytest.importorskip("torch")  # the torch extra: installed by the dev extra in CI
+    from ocrq.models.runtimes.onnx_torch import load_module
+
+    module = load_module(repo.manifest(kind, 1).weights_path, label=kind)
+    module.to("meta")
+    with torch.no_grad():
+        out = module(torch.zeros(shape, device="meta"))
+    assert out.device.type == "meta" and out.shape[0] == shape[0]
