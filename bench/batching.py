@@ -62,6 +62,15 @@ def pass_once(engine: Engine, pages: list[tuple[Any, Detected]], jobs: int,
     return time.perf_counter() - t0, texts
 
 
+def batching_of(engine: Engine) -> BatchingRuntime | None:
+    """The recogniser's BatchingRuntime (on CUDA it sits inside the bucketed runtime)."""
+    runtime = engine.registry.get("str").runtime
+    for candidate in (runtime, getattr(runtime, "inner", None)):
+        if isinstance(candidate, BatchingRuntime):
+            return candidate
+    return None
+
+
 def main() -> int:
     args = parse_args()
     waits = [float(w) for w in args.wait_ms.split(",") if w.strip()]
@@ -84,8 +93,8 @@ def main() -> int:
     before: dict[int, dict[str, Any]] = {}  # counters after the warm-up
     for i, (_, jobs, engine) in enumerate(configs):  # warm-up: loads, first-call allocations
         pass_once(engine, pages[:jobs], jobs)
-        runtime = engine.registry.get("str").runtime
-        if isinstance(runtime, BatchingRuntime):
+        runtime = batching_of(engine)
+        if runtime is not None:
             before[i] = runtime.stats()
     for _ in range(args.repeat):
         for i, (_, jobs, engine) in enumerate(configs):
@@ -107,9 +116,9 @@ def main() -> int:
     off_jobs = lines / best[1]
     for i, (label, jobs, engine) in enumerate(configs):
         rate = lines / best[i]
-        runtime = engine.registry.get("str").runtime
+        runtime = batching_of(engine)
         merge = rows = "-"
-        if isinstance(runtime, BatchingRuntime):
+        if runtime is not None:
             s, b = runtime.stats(), before[i]
             calls, passes = s["calls"] - b["calls"], s["passes"] - b["passes"]
             merge = f"{passes} / {calls}"
