@@ -45,6 +45,9 @@ class Plan:
     bid: str
     tid: str
     steps: tuple[Step, ...]
+    # Pages read below this mean confidence are kept as bad cases; None: the
+    # global OCRQ_BADCASE_CONFIDENCE (ocrq/pipeline/badcases.py).
+    badcase_confidence: float | None = None
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -64,6 +67,7 @@ class Plans:
         if not isinstance(tids, dict) or not tids:
             raise InvalidPlans(f"{source}: 'tids' must be a non-empty mapping")
         self._tids = {str(k): _steps(v, f"{source}: tid {k}") for k, v in tids.items()}
+        self._badcase = {str(k): _badcase(v, f"{source}: tid {k}") for k, v in tids.items()}
         self._bids: dict[str, dict[str, Any]] = {str(k): dict(v or {}) for k, v in bids.items()}
         self._bids.setdefault(self.default_bid, {})
         # Resolve every combination now: a broken override fails at load, not mid-request.
@@ -104,11 +108,23 @@ class Plans:
             known = self.tids_for(bid)
             raise UnknownPlan(f"unknown tid {tid!r}; known: {', '.join(known)}",
                               field="tid", known=known)
-        steps = self._tids[tid]
+        steps, badcase = self._tids[tid], self._badcase[tid]
         override = self._bids[bid].get(tid)
         if override:
-            steps = _apply_override(steps, override, f"{self.source}: bid {bid} tid {tid}")
-        return Plan(bid=bid, tid=tid, steps=steps)
+            where = f"{self.source}: bid {bid} tid {tid}"
+            steps = _apply_override(steps, override, where)
+            badcase = _badcase(override, where, badcase)
+        return Plan(bid=bid, tid=tid, steps=steps, badcase_confidence=badcase)
+
+
+def _badcase(spec: Any, where: str, default: float | None = None) -> float | None:
+    """``badcase_confidence``: a number in [0, 1] (0: keep no low-confidence page)."""
+    value = spec.get("badcase_confidence") if isinstance(spec, dict) else None
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidPlans(f"{where}: badcase_confidence must be a number from 0 to 1")
+    return float(value)
 
 
 def _steps(spec: Any, where: str) -> tuple[Step, ...]:

@@ -8,6 +8,7 @@ import os
 import socket
 from collections.abc import Sequence
 
+from ocrq.observability import logs
 from ocrq.pipeline.app import create_celery_app
 from ocrq.pipeline.state import configure
 from ocrq.settings import Settings
@@ -49,6 +50,9 @@ def split_threads(settings: Settings, processes: int) -> Settings:
 def run_worker(kind: str, settings: Settings, args: argparse.Namespace,
                extra: Sequence[str] = (), pool: str = "prefork") -> None:
     """``pool``: a Celery pool name, or a "module:Class" pool (set as worker_pool)."""
+    name = args.name or settings.worker_name or f"{kind}@{socket.gethostname()}"
+    # Before anything logs; Celery then leaves it alone (lifecycle's setup_logging).
+    logs.configure(settings.log_format, args.loglevel, service=kind, worker=name)
     if settings.queue_webhooks in {q.strip() for q in args.queues.split(",")}:
         problem = secret_problem(settings)  # this worker signs deliveries
         if problem:
@@ -57,7 +61,6 @@ def run_worker(kind: str, settings: Settings, args: argparse.Namespace,
     configure(settings, preload=not args.no_preload)
     lifecycle.install(threads_pool=pool == THREADS_POOL)
     app = create_celery_app(settings)
-    name = args.name or settings.worker_name or f"{kind}@{socket.gethostname()}"
     if ":" in pool:  # -P only takes names; Celery uses worker_pool when -P is left out
         app.conf.worker_pool = pool
     argv = ["worker", "-Q", args.queues, "-c", str(args.concurrency), "-n", name,

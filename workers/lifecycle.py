@@ -2,7 +2,9 @@
 
 :func:`install` connects the receivers, in this order, before the worker starts:
 
-1. ``workers/common.run_worker`` has called ``state.configure(settings)`` (main process).
+1. ``workers/common.run_worker`` has configured logging (OCRQ_LOG_FORMAT) and called
+   ``state.configure(settings)`` (main process); ``setup_logging`` has a receiver, so
+   Celery leaves that logging alone (in prefork children too).
 2. ``celeryd_after_setup`` (main process, before the pool forks): remember the node
    name; read the desired model versions from the database over a short-lived
    connection, so every pool process's registry starts on them.
@@ -18,7 +20,9 @@
    non-forking pool that never sent 3, the process agent.
 5. ``task_prerun`` / ``task_postrun``: serve the versions pinned for the job's bid
    (canaries); on the threads pool also a timer per stage task that fails its job
-   at the hard time limit (a thread cannot be killed; prefork's limit kills the child).
+   at the hard time limit (a thread cannot be killed; prefork's limit kills the child);
+   the job's log context (job id, bid, tid, stage) around the task, and one line with
+   the task's time when it ends (ocrq/observability/logs.py).
 6. ``worker_process_shutdown`` / ``worker_shutdown``: stop the agents.
 
 Receivers are connected with ``weak=False`` in exactly this order, so the order
@@ -30,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from contextvars import Token
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +46,8 @@ from ocrq.cluster.agent import NodeAgent, ProcessAgent
 from ocrq.cluster.heartbeat import read_snapshot
 from ocrq.models.control import ModelControl
 from ocrq.models.repository import ModelRepository
-from ocrq.names import STAGE_TASKS
+from ocrq.names import STAGE_TASKS, Task
+from ocrq.observability import logs
 from ocrq.observability import worker as worker_metrics
 from ocrq.pipeline import state, sweeper, work
 from ocrq.pipeline.messages import bid_of, job_id_of
@@ -66,6 +72,8 @@ class _Worker:
     pins: dict[tuple[str, int], Token[Any]] = field(default_factory=dict)
     # Keyed by task id and thread: a redelivered copy of a task may run beside a hung one.
     timers: dict[tuple[str, int], threading.Timer] = field(default_factory=dict)
+    # Keyed like the pins: the task's log context and when it started.
+    logs: dict[tuple[str, int], tuple[Token[Any], float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -78,6 +86,7 @@ def install(threads_pool: bool = False) -> None:
         return
     install.done = True  # type: ignore[attr-defined]
     _w.threads_pool = threads_pool
+    signals.setup_logging.connect(_keep_logging, weak=False)
     signals.celeryd_after_setup.connect(_after_setup, weak=False)
     signals.worker_process_init.connect(_process_init, weak=False)
     signals.worker_ready.connect(_ready, weak=False)
@@ -86,6 +95,11 @@ def install(threads_pool: bool = False) -> None:
     signals.worker_process_shutdown.connect(_process_shutdown, weak=False)
     signals.worker_shutdown.connect(_shutdown, weak=False)
     worker_metrics.install(state.settings(), state.get_state)  # after the above: engine first
+
+
+# --- 1. logging ----------------------------------------------------------------------
+def _keep_logging(**_: Any) -> None:
+    """A receiver at all tells Celery not to replace the handlers run_worker set up."""
 
 
 # --- 2. before the fork -------------------------------------------------------------
@@ -173,6 +187,8 @@ def _rescuer(app: Celery, settings: Settings, name: str, queues: Any) -> Any:
 
 # --- 5. around each task --------------------------------------------------------------
 def _prerun(task_id: str, task: Any = None, args: Any = None, **_: Any) -> None:
+    _w.logs[(task_id, threading.get_ident())] = (logs.bind(**_job_fields(task, args)),
+                                                 time.perf_counter())
     if _w.process is not None and _w.process.registry.bid_pins():
         bid = bid_of(args)
         if bid:
@@ -181,7 +197,13 @@ def _prerun(task_id: str, task: Any = None, args: Any = None, **_: Any) -> None:
         _arm_time_limit(task_id, task, args)
 
 
-def _postrun(task_id: str, **_: Any) -> None:
+def _postrun(task_id: str, task: Any = None, state: str | None = None, **_: Any) -> None:
+    bound = _w.logs.pop((task_id, threading.get_ident()), None)
+    if bound is not None:
+        ms = (time.perf_counter() - bound[1]) * 1000
+        log.info("task %s %s in %.1f ms", getattr(task, "name", "?"), state, ms,
+                 extra={"event": "task_done", "state": state, "duration_ms": round(ms, 2)})
+        logs.reset(bound[0])
     token = _w.pins.pop((task_id, threading.get_ident()), None)
     if token is not None and _w.process is not None:
         _w.process.registry.unpin(token)
@@ -190,6 +212,30 @@ def _postrun(task_id: str, **_: Any) -> None:
             timer = _w.timers.pop((task_id or "", threading.get_ident()), None)
         if timer is not None:
             timer.cancel()
+
+
+def _job_fields(task: Any, args: Any) -> dict[str, Any]:
+    """The job a task works for, for its log lines: from its message, else (a
+    recognition batch carries no tid) the job's cached status."""
+    name = str(getattr(task, "name", ""))
+    first = next(iter(args or ()), None)
+    job_id = job_id_of(args) or (first if name == Task.WEBHOOK and isinstance(first, str)
+                                 else None)
+    if job_id is None:
+        return {}
+    msg = next((a for a in args if isinstance(a, dict) and "job_id" in a), {})
+    stage, stages = name.rsplit(".", 1)[-1], list(msg.get("stages") or [])
+    index = args[2] if name == Task.STAGE and len(args) > 2 else None  # (msg, doc, index)
+    if isinstance(index, int) and 0 <= index < len(stages):
+        stage = str(stages[index])  # the plug-in stage's own name
+    fields = {"job_id": job_id, "bid": msg.get("bid"), "tid": msg.get("tid"), "stage": stage}
+    if fields["tid"] is None or fields["bid"] is None:
+        try:
+            cached = state.get_state().cache.get(job_id) or {}
+        except Exception:  # a log field is never worth failing a task over
+            cached = {}
+        fields.update({k: fields[k] or cached.get(k) for k in ("bid", "tid")})
+    return fields
 
 
 def _arm_time_limit(task_id: str | None, task: Any, args: Any) -> None:

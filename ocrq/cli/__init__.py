@@ -8,6 +8,7 @@ import logging
 
 import click
 
+from ocrq.cli.badcases import badcases
 from ocrq.cli.cluster import cluster, workers
 from ocrq.cli.errors import OcrqGroup
 from ocrq.cli.eval import eval_command
@@ -26,5 +27,6 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for command in (run, eval_command, serve, db, purge, models, keys, cluster, workers, flower):
+for command in (run, eval_command, serve, db, purge, models, keys, cluster, workers, flower,
+                badcases):
     main.add_command(command)

@@ -17,7 +17,8 @@ limit, a cancel). The sweeper catches what those paths cannot see:
   (``OCRQ_RESULT_CACHE_TTL_S``) and the deadline are re-driven. After that, a
   missing task list proves nothing, and the deadline decides.
 * **Retention.** Every ``OCRQ_PURGE_INTERVAL_S``, finished jobs older than
-  ``OCRQ_RESULT_RETENTION_DAYS`` are deleted in batches of ``OCRQ_PURGE_BATCH``.
+  ``OCRQ_RESULT_RETENTION_DAYS`` are deleted in batches of ``OCRQ_PURGE_BATCH``,
+  and bad cases older than ``OCRQ_BADCASE_RETENTION_DAYS``.
 
 A failed job is finished the same way :func:`ocrq.pipeline.tasks.fail_job` finishes
 one: the database first, then the cache, and then the webhook when the job's row
@@ -47,6 +48,7 @@ from ocrq.pipeline.jobs import first_context
 from ocrq.pipeline.state import Services
 from ocrq.pipeline.tasks import enqueue_webhook
 from ocrq.storage import Job, JobStatus
+from ocrq.storage import badcases as kept
 from ocrq.storage import jobs as store
 from ocrq.storage.models import utcnow
 
@@ -65,10 +67,12 @@ class Sweep:
     lost: list[str] = field(default_factory=list)  # failed: lost (queued, image gone)
     redriven: list[str] = field(default_factory=list)
     purged: int = 0
+    badcases_purged: int = 0
     more: bool = False  # work was left for the next sweep
 
     def __bool__(self) -> bool:
-        return bool(self.overdue or self.lost or self.redriven or self.purged)
+        return bool(self.overdue or self.lost or self.redriven or self.purged
+                    or self.badcases_purged)
 
 
 def sweep(services: Services, app: Celery, now: datetime | None = None,
@@ -100,6 +104,10 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
         out.purged = store.purge(services.db, s.result_retention_days, now,
                                  batch=s.purge_batch, max_batches=PURGE_BATCHES)
         out.more = out.more or out.purged >= PURGE_BATCHES * max(1, s.purge_batch)
+        # Bad cases keep their own retention (OCRQ_BADCASE_RETENTION_DAYS).
+        out.badcases_purged = kept.purge(services.db, s.badcase_retention_days, now,
+                                         batch=s.purge_batch, max_batches=PURGE_BATCHES)
+        out.more = out.more or out.badcases_purged >= PURGE_BATCHES * max(1, s.purge_batch)
     return out
 
 

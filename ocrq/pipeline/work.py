@@ -18,7 +18,9 @@ import numpy as np
 
 from ocrq.engine import Quad
 from ocrq.names import Step
+from ocrq.observability.logs import stage_done
 from ocrq.observability.metrics import job_finished
+from ocrq.pipeline import badcases
 from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
 from ocrq.pipeline.retry import RETRY_FOR_S, retry_io
 from ocrq.pipeline.state import Services, WorkerState
@@ -160,6 +162,7 @@ def rotate(state: WorkerState, ctx: JobContext) -> JobContext | None:
         return None
     _enter(state, ctx.job_id, Step.ROTATE, first=True)
     r = state.engine.step_rotate(_image(state, ctx))
+    stage_done(log, Step.ROTATE, r.ms, r.models)
     return ctx.after(Step.ROTATE, r.models, r.ms, rotation=r.rotation)
 
 
@@ -175,6 +178,7 @@ def detect(state: WorkerState, ctx: JobContext) -> JobContext | None:
         ctx, first = rotated, False
     _enter(state, ctx.job_id, Step.DETECT, first=first)
     d = state.engine.step_detect(_image(state, ctx), ctx.rotation or 0)
+    stage_done(log, Step.DETECT, d.ms, d.models)
     return ctx.after(Step.DETECT, d.models, d.ms, rotation=d.rotation, skew=d.skew,
                      lines=Lines.from_detected(d))
 
@@ -193,6 +197,7 @@ def recognize(state: WorkerState, ref: RecognitionRef, polygons: list[Quad],
     t = state.engine.step_recognize(_image(state, ref), ref.rotation, polygons, flipped,
                                     languages=ref.lexicon, skew=ref.skew)
     state.cache.incr_done(ref.job_id)
+    stage_done(log, Step.RECOGNIZE, t.ms, t.models)
     return BatchResult(index, t.texts, t.models, t.ms)
 
 
@@ -215,6 +220,7 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
                                      lines.polygons, texts, models, timings,
                                      leaders=lines.leaders, skew=ctx.skew)
     doc = page.to_dict()
+    stage_done(log, Step.REORDER, page.timings_ms.get(Step.REORDER.value, 0.0), page.models)
     if not ctx.stages and not finish(state, job_id, JobStatus.SUCCEEDED, document=doc,
                                      batches_done=len(results), batches_total=len(results)):
         return None  # ended meanwhile (cancel, sweeper, time limit): its webhook went then
@@ -240,6 +246,7 @@ def finish(state: Services, job_id: str, status: JobStatus, *,
     def after() -> None:
         state.cache.update(job_id, status=str(status), stage=None, finished_at=finished_at,
                            error=error, result=document, **fields)
+        badcases.keep(state, job_id, status, error=error, document=document)  # needs the image
         state.blobs.delete(state.blobs.key_for(job_id))
         # Its stage tasks are done or will see the job ended: their start counters go.
         state.cache.forget_deliveries(state.cache.tasks(job_id))

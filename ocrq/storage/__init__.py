@@ -10,6 +10,7 @@ from ocrq.storage.db import Database
 from ocrq.storage.models import (
     TERMINAL,
     ApiKey,
+    Badcase,
     Delivery,
     Job,
     JobStatus,
@@ -20,6 +21,7 @@ from ocrq.storage.models import (
 __all__ = [
     "TERMINAL",
     "ApiKey",
+    "Badcase",
     "BlobStore",
     "Database",
     "Delivery",

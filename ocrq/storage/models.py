@@ -11,12 +11,24 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Microsecond timestamps on MariaDB too (its DATETIME defaults to whole seconds).
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# Images of bad cases: MariaDB's plain BLOB stops at 64 KiB.
+Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
 
 def utcnow() -> datetime:
@@ -127,3 +139,31 @@ class ApiKey(Base):
     label: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class Badcase(Base):
+    """A job kept for labelling: it failed, or its page read below its plan's confidence.
+
+    No foreign key to its job: a bad case has its own retention
+    (OCRQ_BADCASE_RETENTION_DAYS) and may outlive the job's row. One per job.
+    """
+
+    __tablename__ = "ocrq_badcases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), unique=True)
+    bid: Mapped[str] = mapped_column(String(64), index=True)
+    tid: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32))  # failed | low_confidence
+    code: Mapped[str | None] = mapped_column(String(64), nullable=True)  # failed: its error
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # the page's mean
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)  # the PageResult
+    image_name: Mapped[str] = mapped_column(String(255))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    # NULL: not kept (gone from Redis already, or over OCRQ_BADCASE_MAX_IMAGE_BYTES).
+    image: Mapped[bytes | None] = mapped_column(Blob, nullable=True, deferred=True)
+    image_bytes: Mapped[int] = mapped_column(Integer, default=0)  # its size, kept or not
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)

@@ -25,7 +25,7 @@ from tests.databases import throwaway_mariadb
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"alembic_version", "ocrq_jobs", "ocrq_results", "ocrq_webhook_deliveries",
-          "ocrq_model_activations", "ocrq_api_keys"}
+          "ocrq_model_activations", "ocrq_api_keys", "ocrq_badcases"}
 
 
 @pytest.fixture
