@@ -89,10 +89,12 @@ def test_end_to_end_sqlite_gpu_and_cpu_workers(sqlite_stack: Stack, one_line_png
     sqlite_stack.reset()
     _end_to_end(sqlite_stack, one_line_png)
     logs = sqlite_stack.logs()
-    # The GPU entry point started without a GPU, served the gpu queue on the CPU ...
-    assert "no CUDA device available: GPU worker serving on CPU" in logs
+    # The GPU entry point started without a GPU: its tensor server ran the forward
+    # passes on the CPU, its feeder served the gpu queue ...
+    assert "no CUDA device available: tensor server running on CPU" in logs
     gpu_log = next(sqlite_stack.tmp.glob("worker-sqlite-gpu.log")).read_text()
     assert "Task ocrq.detect[" in gpu_log and "Task ocrq.reorder[" not in gpu_log
+    assert "LOAD std v1 on cpu" in gpu_log and "LOAD str v1 on cpu" in gpu_log
     cpu_log = next(sqlite_stack.tmp.glob("worker-sqlite-cpu.log")).read_text()
     assert "Task ocrq.reorder[" in cpu_log  # ... and reorder went to the cpu queue (the plan)
     # Models load once per worker process, not per task.

@@ -1,5 +1,7 @@
-"""The GPU worker's threads pool fails a job whose stage runs past the time limit
-(Celery enforces limits in prefork children only) — real worker, Redis."""
+"""The GPU worker's threads pool (``--inprocess``, OCRQ_GPU_WORKER_MODE=inprocess)
+fails a job whose stage runs past the time limit (Celery enforces limits in
+prefork children only, as the default GPU worker's feeders are) — real
+worker, Redis."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ WORKER = "slow1@test"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with one_worker_cluster(tmp_path_factory.mktemp("limit"), "gpu", WORKER, "gpu,cpu",
-                            OCRQ_TASK_TIME_LIMIT_S="1") as c:
+                            OCRQ_TASK_TIME_LIMIT_S="1", OCRQ_GPU_WORKER_MODE="inprocess") as c:
         yield c
 
 
