@@ -200,3 +200,25 @@ def test_gpu_worker_restarts_its_tensor_server(tmp_path: Path, server_env: dict[
     finally:
         server.stop()
     assert server.popen is not None and server.popen.poll() is not None  # stopped with us
+
+
+def test_a_pages_batches_go_in_flight_together_and_read_the_same(
+        model_root: Path, tmp_path: Path) -> None:
+    sock = tmp_path / "t.sock"
+    srv = _server(model_root, sock)
+    manifest = ModelRepository(model_root).manifest("str", 1)
+    remote = RemoteRuntime(sock, manifest.weights_path, timeout_s=60)
+    lines = _lines(3)
+    # Three widths, as the recognition stage makes for one page: three shapes.
+    batches = [lines[:1, :, :128], lines[1:2, :, :192], lines[2:, :, :320]] * 4
+    try:
+        got = remote.run_many_images(batches, manifest.input)
+        local = load_runtime("onnxruntime", manifest.weights_path, threads=1)
+        for batch, out in zip(batches, got, strict=True):
+            np.testing.assert_allclose(out, run_images(local, batch, manifest.input),
+                                       rtol=1e-4, atol=1e-4)
+        # Sent at once on as many connections as were in flight (at most 8).
+        assert stats(str(sock))["connections"] == 8 + 1  # + this STATS call
+    finally:
+        remote.close()
+        srv.close()

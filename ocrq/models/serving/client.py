@@ -46,7 +46,12 @@ from ocrq.models.serving.protocol import (
 
 LOAD_TIMEOUT_S = 600.0  # a first LOAD on a GPU builds and warms every bucket shape
 RECONNECT_POLL_S = 0.1
+MAX_IN_FLIGHT = 8  # one page's batches sent at once (connections per feeder, per model)
 _ids = itertools.count(1)
+
+
+class _Broken(Exception):
+    """A pipelined call met a broken connection: redo it call by call (with retries)."""
 
 
 class Connection:
@@ -69,8 +74,14 @@ class Connection:
              timeout_s: float | None = None) -> Reply:
         """One request and its reply; raises OSError/TimeoutError/FrameError on the wire."""
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        return self.receive(op, self.send(op, path, array, deadline), deadline)
+
+    def send(self, op: Op, path: str, array: np.ndarray | None, deadline: float) -> int:
         rid = next(_ids)
         send_request(self.sock, Request(op, rid, path, array), deadline)
+        return rid
+
+    def receive(self, op: Op, rid: int, deadline: float) -> Reply:
         reply = recv_reply(self.sock, self.max_bytes, deadline)
         if reply.request_id != rid or reply.op != op:
             raise FrameError(f"reply {reply.op.name} #{reply.request_id} to {op.name} #{rid}")
@@ -214,22 +225,67 @@ class RemoteRuntime:
         raise AssertionError("unreachable")
 
     # --- the Runtime interface ------------------------------------------------------
+    def _pad(self, images: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """(pixels as sent, (h, w) before padding, (h, w) sent)."""
+        images = np.ascontiguousarray(images, np.uint8)
+        hw = (int(images.shape[1]), int(images.shape[2])) if images.ndim == 4 else (0, 0)
+        if self.buckets is None or images.ndim != 4 or images.shape[0] == 0:
+            return images, hw, hw
+        padded, hw = self.buckets.pad(images)
+        return np.ascontiguousarray(padded), hw, (int(padded.shape[1]), int(padded.shape[2]))
+
+    def _crop(self, out: np.ndarray, hw: tuple[int, int], sent: tuple[int, int]) -> np.ndarray:
+        return out if self.buckets is None else self.buckets.crop(out, hw, sent)
+
     def run_images(self, images: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
         """uint8 NHWC pixels; the server normalises them (spec: its manifest's)."""
-        images = np.ascontiguousarray(images, np.uint8)
-        if self.buckets is None or images.shape[0] == 0:
-            return self._request(Op.RUN_IMAGES, images)
-        padded, hw = self.buckets.pad(images)
-        out = self._request(Op.RUN_IMAGES, np.ascontiguousarray(padded))
-        return self.buckets.crop(out, hw, (int(padded.shape[1]), int(padded.shape[2])))
+        sent, hw, shw = self._pad(images)
+        return self._crop(self._request(Op.RUN_IMAGES, sent), hw, shw)
 
     def run_many_images(self, batches: Sequence[np.ndarray], spec: Mapping[str, Any]
                         ) -> list[np.ndarray]:
-        return [self.run_images(b, spec) for b in batches]
+        """Every batch in flight at once, each on its own connection: the server runs
+        them side by side (each may join other feeders' calls of its shape), so a
+        page's width buckets cost about one round trip, not one each."""
+        if len(batches) < 2:
+            return [self.run_images(b, spec) for b in batches]
+        prepared = [self._pad(b) for b in batches]
+        outs: list[np.ndarray] = []
+        for i in range(0, len(prepared), MAX_IN_FLIGHT):
+            arrays = [p[0] for p in prepared[i : i + MAX_IN_FLIGHT]]
+            try:
+                outs += self._pipelined(arrays)
+            except _Broken:  # one by one, each with its reconnect and retry
+                outs += [self._request(Op.RUN_IMAGES, a) for a in arrays]
+        return [self._crop(o, hw, shw) for o, (_, hw, shw) in zip(outs, prepared, strict=True)]
+
+    def _pipelined(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        op, conns, rids = Op.RUN_IMAGES, [], []
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            for array in arrays:
+                conns.append(self._take() or self._open(wait_s=0.0))
+                rids.append(conns[-1].send(op, self.weights_path, array, deadline))
+            replies = [c.receive(op, rid, deadline) for c, rid in zip(conns, rids, strict=True)]
+        except TimeoutError as exc:
+            for c in conns:
+                c.close()
+            raise TensorServerError(f"tensor server gave no answer within "
+                                    f"{self.timeout_s:.0f} s ({len(arrays)} batches)") from exc
+        except (OSError, FrameError, TensorServerError) as exc:
+            for c in conns:
+                c.close()
+            raise _Broken from exc
+        for c in conns:
+            self._give(c)
+        outs = [_checked(r, op.name).array for r in replies]
+        if any(o is None for o in outs):
+            raise TensorServerError(f"tensor server answered {op.name} without an array")
+        return [o for o in outs if o is not None]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, np.float32)
-        if self.buckets is None or batch.shape[0] == 0:
+        if self.buckets is None or batch.ndim != 4 or batch.shape[0] == 0:
             return self._request(Op.RUN, batch)
         padded, hw = self.buckets.pad_nchw(batch)
         out = self._request(Op.RUN, np.ascontiguousarray(padded))
