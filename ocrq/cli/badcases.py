@@ -112,3 +112,18 @@ def export_command(folder: Path, bid: str | None, since: datetime | None) -> Non
         raise one_line(exc) from exc
     click.echo(f"exported {done} bad case(s) to {folder / MANIFEST}"
                + (f"; {skipped} without a kept image left out" if skipped else ""))
+
+
+@badcases.command("purge")
+@click.option("--days", type=click.IntRange(min=0), default=None,
+              help="retention (default OCRQ_BADCASE_RETENTION_DAYS)")
+def purge_command(days: int | None) -> None:
+    """Delete bad cases older than the retention (workers also do it on their purge)."""
+    s = Settings.from_env()
+    try:
+        n = store.purge(Database(s.database_url),
+                        s.badcase_retention_days if days is None else days,
+                        batch=s.purge_batch)
+    except Exception as exc:
+        raise one_line(exc) from exc
+    click.echo(f"purged {n} bad case(s)")

@@ -132,6 +132,11 @@ def test_the_purge_removes_old_bad_cases(services: Services) -> None:
     done = sweep(services, create_celery_app(services.settings), purge=True)
     assert done.badcases_purged == 1
     assert [r.job_id for r in store.listing(services.db)] == [new]
+    # By hand: `ocrq badcases purge --days 0` takes what is left.
+    env = {"OCRQ_DATABASE_URL": services.settings.database_url}
+    out = CliRunner().invoke(main, ["badcases", "purge", "--days", "0"], env=env)
+    assert out.exit_code == 0 and "purged 1 bad case(s)" in out.output, out.output
+    assert store.listing(services.db) == []
 
 
 def test_cli_list_and_export_in_the_eval_format(services: Services, tmp_path: Path) -> None:
