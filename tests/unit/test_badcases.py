@@ -23,7 +23,7 @@ from ocrq.pipeline.state import Services
 from ocrq.pipeline.sweeper import sweep
 from ocrq.plans import InvalidPlans, Plans
 from ocrq.settings import Settings
-from ocrq.storage import Badcase, JobStatus, keys
+from ocrq.storage import Badcase, Database, JobStatus, keys
 from ocrq.storage import badcases as store
 from ocrq.storage import jobs as jobs_store
 from ocrq.storage.models import utcnow
@@ -207,3 +207,24 @@ def test_api_shows_each_business_only_its_own(services: Services) -> None:
     assert get("/v1/badcases?since=2020-01-01T00:00:00Z").get_json()["badcases"]
     assert not get("/v1/badcases?since=2999-01-01").get_json()["badcases"]
     assert "/v1/badcases" in c.get("/v1/openapi.json").get_json()["paths"]
+
+
+@pytest.mark.services
+def test_mariadb_keeps_images_past_a_plain_blob() -> None:
+    """MariaDB's BLOB stops at 64 KiB: the column is a LONGBLOB there (models.Blob)."""
+    from tests.databases import throwaway_mariadb
+
+    image = bytes(range(256)) * 1024  # 256 KiB
+    with throwaway_mariadb() as url:
+        db = Database(url)
+        try:
+            assert store.record(db, job_id="j" * 32, bid="acme", tid="ocr", reason="failed",
+                                code="x", image_name="a.png", width=1, height=1, image=image,
+                                image_bytes=len(image), result={"lines": []})
+            assert not store.record(db, job_id="j" * 32, bid="acme", tid="ocr",
+                                    reason="failed", image_name="a.png", width=1, height=1)
+            (row,) = store.with_images(db)
+            assert row.image == image and row.result == {"lines": []}
+            assert store.image_of(db, row.id) == ("acme", image, "j" * 32 + ".png")
+        finally:
+            db.dispose()
