@@ -40,6 +40,7 @@ from typing import Any
 from _common import data_parser  # first: checks that ocrq is installed
 
 # isort: split
+import cv2
 import numpy as np
 
 from ocrq.engine import Engine
@@ -198,10 +199,10 @@ def measure(engine: Engine, clock: Clock, pages: list[tuple[str, bytes, np.ndarr
         decode_image(data, name)
         decode = time.thread_time() - t0
         clock.take()
-        w0 = time.perf_counter()
+        w0, p0 = time.perf_counter(), time.process_time()
         with clock.section(OTHER, "page"):
             out = page_output(engine, image, name)
-        wall = time.perf_counter() - w0
+        wall, process = time.perf_counter() - w0, time.process_time() - p0
         split = clock.take()
         if dump is not None:
             dump[name] = out
@@ -209,7 +210,8 @@ def measure(engine: Engine, clock: Clock, pages: list[tuple[str, bytes, np.ndarr
         bench = sum(v for (_, s), v in split.items() if s == BENCH)
         total = sum(split.values())
         rows.append({"decode": 1e3 * decode, "host": 1e3 * (total - forward - bench),
-                     "forward": 1e3 * forward, "wall": 1e3 * (wall - bench), "split": split})
+                     "forward": 1e3 * forward, "wall": 1e3 * (wall - bench),
+                     "threads": 1e3 * max(process - total, 0.0), "split": split})
     return rows
 
 
@@ -223,7 +225,8 @@ def print_headline(rows: list[dict[str, Any]]) -> None:
     for key, label in [("host", "host work (all but forward passes)"),
                        ("forward", "forward passes (CPU, 1 thread)"),
                        ("decode", "image decode (decode_image)"),
-                       ("wall", "wall time of Engine.run")]:
+                       ("wall", "wall time of Engine.run"),
+                       ("threads", "CPU on other threads (should be ~0)")]:
         v = [r[key] for r in rows]
         print(f"| {label} | {_pct(v, 50):.1f} | {_pct(v, 90):.1f} | {statistics.mean(v):.1f} |")
     print()
@@ -293,6 +296,9 @@ def main() -> int:
     ap.add_argument("--dump", type=Path, help="write every page's output as JSON here")
     ap.add_argument("--no-scaling", action="store_true")
     args = ap.parse_args()
+    # One core's work: OpenCV's own thread pool would run parts of a resize or a
+    # warp on other threads, which thread_time does not see.
+    cv2.setNumThreads(1)
     samples = load_manifest(args.data, limit=args.limit)
     pages = [(s.path.name, s.path.read_bytes(), s.load()) for s in samples]
     clock, tape = Clock(), {}

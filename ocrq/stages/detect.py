@@ -10,6 +10,7 @@ once more at the scale that brings the median line to ``target_text_px``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -124,11 +125,15 @@ def _mini_box(contour: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _box_score(prob: np.ndarray, box: np.ndarray) -> float:
+    """Mean probability inside the box (a mask on its bounding rectangle)."""
     h, w = prob.shape
-    xmin = int(np.clip(np.floor(box[:, 0].min()), 0, w - 1))
-    xmax = int(np.clip(np.ceil(box[:, 0].max()), 0, w - 1))
-    ymin = int(np.clip(np.floor(box[:, 1].min()), 0, h - 1))
-    ymax = int(np.clip(np.ceil(box[:, 1].max()), 0, h - 1))
+    # Python's floor/ceil/min/max on the four corners: what np.clip did on
+    # numpy scalars, at a tenth of the cost per box.
+    xs, ys = box[:, 0].tolist(), box[:, 1].tolist()
+    xmin = min(max(math.floor(min(xs)), 0), w - 1)
+    xmax = min(max(math.ceil(max(xs)), 0), w - 1)
+    ymin = min(max(math.floor(min(ys)), 0), h - 1)
+    ymax = min(max(math.ceil(max(ys)), 0), h - 1)
     mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), np.uint8)
     pts = (box - np.array([xmin, ymin], np.float32)).astype(np.int32)
     cv2.fillPoly(mask, [pts], 1)
@@ -141,7 +146,7 @@ def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
     if length <= 0:
         return None
     offset = pyclipper.PyclipperOffset()
-    path = [tuple(map(float, p)) for p in box.reshape(-1, 2)]
+    path = box.reshape(-1, 2).tolist()  # Python floats, as pyclipper takes them
     offset.AddPath(path, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
     paths = offset.Execute(area * ratio / length)
     if not paths:

@@ -72,6 +72,11 @@ def _leader(gray: np.ndarray, quads: np.ndarray, i: int, opts: LeaderOptions) ->
         return 0
     thr, top, bottom = ink
     binary = (gray[box.y0:box.y1, box.xr:limit] < thr).astype(np.uint8)
+    # A leader's first dot lies within 1.2 line heights of the text (_dots):
+    # without ink there no leader starts, and labelling the strip (most of
+    # this stage's time) is skipped; most lines end so.
+    if not binary[:, : int(1.2 * box.height) + 1].any():
+        return 0
     xs, ys, areas = _dots(binary, box.height, top, bottom, opts)
     if len(xs) < opts.min_dots or not _regular(xs, ys, areas, box.height, opts):
         return 0
