@@ -244,7 +244,7 @@ def bench_e2e(args: argparse.Namespace, root: Path, cuda: bool) -> None:
 def word_f1(samples: list, texts: list[list[str]]) -> float:
     matched = predicted = true = 0
     for sample, lines in zip(samples, texts, strict=True):
-        c = word_counts("\n".join(lines), "\n".join(t for t, _ in sample.truth))
+        c = word_counts("\n".join(lines), "\n".join(t for t, _ in sample.truth()))
         matched, predicted, true = matched + c.matched, predicted + c.predicted, true + c.true
     p, r = matched / max(predicted, 1), matched / max(true, 1)
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)

@@ -6,11 +6,11 @@
 #   device run:   bench/gpu_check.sh               (carry: .whl .devdata)
 #   CPU machine:  PYTHON=.venv/bin/python bench/gpu_check.sh   (the CPU variants, small)
 #
-# Each tool's stdout+stderr goes to $OUT/<name>.txt (default /tmp/gpu_check_out),
+# Each tool's stdout+stderr goes to $OUT/<name>.txt (cudnn, gpu, batching, gpu_service) (default /tmp/gpu_check_out),
 # machine facts to $OUT/env.txt; a tool that fails or times out does not stop
 # the others (its exit status is in $OUT/env.txt's last lines). Budgets (s):
-# gpu.py 70, batching.py 60, gpu_service.py 160 (+20 s to stop each), the rest
-# start-up: 5.5 minutes at the very most.
+# cudnn_probe.py 60, gpu.py 150, batching.py 45, gpu_service.py 170 (+20 s to
+# stop each), the rest start-up: under 7.5 minutes at the very most.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -56,11 +56,16 @@ step() {  # step NAME SECONDS ARGV...: one tool, bounded, output to $OUT/NAME.tx
 }
 
 if [ "$CUDA" = 1 ]; then
-  step gpu 70 "$PY" bench/gpu.py "$DATA" --limit 8 --batches 1,8,32,64 \
-    --det-sizes 960x960 --min-time 0.3 --no-torch-cpu
-  step batching 60 "$PY" bench/batching.py "$DATA" --limit 16 --jobs 8 --wait-ms 3,10 \
+  # First what cuDNN's per-shape choice costs: its answer sets OCRQ_CUDNN for the rest.
+  step cudnn 60 "$PY" bench/cudnn_probe.py --fp16
+  CUDNN=$(grep -o 'choose: [a-z]*' "$OUT/cudnn.txt" | tail -n 1 | cut -d' ' -f2)
+  export OCRQ_CUDNN=${CUDNN:-off}
+  echo "== OCRQ_CUDNN=$OCRQ_CUDNN" | tee -a "$OUT/env.txt"
+  step gpu 150 "$PY" bench/gpu.py "$DATA" --batches 8,16,32,64 --det-sizes 1024x512 \
+    --min-time 0.2 --no-torch-cpu --cudnn "$OCRQ_CUDNN"
+  step batching 45 "$PY" bench/batching.py "$DATA" --limit 16 --jobs 8 --wait-ms 3,10 \
     --runtime torch --device cuda --repeat 1
-  step gpu_service 160 "$PY" bench/gpu_service.py "$DATA" --concurrency 1,16,64 \
+  step gpu_service 170 "$PY" bench/gpu_service.py "$DATA" --concurrency 1,16,64 \
     --n 50,400,1000 --warmup 64 --row-timeout 30
 else  # the same tools on the CPU, small enough for a 2-core machine
   step gpu 75 "$PY" bench/gpu.py "$DATA" --limit 2 --batches 1,8 --det-sizes 640x480 \
