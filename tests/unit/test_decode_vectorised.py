@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocrq.stages.recognize import blank_runs, space_peaks
+from ocrq.stages.segments import blank_runs, space_peaks
 
 
 def _longest_blank_loop(columns: np.ndarray, a: int, b: int) -> int:
