@@ -6,7 +6,8 @@ import argparse
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ocrq.observability import logs
 from ocrq.pipeline.app import create_celery_app
@@ -48,8 +49,10 @@ def split_threads(settings: Settings, processes: int) -> Settings:
 
 
 def run_worker(kind: str, settings: Settings, args: argparse.Namespace,
-               extra: Sequence[str] = (), pool: str = "prefork") -> None:
-    """``pool``: a Celery pool name, or a "module:Class" pool (set as worker_pool)."""
+               extra: Sequence[str] = (), pool: str = "prefork",
+               conf: Mapping[str, Any] | None = None) -> None:
+    """``pool``: a Celery pool name, or a "module:Class" pool (set as worker_pool);
+    ``conf``: Celery settings of this kind of worker only."""
     name = args.name or settings.worker_name or f"{kind}@{socket.gethostname()}"
     # Before anything logs; Celery then leaves it alone (lifecycle's setup_logging).
     logs.configure(settings.log_format, args.loglevel, service=kind, worker=name)
@@ -61,6 +64,7 @@ def run_worker(kind: str, settings: Settings, args: argparse.Namespace,
     configure(settings, preload=not args.no_preload)
     lifecycle.install(threads_pool=pool == THREADS_POOL)
     app = create_celery_app(settings)
+    app.conf.update(dict(conf or {}))
     if ":" in pool:  # -P only takes names; Celery uses worker_pool when -P is left out
         app.conf.worker_pool = pool
     argv = ["worker", "-Q", args.queues, "-c", str(args.concurrency), "-n", name,

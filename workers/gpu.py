@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from ocrq.errors import OcrqError
-from ocrq.models.serving.client import hello
+from ocrq.models.serving.client import LOAD_TIMEOUT_S, hello
 from ocrq.settings import Settings
 from workers.common import THREADS_POOL, parser, run_worker, split_threads
 from workers.tensor_server import cuda_available
 
 log = logging.getLogger("workers.gpu")
 DEFAULT_BATCH_WAIT_MS = 3.0
+GPU_WORKER_MODES = ("server", "inprocess")
 HELLO_TIMEOUT_S = 120.0  # the server answers HELLO before it loads any model
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # restarts of a server that keeps dying
 STABLE_S = 60.0  # up this long: the next death starts the backoff over
@@ -139,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                    default=s.gpu_worker_mode == "inprocess",
                    help="the old shape: one process, models on its own device, -c threads")
     args = p.parse_args(argv)
+    if s.gpu_worker_mode not in GPU_WORKER_MODES:  # a typo must not pick a shape silently
+        raise SystemExit(f"OCRQ_GPU_WORKER_MODE must be one of {', '.join(GPU_WORKER_MODES)}, "
+                         f"not {s.gpu_worker_mode!r}")
     if args.inprocess:
         run_inprocess(s, args)
     else:
@@ -160,7 +164,11 @@ def run_with_server(s: Settings, args: argparse.Namespace) -> None:
                           shape_buckets="off", fp16=bool(facts.get("fp16", False)))
         # Children read the socket through Settings.from_env() in load_runtime.
         os.environ["OCRQ_TENSOR_SOCKET"] = socket_path
-        run_worker("gpu", split_threads(feeders, args.concurrency), args)
+        # A feeder preloads its models in worker_process_init: LOADs that may wait
+        # for the server's first load (every bucket warmed, on a GPU) while Celery
+        # would kill a child not up within 4 s.
+        run_worker("gpu", split_threads(feeders, args.concurrency), args,
+                   conf={"worker_proc_alive_timeout": LOAD_TIMEOUT_S})
     finally:
         server.stop()
         if own_dir:

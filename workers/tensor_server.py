@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 
 from ocrq.models.serving.server import TensorServer
+from ocrq.observability import logs
 from ocrq.settings import Settings
 
 log = logging.getLogger("workers.tensor_server")
@@ -84,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="stop when the process with this pid (our parent) exits")
     p.add_argument("-l", "--loglevel", default="INFO")
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.loglevel.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(s.log_format, args.loglevel, service="tensor_server")
     server = TensorServer(args.socket, server_settings(s))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
