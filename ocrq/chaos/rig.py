@@ -238,6 +238,8 @@ def _check_job(job: Job, results: int, text: str | None, code: str | None,
     if api["status"] != job.status:
         p.append(f"{job.id}: API says {api['status']}, the database {job.status}")
     if job.status == "succeeded":
+        if code is not None:
+            p.append(f"{job.id}: succeeded, expected to fail with {code}")
         if results != 1:
             p.append(f"{job.id}: {results} result rows")
         elif text is not None and PageResult.from_dict(api["result"]).text() != text:

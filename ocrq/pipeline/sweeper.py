@@ -16,6 +16,8 @@ limit, a cancel). The sweeper catches what those paths cannot see:
   with ``lost`` at once. Only jobs younger than the task list's TTL
   (``OCRQ_RESULT_CACHE_TTL_S``) and the deadline are re-driven. After that, a
   missing task list proves nothing, and the deadline decides.
+* **Lost while running.** A job still ``running`` ``OCRQ_REDRIVE_AFTER_S`` after it
+  was created whose image is gone from Redis (flushed) is failed with ``lost``.
 * **Retention.** Every ``OCRQ_PURGE_INTERVAL_S``, finished jobs older than
   ``OCRQ_RESULT_RETENTION_DAYS`` are deleted in batches of ``OCRQ_PURGE_BATCH``,
   and bad cases older than ``OCRQ_BADCASE_RETENTION_DAYS``.
@@ -85,6 +87,7 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
     for job in store.overdue(services.db, now - timedelta(seconds=s.job_deadline), PER_SWEEP):
         if _fail(services, app, job, "deadline_exceeded", _overdue_message(job, s.job_deadline)):
             out.overdue.append(job.id)
+    out.lost += _lost_while_running(services, app, now - timedelta(seconds=s.redrive_after_s))
     # The job's task list lives this long: an older job without one may have had tasks.
     window = min(s.job_deadline, s.result_cache_ttl_s)
     queued = store.queued_between(services.db, now - timedelta(seconds=window),
@@ -111,6 +114,39 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
     return out
 
 
+def _lost_while_running(services: Services, app: Celery, before: datetime) -> list[str]:
+    """Running jobs whose image is gone: their broker lost everything (a flushed Redis,
+    a failover without its data). Nothing can run their steps again; without this
+    they would wait for their deadline. A job that ends writes its row before it
+    deletes its image, so a row still running without an image is never a success.
+    """
+    lost = []
+    for job in store.overdue(services.db, before, PER_SWEEP):
+        if job.status != JobStatus.RUNNING or services.redis.exists(
+                services.blobs.key_for(job.id)):
+            continue
+        message = (f"this job's image and messages were lost from Redis while it ran "
+                   f"(in {job.stage or '?'}): the broker was flushed or lost its data")
+        if _fail(services, app, job, "lost", message):
+            lost.append(job.id)
+    return lost
+
+
+def redeclare_queues(app: Celery) -> None:
+    """Declare the queues again on a Redis broker (one SADD each).
+
+    kombu keeps each exchange's bindings in a Redis key; a flushed broker loses
+    them, and every message published after it is dropped without an error until
+    someone declares the queues again. Run after every heartbeat.
+    """
+    if not str(app.conf.broker_url).startswith("redis"):
+        return  # AMQP brokers keep their bindings
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for queue in app.amqp.queues.values():
+            queue(channel).declare()
+
+
 def tick(services: Services, app: Celery, owner: str = "") -> Sweep | None:
     """Sweep if this interval is not yet someone else's; None when skipped."""
     s = services.settings
@@ -134,11 +170,16 @@ def tick(services: Services, app: Celery, owner: str = "") -> Sweep | None:
 
 def after_beat(app: Celery, rescuer: Callable[[], None] | None, owner: str
                ) -> Callable[[], None]:
-    """What a node runs after each heartbeat: the broker rescue (if any), then a tick.
+    """What a node runs after each heartbeat: the queues declared again (a flushed
+    Redis broker), the broker rescue (if any), then a tick.
 
     Each is logged on its own, so one failing (the database down) never stops the other.
     """
     def run() -> None:
+        try:
+            redeclare_queues(app)
+        except Exception as exc:
+            log.warning("queues not declared again: %s", exc)
         if rescuer is not None:
             try:
                 rescuer()

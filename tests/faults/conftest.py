@@ -9,6 +9,7 @@ here break servers and processes: run them under ``flock /tmp/ocrq-it.lock``.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,9 +41,32 @@ def pages(engine: Engine, model_root: Path) -> list[tuple[bytes, str]]:
 
 
 @pytest.fixture(scope="module")
-def rig(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+def rig(model_root: Path, tmp_path_factory: pytest.TempPathFactory,
+        request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """One rig per module; a module's ``RIG`` dict overrides settings (a deadline...)."""
     if not MariaDBServer.available():
         pytest.fail("mariadbd and mariadb-install-db are needed for the fault suite")
     with Rig(tmp_path_factory.mktemp("rig"), model_root=model_root,
-             gpu_kind=os.environ.get("OCRQ_FAULTS_GPU_KIND", "gpu")) as r:
+             gpu_kind=os.environ.get("OCRQ_FAULTS_GPU_KIND", "gpu"),
+             **getattr(request.module, "RIG", {})) as r:
         yield r
+
+
+def submit_pages(rig: Rig, pages: list[tuple[bytes, str]], n: int,
+                 prefix: str = "p") -> tuple[list[str], dict[str, str]]:
+    """``n`` jobs cycling through the pages: (ids, id -> the expected text)."""
+    ids, expected = [], {}
+    for i in range(n):
+        data, text = pages[i % len(pages)]
+        job_id = rig.submit(data, f"{prefix}{i}.png")
+        ids.append(job_id)
+        expected[job_id] = text
+    return ids, expected
+
+
+def wait_started(rig: Rig, ids: list[str], timeout_s: float = 120) -> None:
+    """Until one of the jobs has left the queue (a fault then lands mid-run)."""
+    deadline = time.monotonic() + timeout_s
+    while not any(rig.api(i)["status"] != "queued" for i in ids):
+        assert time.monotonic() < deadline, "no job started"
+        time.sleep(0.05)

@@ -77,7 +77,8 @@ def test_overdue_jobs_fail_with_deadline_exceeded_and_their_webhook(
     s = services.settings
     running = add_job(services, JobStatus.RUNNING, DEADLINE + 5, callback=True, stage="detect")
     queued = add_job(services, JobStatus.QUEUED, DEADLINE + 5, tasks=True)
-    young = add_job(services, JobStatus.RUNNING, DEADLINE - 30, callback=True)
+    # Running jobs have their image (one without it was lost: failed at once, 'lost').
+    young = add_job(services, JobStatus.RUNNING, DEADLINE - 30, callback=True, blob=True)
     done = add_job(services, JobStatus.SUCCEEDED, DEADLINE * 10)
     out = sweeper.sweep(services, app)
     assert sorted(out.overdue) == sorted([running, queued])
