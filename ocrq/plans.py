@@ -23,6 +23,9 @@ from ocrq.settings import Settings
 from ocrq.stages.lexicon import UnknownLanguage, check_languages
 
 HARDWARE = ("gpu", "cpu")
+# A plug-in step's option: the label its result carries -> the tid whose plug-in
+# stages run next (``document``: classify, then the plan of the page's class).
+THEN = "then"
 
 
 class UnknownPlan(OcrqError):
@@ -73,7 +76,29 @@ class Plans:
         # Resolve every combination now: a broken override fails at load, not mid-request.
         for bid in self._bids:
             for tid in self._tids:
-                self.resolve(bid, tid)
+                self._check_then(self.resolve(bid, tid))
+
+    def _check_then(self, plan: Plan) -> None:
+        """A step's ``then`` (its result's ``label`` -> the tid whose plug-in stages
+        follow; ``"*"``: any other label) names known tids only."""
+        for step in plan.steps:
+            table = step.options.get(THEN)
+            if table is None:
+                continue
+            where = f"{self.source}: bid {plan.bid} tid {plan.tid} step {step.name}"
+            if step.name in STEPS or not isinstance(table, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+                raise InvalidPlans(f"{where}: {THEN} must map labels to tids, on a plug-in "
+                                   "stage")
+            unknown = sorted(set(table.values()) - set(self._tids))
+            if unknown:
+                raise InvalidPlans(f"{where}: {THEN} names unknown tids {', '.join(unknown)}")
+
+    def then(self, plan: Plan, step: Step, label: str) -> Plan | None:
+        """The plan a step's result chooses (its ``then`` option), for the same bid."""
+        table = step.options.get(THEN) or {}
+        tid = table.get(label, table.get("*"))
+        return None if tid is None else self.resolve(plan.bid, tid)
 
     @classmethod
     def load(cls, path: Path | None = None) -> Plans:

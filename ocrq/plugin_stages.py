@@ -18,6 +18,8 @@ import numpy as np
 
 from ocrq.engine import Engine
 from ocrq.models.builtin import catalog
+from ocrq.names import STEPS
+from ocrq.plans import THEN, Plan, Plans, Step
 from ocrq.plugins import PluginError, StageInput, StageSpec
 from ocrq.stages.rotate import rotate_image
 
@@ -70,9 +72,49 @@ def apply(page: dict[str, Any], outcome: StageOutcome, stage: str) -> dict[str, 
             "timings_ms": {**page.get("timings_ms", {}), stage: outcome.ms}}
 
 
+def branch(plans: Plans, plan: Plan, name: str, options: Mapping[str, Any],
+           output: Mapping[str, Any], done: Sequence[str]) -> tuple[dict[str, Any] | None,
+                                                                   list[Step]]:
+    """After stage ``name`` of ``plan``: the branch its result takes (``then``), and
+    the chosen plan's plug-in steps that have not run (the page is read already,
+    so its core steps are not repeated). (None, []) when the stage does not branch."""
+    if not options.get(THEN):
+        return None, []
+    label = str(output.get("label", ""))
+    chosen = plans.then(plan, Step(name, "cpu", dict(options)), label)
+    if chosen is None:
+        return {"after": name, "label": label, "tid": None, "stages": []}, []
+    steps = [s for s in chosen.steps if s.name not in STEPS and s.name not in done]
+    return {"after": name, "label": label, "tid": chosen.tid,
+            "stages": [s.name for s in steps]}, steps
+
+
+def with_branch(page: dict[str, Any], taken: dict[str, Any]) -> dict[str, Any]:
+    return {**page, "branch": [*page.get("branch", []), taken]}
+
+
+def step_of(plans: Plans, plan: Plan, page: Mapping[str, Any], name: str) -> Step | None:
+    """Stage ``name``'s step: in the job's plan, else in a plan a branch chose."""
+    for tid in [plan.tid, *(b["tid"] for b in page.get("branch", []) if b.get("tid"))]:
+        step = plans.resolve(plan.bid, tid).step(name)
+        if step is not None:
+            return step
+    return None
+
+
 def run_stages(engine: Engine, image: np.ndarray, page: dict[str, Any],
-               steps: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
-    """In-process: every (stage, options) in order on one read page."""
-    for name, options in steps:
-        page = apply(page, run_stage(engine, name, image, page, options), name)
+               steps: Sequence[tuple[str, Mapping[str, Any]]],
+               plans: Plans | None = None, plan: Plan | None = None) -> dict[str, Any]:
+    """In-process: every (stage, options) in order on one read page; with the plan
+    table and the job's plan, a stage's ``then`` appends the chosen plan's stages."""
+    queue = list(steps)
+    for name, options in queue:  # grows while it runs: a branch appends to it
+        outcome = run_stage(engine, name, image, page, options)
+        page = apply(page, outcome, name)
+        if plans is not None and plan is not None:
+            taken, extra = branch(plans, plan, name, options, outcome.output,
+                                  [n for n, _ in queue])
+            if taken is not None:
+                page = with_branch(page, taken)
+                queue += [(s.name, dict(s.options)) for s in extra]
     return page

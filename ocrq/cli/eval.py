@@ -16,6 +16,7 @@ from ocrq.evaluation.checkbox_eval import (
 )
 from ocrq.evaluation.classify_eval import classify_all, format_report, load_labels, score
 from ocrq.evaluation.dataset import load_manifest
+from ocrq.evaluation.idcard_eval import evaluate_cards, format_cards, load_cards, summary
 from ocrq.evaluation.peers import build_engine, resolve_threads
 from ocrq.evaluation.report import format_diagnostics
 from ocrq.evaluation.runner import evaluate, format_table
@@ -53,7 +54,7 @@ from ocrq.settings import Settings
 )
 @click.option(
     "--task",
-    type=click.Choice(["ocr", "classify", "checkbox"]),
+    type=click.Choice(["ocr", "classify", "checkbox", "idcard"]),
     default="ocr",
     show_default=True,
     help="ocr: score text; classify: document classes (manifest rows with a 'label', "
@@ -83,6 +84,11 @@ def eval_command(
     threads = resolve_threads(threads)
     if task == "classify":
         _eval_classify(manifest_dir, limit, as_json, threads, tid)
+        return
+    if task == "idcard":  # corner error on generated cards, coverage on real ones
+        default = click.get_current_context().get_parameter_source("tid")
+        plan = task if default == click.core.ParameterSource.DEFAULT else tid
+        _eval_idcard(manifest_dir, limit, as_json, threads, plan)
         return
     if task == "checkbox":
         # --tid's default names the classify plan; this task's plan is "checkbox"
@@ -140,3 +146,21 @@ def _eval_checkbox(manifest_dir: Path, engines: tuple[str, ...], limit: int | No
                                "results": [s.to_dict() for s in scores]}, indent=2))
     else:
         click.echo(format_checkbox_table(scores))
+
+
+def _eval_idcard(manifest_dir: Path, limit: int | None, as_json: bool, threads: int,
+                 tid: str) -> None:
+    """Corner error (share of the card diagonal) on rows with ``corners``; on rows
+    labelled id_card without them, words read from the crop vs the whole image."""
+    try:
+        rows = load_cards(manifest_dir, limit=limit)
+        settings = Settings.from_env().with_(threads=threads)
+        results = evaluate_cards(rows, settings, tid, progress=sys.stderr.isatty())
+    except OcrqError as exc:
+        raise click.ClickException(exc.message) from exc
+    if as_json:
+        click.echo(json.dumps({"manifest": str(manifest_dir), "tid": tid, "threads": threads,
+                               **summary(results), "per_card": [vars(r) for r in results]},
+                              indent=2))
+    else:
+        click.echo(format_cards(results))

@@ -79,7 +79,10 @@ def run(
     show = progress if progress is not None else (sys.stderr.isatty() and len(paths) > 1)
     try:
         engine = Engine.from_settings(settings)
-        stages = _plugin_steps(settings, bid, tid) if tid or bid else []
+        plans = Plans.from_settings(settings)
+        plan = plans.resolve(bid, tid) if tid or bid else None
+        stages = [(s.name, dict(s.options)) for s in plan.steps
+                  if s.name not in STEPS] if plan else []
     except OcrqError as exc:
         raise click.ClickException(exc.message) from exc
     failures = 0
@@ -89,7 +92,9 @@ def run(
         try:
             image = load_image(path, settings)
             page = engine.run(image, str(path))
-            doc = run_stages(engine, image, page.to_dict(), stages) if stages else None
+            # A stage's `then` (the document plan) appends the chosen plan's stages.
+            doc = run_stages(engine, image, page.to_dict(), stages, plans,
+                             plan) if stages else None
         except OcrqError as exc:
             failures += 1
             # The image module's messages start with the file's name already.
@@ -111,9 +116,3 @@ def run(
     if failures:
         sys.exit(1)
 
-
-def _plugin_steps(settings: Settings, bid: str | None, tid: str | None
-                  ) -> list[tuple[str, dict[str, object]]]:
-    """(stage, options) of the plan's plug-in steps (those after reorder)."""
-    plan = Plans.from_settings(settings).resolve(bid, tid)
-    return [(s.name, dict(s.options)) for s in plan.steps if s.name not in STEPS]

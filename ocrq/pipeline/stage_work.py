@@ -7,18 +7,20 @@ key. The last stage finishes the job. No Celery here: tasks.py is the glue.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ocrq.pipeline.messages import JobContext
 from ocrq.pipeline.state import WorkerState
 from ocrq.pipeline.work import ended, finish
-from ocrq.plugin_stages import apply, run_stage
+from ocrq.plugin_stages import apply, branch, run_stage, step_of, with_branch
 from ocrq.storage import JobStatus
 
 
 def run(state: WorkerState, ctx: JobContext, doc: dict[str, Any], index: int
-        ) -> dict[str, Any] | None:
-    """Stage ``ctx.stages[index]`` on the job's page; the document with its field.
+        ) -> tuple[JobContext, dict[str, Any]] | None:
+    """Stage ``ctx.stages[index]`` on the job's page; the context (with the stages
+    a ``then`` branch added, routed now) and the document with its field.
 
     The job is finished after the last stage. None when the job had ended.
     """
@@ -26,14 +28,21 @@ def run(state: WorkerState, ctx: JobContext, doc: dict[str, Any], index: int
         return None
     name = ctx.stages[index]
     state.cache.update(ctx.job_id, stage=name)
-    step = state.plans.resolve(ctx.bid, ctx.tid).step(name)
+    plan = state.plans.resolve(ctx.bid, ctx.tid)
+    step = step_of(state.plans, plan, doc, name)
+    options = step.options if step else {}
     image = state.image(ctx.image_key, ctx.name)
-    doc = apply(doc, run_stage(state.engine, name, image, doc, step.options if step else {}),
-                name)
+    outcome = run_stage(state.engine, name, image, doc, options)
+    doc = apply(doc, outcome, name)
+    taken, extra = branch(state.plans, plan, name, options, outcome.output, ctx.stages)
+    if taken is not None:
+        doc = with_branch(doc, taken)
+        ctx = replace(ctx, stages=(*ctx.stages, *(s.name for s in extra)),
+                      queues={**ctx.queues, **{s.name: state.router.queue_for(s) for s in extra}})
     if index == len(ctx.stages) - 1:
         # The recognition progress the cache kept becomes the row's final count.
         flat = state.cache.get(ctx.job_id) or {}
         counts = {k: flat[k] for k in ("batches_done", "batches_total") if flat.get(k) is not None}
         if not finish(state, ctx.job_id, JobStatus.SUCCEEDED, document=doc, **counts):
             return None  # ended meanwhile: whoever ended it sent the webhook
-    return doc
+    return ctx, doc

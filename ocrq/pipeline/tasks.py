@@ -105,8 +105,9 @@ def stage(self: Task, msg: dict[str, Any], doc: dict[str, Any], index: int) -> N
     state = get_state()
     out = retry_io(lambda: stage_work.run(state, ctx, doc, index),
                    f"{ctx.stages[index]} of job {ctx.job_id}")
-    if out is not None:
-        retry_io(lambda: _next(self.app, state, ctx, out, index + 1),
+    if out is not None:  # the context may have grown: a branch (``then``) added stages
+        ctx, done = out
+        retry_io(lambda: _next(self.app, state, ctx, done, index + 1),
                  f"next step of job {ctx.job_id}")
 
 

@@ -1,0 +1,120 @@
+"""ID cards (issue 13), as ocrq's own plug-in: model kind ``idd``, stage ``idcard``.
+
+- Model kind ``idd``: the card finder's parameters, a JSON "weights" file made
+  by code (``_make``) and pinned by its sha256. The classic CV of
+  idcard_cv.py reads every number from it, so a better-tuned or a learned
+  finder's parameters replace it with ``ocrq models import idd FILE``.
+- Stage ``idcard`` (result field ``card``): the card's quadrilateral on the
+  image as submitted, a perspective-corrected crop of it, OCR of the crop
+  (through the same engine) and the fields read from that (idcard_fields.py:
+  name, dates, document number, the machine-readable zone with its check
+  digits verified).
+
+Tuned on generated cards (idcard_synth.py, seeds other than the evaluation's),
+never on the real ID cards of the dev set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ocrq.plugins import ModelSpec, Plugin, StageInput, StageSpec
+from ocrq.suite.checkbox import to_upright
+from ocrq.suite.idcard_cv import Quad, find_quad
+from ocrq.suite.idcard_fields import extract
+
+PARAMS: dict[str, Any] = {
+    "format": "ocrq-idcard-cv/1",
+    "work_side": 640,  # candidates are sought at this longest side (px)
+    "refine_side": 1600,  # and the sides refined at this one
+    "min_area": 0.04,  # share of the image a card covers, at least / at most
+    "max_area": 0.98,
+    "edge_quantiles": [0.8, 0.9],  # gradient quantiles whose closed maps give outlines
+    "background_colours": 4,  # k-means colours of the image's border
+    "background_distance": 18,  # Lab distance from all of them: not background
+    "ratio_lo": 1.1,  # long/short side of a candidate, bounds
+    "ratio_hi": 2.4,
+    "aspect": 1.586,  # ISO/IEC 7810 ID-1; the prior falls off in log ratio
+    "aspect_spread": 0.35,
+    "area_power": 0.5,  # weight of a candidate's area in its score
+    "samples": 40,  # points per side scored for edge support
+    "corner_skip": 0.12,  # share of each side left out at its ends (rounded corners)
+    "support_px": 3,  # an edge within this distance of the side supports it
+    "strong_gradient": 20,  # Sobel of blurred Lab: what counts as an edge
+    "min_support": 0.3,  # below this best score: no card
+    "keep_share": 0.6,  # candidates scoring below this share of the best are dropped
+    "snap_px": 5,  # each candidate's sides moved onto the nearby edge first
+    "grow_share": 0.2,  # a side may move out by this share of the card's other side
+    "grow_support": 0.6,  # to an edge along this share of its length
+    "grow_top": 8,  # candidates tried grown
+    "outer_share": 0.5,  # refine: outermost edge at least this share of the strongest
+    "refine_samples": 80,
+    "refine_reach": [12, 4],  # px at refine_side, two passes
+    "crop_width": [900, 1600],  # the crop's width is the card's, kept in these bounds
+}
+PARAMS_SHA256 = "a930931896d70801622571fe0fb63e779b0c83c77e356a11e40612bf99621443"
+
+
+def _make() -> bytes:
+    return json.dumps(PARAMS, sort_keys=True).encode("utf-8")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    params = dict(json.loads(path.read_text(encoding="utf-8")))
+    missing = sorted(set(PARAMS) - set(params))
+    if missing:  # an imported file must say every number the finder reads
+        raise ValueError(f"idd parameters lack {', '.join(missing)}")
+    return params
+
+
+def crop_card(image: np.ndarray, corners: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """The card warped flat: as wide as its longer top/bottom side, within bounds."""
+    tl, tr, br, bl = corners.astype(np.float64)
+    w = max(np.hypot(*(tr - tl)), np.hypot(*(br - bl)))
+    h = max(np.hypot(*(bl - tl)), np.hypot(*(br - tr)))
+    lo, hi = p["crop_width"]
+    scale = min(max(w, lo), hi) / max(w, 1.0)
+    cw, ch = int(round(w * scale)), int(round(h * scale))
+    dst = np.array([[0, 0], [cw - 1, 0], [cw - 1, ch - 1], [0, ch - 1]], np.float32)
+    m = cv2.getPerspectiveTransform(corners.astype(np.float32), dst)
+    return cv2.warpPerspective(image, m, (cw, ch), flags=cv2.INTER_CUBIC,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def _on_submitted(quad: Quad, page: StageInput) -> list[list[float]]:
+    rotation = int(page.page.get("rotation", 0)) % 360
+    h, w = page.image.shape[:2]
+    width, height = (h, w) if rotation in (90, 270) else (w, h)
+    pts = to_upright(quad.corners.astype(np.float64), rotation, width, height, back=True)
+    return np.round(pts, 1).tolist()
+
+
+def run_idcard(page: StageInput) -> dict[str, Any]:
+    p = page.model("idd").runtime
+    quad = find_quad(page.image, p)
+    if quad is None:
+        return {"found": False, "quad": None, "confidence": 0.0, "crop": None, "lines": [],
+                "fields": extract([])}
+    crop = crop_card(page.image, quad.corners, p)
+    read = page.read(crop)
+    lines = [{"text": ln.get("text", ""), "confidence": ln.get("confidence"),
+              "polygon": ln.get("polygon")} for ln in read.get("lines", [])]
+    return {"found": True, "quad": _on_submitted(quad, page), "confidence": quad.confidence,
+            "crop": {"width": int(crop.shape[1]), "height": int(crop.shape[0])},
+            "lines": lines, "text": "\n".join(str(ln["text"]) for ln in lines),
+            "fields": extract(lines)}
+
+
+plugin = Plugin(
+    name="ocrq-suite-idcard",
+    kinds=(ModelSpec(name="idd", role="ID-card finder parameters (classic CV quad search)",
+                     sha256=PARAMS_SHA256, input={}, package="ocrq", package_version="0.1.0",
+                     weights="idcard.json", runtime="json", make=_make, load=_load),),
+    stages=(StageSpec("idcard", run_idcard, models=("idd",), hardware="cpu",
+                      result_key="card"),),
+)

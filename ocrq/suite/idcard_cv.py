@@ -1,0 +1,323 @@
+"""Finding a card's quadrilateral on a photo or scan: classic CV (issue 13).
+
+1. Candidates, on a copy at ``work_side`` px: outlines of closed edge maps
+   (colour gradient) and of Otsu masks of several channels, each reduced to
+   four corners (convex hull -> polygon, else its rotated rectangle).
+2. Each candidate is scored by edge support: the share of points along its
+   sides (corners left out: cards have rounded corners) with a strong gradient
+   across the side. A card's outline wins over its own photo box or title
+   band because, of the quads that score nearly as well as the best, the
+   largest is kept.
+3. The winner's sides are refined on a larger copy (``refine_side`` px): along
+   each side the strongest gradient across it is sought near the line, and a
+   line is fitted (Huber) to those points; the corners are where the lines
+   meet, i.e. the corners of the card rectangle, not of its rounded outline.
+
+Every number comes from the ``idd`` model's parameters (ocrq/suite/idcard.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Quad:
+    corners: np.ndarray  # 4 x 2 float, clockwise from top-left, on the image given
+    confidence: float  # edge support of the refined sides, 0..1
+
+
+def order_corners(pts: np.ndarray) -> np.ndarray:
+    """Clockwise (in image coordinates) from the corner nearest the top-left."""
+    c = pts.mean(axis=0)
+    ang = np.arctan2(pts[:, 1] - c[1], pts[:, 0] - c[0])
+    pts = pts[np.argsort(ang)]
+    start = int(np.argmin(pts.sum(axis=1)))
+    return np.roll(pts, -start, axis=0)
+
+
+def _gradients(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    return gx, gy
+
+
+def _colour_gradient(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient of the Lab channel that changes most at each pixel: an edge
+    between two colours of equal brightness still counts."""
+    best_x = best_y = best = None
+    for ch in cv2.split(lab):
+        gx, gy = _gradients(cv2.GaussianBlur(ch.astype(np.float32), (0, 0), 1.2))
+        mag = gx * gx + gy * gy
+        if best is None:
+            best_x, best_y, best = gx, gy, mag
+        else:
+            take = mag > best
+            best_x, best_y, best = (np.where(take, gx, best_x), np.where(take, gy, best_y),
+                                    np.maximum(mag, best))
+    assert best_x is not None and best_y is not None
+    return best_x, best_y
+
+
+def _quads_of(mask: np.ndarray, min_area: float) -> Iterator[np.ndarray]:
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    for c in contours:
+        if cv2.contourArea(c) < min_area:
+            continue
+        hull = cv2.convexHull(c)
+        peri = cv2.arcLength(hull, True)
+        for eps in (0.02, 0.04, 0.06):
+            approx = cv2.approxPolyDP(hull, eps * peri, True)
+            if len(approx) == 4:
+                yield approx.reshape(4, 2).astype(np.float64)
+                break
+        yield cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float64)
+
+
+def not_background(lab: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
+    """Pixels unlike every colour of the image's border (k-means of the border: a
+    table, a wood grain or a scanner lid has a few colours, and the card rarely
+    touches all four edges)."""
+    h, w = lab.shape[:2]
+    m = max(2, int(0.03 * min(h, w)))
+    border = np.concatenate([lab[:m].reshape(-1, 3), lab[-m:].reshape(-1, 3),
+                             lab[:, :m].reshape(-1, 3), lab[:, -m:].reshape(-1, 3)])
+    k = int(p["background_colours"])
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    # A fixed first guess (PP centres, one attempt): the same image gives the same mask.
+    cv2.setRNGSeed(0)
+    _, _, centres = cv2.kmeans(border.astype(np.float32), k, None, crit, 1,
+                               cv2.KMEANS_PP_CENTERS)
+    flat = lab.reshape(-1, 3).astype(np.float32)
+    dist = np.min(np.linalg.norm(flat[:, None, :] - centres[None, :, :], axis=2), axis=1)
+    far = dist.reshape(h, w) > float(p["background_distance"])
+    return far.astype(np.uint8) * 255
+
+
+def candidates(lab: np.ndarray, mag: np.ndarray, p: Mapping[str, Any]) -> list[np.ndarray]:
+    h, w = mag.shape
+    min_area = float(p["min_area"]) * h * w
+    out: list[np.ndarray] = []
+    k = np.ones((5, 5), np.uint8)
+    # Opened wide enough to cut thin things touching the card (lines, edges of
+    # papers), then closed to fill what the card's print leaves out.
+    fg = cv2.morphologyEx(not_background(cv2.GaussianBlur(lab, (0, 0), 1.5), p),
+                          cv2.MORPH_OPEN, np.ones((11, 11), np.uint8))
+    out += _quads_of(cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((15, 15), np.uint8)),
+                     min_area)
+    for q in p["edge_quantiles"]:
+        edges = (mag > np.quantile(mag, q)).astype(np.uint8) * 255
+        out += _quads_of(cv2.morphologyEx(edges, cv2.MORPH_CLOSE, k), min_area)
+    for ch in cv2.split(lab):
+        blur = cv2.GaussianBlur(ch, (0, 0), 2)
+        _, otsu = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        for mask in (otsu, 255 - otsu):
+            mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, k)
+            out += _quads_of(mask, min_area)
+    return out
+
+
+def _side_points(a: np.ndarray, b: np.ndarray, n: int, skip: float) -> np.ndarray:
+    t = np.linspace(skip, 1 - skip, n)[:, None]
+    return a * (1 - t) + b * t
+
+
+def support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str, Any]
+            ) -> list[float]:
+    """Per side: share of sample points with a strong gradient across the side
+    within ``support_px`` of it."""
+    h, w = gx.shape
+    mag = np.hypot(gx, gy)
+    strong = float(p["strong_gradient"])
+    reach = int(p["support_px"])
+    out = []
+    for i in range(4):
+        a, b = quad[i], quad[(i + 1) % 4]
+        d = b - a
+        length = float(np.hypot(*d))
+        if length < 8:
+            return [0.0] * 4
+        normal = np.array([-d[1], d[0]]) / length
+        pts = _side_points(a, b, int(p["samples"]), float(p["corner_skip"]))
+        hit = np.zeros(len(pts), bool)
+        for s in range(-reach, reach + 1):
+            q = np.round(pts + s * normal).astype(int)
+            ok = (q[:, 0] >= 0) & (q[:, 0] < w) & (q[:, 1] >= 0) & (q[:, 1] < h)
+            qx, qy = np.clip(q[:, 0], 0, w - 1), np.clip(q[:, 1], 0, h - 1)
+            across = np.abs(gx[qy, qx] * normal[0] + gy[qy, qx] * normal[1])
+            hit |= ok & (across >= strong) & (across >= 0.7 * mag[qy, qx])
+        out.append(float(hit.mean()))
+    return out
+
+
+def _plausible(quad: np.ndarray, shape: tuple[int, int], p: Mapping[str, Any]) -> bool:
+    if not cv2.isContourConvex(quad.astype(np.float32).reshape(-1, 1, 2)):
+        return False
+    sides = [float(np.hypot(*(quad[(i + 1) % 4] - quad[i]))) for i in range(4)]
+    long, short = (sides[0] + sides[2]) / 2, (sides[1] + sides[3]) / 2
+    ratio = max(long, short) / max(min(long, short), 1.0)
+    area = cv2.contourArea(quad.astype(np.float32))
+    return (float(p["ratio_lo"]) <= ratio <= float(p["ratio_hi"])
+            and area <= float(p["max_area"]) * shape[0] * shape[1])
+
+
+def _shape_prior(quad: np.ndarray, p: Mapping[str, Any]) -> float:
+    """1 at the card's aspect ratio (ISO/IEC 7810 ID-1: 1.586), falling off in log ratio."""
+    sides = [float(np.hypot(*(quad[(i + 1) % 4] - quad[i]))) for i in range(4)]
+    long, short = (sides[0] + sides[2]) / 2, (sides[1] + sides[3]) / 2
+    ratio = max(long, short) / max(min(long, short), 1.0)
+    z = np.log(ratio / float(p["aspect"])) / float(p["aspect_spread"])
+    return float(np.exp(-z * z))
+
+
+def refine(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, reach: int,
+           p: Mapping[str, Any]) -> np.ndarray:
+    """Each side moved onto the strongest gradient across it nearby, then the
+    corners recomputed where the fitted lines meet."""
+    h, w = gx.shape
+    lines = []
+    for i in range(4):
+        a, b = quad[i], quad[(i + 1) % 4]
+        d = b - a
+        normal = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6)
+        pts = _side_points(a, b, int(p["refine_samples"]), float(p["corner_skip"]))
+        offs = np.arange(-reach, reach + 1)
+        q = pts[:, None, :] + offs[None, :, None] * normal[None, None, :]
+        qx = np.clip(np.round(q[..., 0]).astype(int), 0, w - 1)
+        qy = np.clip(np.round(q[..., 1]).astype(int), 0, h - 1)
+        across = np.abs(gx[qy, qx] * normal[0] + gy[qy, qx] * normal[1])
+        # The outermost strong edge, not the strongest: the normal points into the
+        # quad, and a card's dark title band or photo meets its ground with a harder
+        # edge than the card meets the table.
+        top = across.max(axis=1, keepdims=True)
+        best = (across >= float(p["outer_share"]) * top).argmax(axis=1)
+        keep = top[:, 0] >= float(p["strong_gradient"])
+        found = pts + offs[best][:, None] * normal[None, :]
+        if keep.sum() < 5:
+            lines.append((a, d / max(float(np.hypot(*d)), 1e-6)))
+            continue
+        vx, vy, x0, y0 = cv2.fitLine(found[keep].astype(np.float32), cv2.DIST_HUBER, 0,
+                                     0.01, 0.01).ravel()
+        lines.append((np.array([x0, y0], np.float64), np.array([vx, vy], np.float64)))
+    out = []
+    for i in range(4):
+        (p0, d0), (p1, d1) = lines[i - 1], lines[i]
+        m = np.array([d0, -d1]).T
+        if abs(np.linalg.det(m)) < 1e-6:
+            out.append(quad[i])
+            continue
+        t = np.linalg.solve(m, p1 - p0)
+        out.append(p0 + t[0] * d0)
+    return np.array(out)
+
+
+def _lines_of(quad: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(quad[i], quad[(i + 1) % 4] - quad[i]) for i in range(4)]
+
+
+def _corners_of(lines: list[tuple[np.ndarray, np.ndarray]], fallback: np.ndarray
+                ) -> np.ndarray:
+    """Corner i where side i-1 meets side i (lines as point + direction)."""
+    out = []
+    for i in range(4):
+        (p0, d0), (p1, d1) = lines[i - 1], lines[i]
+        m = np.array([d0, -d1]).T
+        if abs(np.linalg.det(m)) < 1e-9:
+            out.append(fallback[i])
+            continue
+        t = np.linalg.solve(m, p1 - p0)
+        out.append(p0 + t[0] * d0)
+    return np.array(out)
+
+
+def outermost_offsets(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray,
+                      p: Mapping[str, Any]) -> list[int]:
+    """Per side, how far outwards the last straight edge parallel to it lies (0: none):
+    a title band the colour of the table leaves the body's edge as the outline,
+    and the card's own edge a band's height further out."""
+    h, w = gx.shape
+    out = []
+    for i, (a, d) in enumerate(_lines_of(quad)):
+        length = max(float(np.hypot(*d)), 1e-6)
+        normal = np.array([-d[1], d[0]]) / length  # into the quad
+        across_len = float(np.hypot(*(quad[(i + 2) % 4] - quad[(i + 1) % 4])))
+        reach = int(float(p["grow_share"]) * across_len)
+        pts = _side_points(a, a + d, int(p["samples"]), float(p["corner_skip"]))
+        best = 0
+        for o in range(2, reach + 1):
+            q = np.round(pts - o * normal).astype(int)
+            ok = (q[:, 0] >= 0) & (q[:, 0] < w) & (q[:, 1] >= 0) & (q[:, 1] < h)
+            if ok.mean() < 0.9:
+                break
+            qx, qy = q[ok, 0], q[ok, 1]
+            across = np.abs(gx[qy, qx] * normal[0] + gy[qy, qx] * normal[1])
+            if (across >= float(p["strong_gradient"])).mean() >= float(p["grow_support"]):
+                best = o
+        out.append(best)
+    return out
+
+
+def grown(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str, Any]
+          ) -> list[np.ndarray]:
+    """The quad with each side, and with all sides, moved out to its outermost edge."""
+    offs = outermost_offsets(quad, gx, gy, p)
+    lines = _lines_of(quad)
+    normals = [np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6) for _, d in lines]
+    out = []
+    for pick in [[i] for i in range(4) if offs[i]] + ([list(range(4))] if sum(
+            o > 0 for o in offs) > 1 else []):
+        moved = [(a - (offs[i] if i in pick else 0) * normals[i], d)
+                 for i, (a, d) in enumerate(lines)]
+        out.append(_corners_of(moved, quad))
+    return out
+
+
+def _scaled(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    scale = min(1.0, side / max(image.shape[:2]))
+    if scale == 1.0:
+        return image, 1.0
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+
+
+def find_quad(image: np.ndarray, p: Mapping[str, Any]) -> Quad | None:
+    """The card's corners on ``image`` (BGR), or None when no outline holds up."""
+    small, scale = _scaled(image, int(p["work_side"]))
+    lab = cv2.cvtColor(small, cv2.COLOR_BGR2LAB)
+    gx, gy = _colour_gradient(lab)
+    mag = np.hypot(gx, gy)
+    scored = []
+    for quad in candidates(lab, mag, p):
+        quad = order_corners(refine(order_corners(quad), gx, gy, int(p["snap_px"]), p))
+        if _plausible(quad, mag.shape, p):
+            s = support(quad, gx, gy, p)
+            scored.append((0.5 * float(np.mean(s)) + 0.5 * min(s), quad))
+    scored.sort(key=lambda t: -t[0])
+    for _, quad in scored[:int(p["grow_top"])]:
+        for big in grown(quad, gx, gy, p):
+            big = order_corners(big)
+            if _plausible(big, mag.shape, p):
+                s = support(big, gx, gy, p)
+                scored.append((0.5 * float(np.mean(s)) + 0.5 * min(s), big))
+    best = max((s for s, _ in scored), default=0.0)
+    if best < float(p["min_support"]):
+        return None
+    scored = [(s, q) for s, q in scored if s >= float(p["keep_share"]) * best]
+    area = float(mag.shape[0] * mag.shape[1])
+    # Support, times how card-like the proportions are, times a little of the area:
+    # the card's outline beats its own photo box or title band, whose edges are as
+    # clean, and a large clean rectangle of another shape behind it.
+    quad = max(scored, key=lambda t: t[0] * _shape_prior(t[1], p) * (
+        cv2.contourArea(t[1].astype(np.float32)) / area) ** float(p["area_power"]))[1]
+    big, big_scale = _scaled(image, int(p["refine_side"]))
+    bgx, bgy = _colour_gradient(cv2.cvtColor(big, cv2.COLOR_BGR2LAB))
+    quad = quad * (big_scale / scale)
+    for reach in p["refine_reach"]:
+        quad = refine(quad, bgx, bgy, int(reach), p)
+    quad = order_corners(quad)
+    conf = support(quad, bgx, bgy, {**p, "support_px": 2})
+    return Quad(quad / big_scale, round(0.5 * float(np.mean(conf)) + 0.5 * min(conf), 3))

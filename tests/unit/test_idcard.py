@@ -1,0 +1,122 @@
+"""ID cards (issue 13): the machine-readable zone with its check digits, the card
+finder on generated cards (ocrq/suite/idcard_synth.py, corners known), and the
+``document`` plan choosing its branch from the class of a generated ID card and
+a generated receipt, in-process as ``ocrq run --tid document`` runs it."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from ocrq.engine import Engine
+from ocrq.evaluation.idcard_eval import corner_error
+from ocrq.models.builtin import catalog
+from ocrq.plans import InvalidPlans, Plans
+from ocrq.plugin_stages import run_stages
+from ocrq.suite import idcard, idcard_synth, mrz
+from ocrq.suite.idcard_cv import find_quad
+from tests.fixtures import render_page
+
+TD1 = ["I<UTOD231458907<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6",
+       "ERIKSSON<<ANNA<MARIA<<<<<<<<<<"]  # ICAO Doc 9303 part 5's specimen
+TD3 = ["P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
+       "L898902C36UTO7408122F1204159ZE184226B<<<<<10"]  # part 4's specimen
+
+
+def test_icao_specimens_parse_with_every_check_digit() -> None:
+    td1 = mrz.parse(TD1)
+    assert td1 is not None and td1["format"] == "TD1" and td1["valid"]
+    assert (td1["document_number"], td1["birth_date"], td1["expiry_date"]) == (
+        "D23145890", "1974-08-12", "2012-04-15")
+    assert (td1["surname"], td1["given_names"]) == ("ERIKSSON", "ANNA MARIA")
+    td3 = mrz.parse(TD3)
+    assert td3 is not None and td3["format"] == "TD3" and td3["valid"]
+    assert td3["document_number"] == "L898902C3" and td3["checks"]["personal_number"]
+
+
+def test_a_corrupted_digit_fails_its_check_and_the_composite() -> None:
+    bad = [TD1[0], TD1[1].replace("740812", "740813"), TD1[2]]
+    out = mrz.parse(bad)
+    assert out is not None and not out["valid"]
+    assert out["checks"]["birth_date"] is False and out["checks"]["composite"] is False
+    assert out["checks"]["document_number"] and out["checks"]["expiry_date"]
+
+
+def test_ocr_noise_in_a_zone_is_undone() -> None:
+    # spaces inside rows, a filler read as «, trailing fillers dropped, O read as 0
+    rows = ["I<UT0D23145890 7<<<<<<<<<<<<<<", "7408122F1204159UTO«<<<<<<<<<<6",
+            "ERIKSS0N<<ANNA<MARIA"]
+    out = mrz.parse(rows)
+    assert out is not None and out["valid"] and out["issuing_state"] == "UTO"
+    assert out["surname"] == "ERIKSSON"
+
+
+def test_composed_zones_hold_their_check_digits() -> None:
+    rows = mrz.compose_td1("ID", "D", "T22000129", "640812", "F", "310731", "D",
+                           "MUSTERMANN", "ERIKA")
+    assert [len(r) for r in rows] == [30, 30, 30]
+    assert mrz.parse(rows)["valid"]  # type: ignore[index]
+
+
+def test_the_model_is_its_parameters_pinned_by_sha256() -> None:
+    spec = catalog().kinds["idd"]
+    assert hashlib.sha256(spec.make()).hexdigest() == spec.sha256  # type: ignore[misc]
+    assert catalog().stages["idcard"].key == "card"
+
+
+@pytest.mark.parametrize("seed", [101, 102, 103, 104, 105, 106])
+def test_generated_cards_are_found_within_2pct_of_the_diagonal(seed: int) -> None:
+    sample = idcard_synth.generate(np.random.default_rng(seed))
+    quad = find_quad(sample.image, idcard.PARAMS)
+    assert quad is not None
+    assert corner_error(quad.corners, sample.corners) <= 0.02
+
+
+def test_a_blank_page_has_no_card() -> None:
+    assert find_quad(np.full((600, 800, 3), 255, np.uint8), idcard.PARAMS) is None
+
+
+def test_then_names_known_tids_only() -> None:
+    base = {"steps": ["detect", "recognize", "reorder"]}
+    bad = {"tids": {"ocr": base, "doc": {"steps": [
+        "detect", "recognize", "reorder",
+        {"step": "classify", "options": {"then": {"id_card": "nope"}}}]}}}
+    with pytest.raises(InvalidPlans, match="unknown tids nope"):
+        Plans(bad)
+
+
+RECEIPT = ["CORNER MARKET", "12 Main Street", "Tel 555-123-4567", "25/11/2026 14:32",
+           "Milk 2L        3.49", "Bread          2.99", "Eggs x12       4.25",
+           "SUBTOTAL      10.73", "TAX            0.86", "TOTAL         11.59",
+           "CASH          20.00", "CHANGE         8.41", "THANK YOU FOR SHOPPING"]
+
+
+def _document(engine: Engine, image: np.ndarray) -> dict:
+    plans = Plans.load()
+    plan = plans.resolve(None, "document")
+    steps = [(s.name, dict(s.options)) for s in plan.steps
+             if s.name not in ("rotate", "detect", "recognize", "reorder")]
+    return run_stages(engine, image, engine.run(image, "page").to_dict(), steps, plans, plan)
+
+
+def test_the_document_plan_runs_the_id_card_branch_for_a_card(engine: Engine) -> None:
+    sample = idcard_synth.generate(np.random.default_rng(7))
+    doc = _document(engine, sample.image)
+    assert doc["document_class"]["label"] == "id_card"
+    assert doc["branch"] == [{"after": "classify", "label": "id_card", "tid": "idcard",
+                              "stages": ["idcard"]}]
+    card = doc["card"]
+    assert card["found"] and corner_error(np.asarray(card["quad"]), sample.corners) <= 0.02
+    zone = card["fields"]["mrz"]
+    assert zone is not None and zone["format"] == "TD1"
+    assert card["fields"]["birth_date"] is not None and "idcard" in doc["timings_ms"]
+
+
+def test_the_document_plan_adds_nothing_to_a_receipt(engine: Engine) -> None:
+    doc = _document(engine, render_page(RECEIPT, font="DejaVuSansMono", size=24, margin=30))
+    assert doc["document_class"]["label"] == "receipt"
+    assert doc["branch"] == [{"after": "classify", "label": "receipt", "tid": "ocr",
+                              "stages": []}]
+    assert "card" not in doc and "checkboxes" not in doc
