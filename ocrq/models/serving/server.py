@@ -144,7 +144,6 @@ class TensorServer:
 
     def _answer(self, conn: socket.socket, req: Request, held: dict[str, int]) -> bool:
         """Serve one request; False when the reply could not be sent (drop the client)."""
-        deadline = time.monotonic() + self.settings.tensor_timeout_s
         try:
             out, data = self._dispatch(req, held)
         except OcrqError as exc:
@@ -158,10 +157,15 @@ class TensorServer:
             error = False
             with self._lock:
                 self._bytes_out += 0 if out is None else out.nbytes
+        # The reply's own deadline starts now: a LOAD that warmed buckets for minutes
+        # still gets its answer sent.
+        deadline = time.monotonic() + self.settings.tensor_timeout_s
         try:
             send_reply(conn, req.op, req.request_id, deadline, array=out, data=data,
                        error=error)
-        except (OSError, TimeoutError, FrameError):
+        except (OSError, TimeoutError, FrameError) as exc:
+            log.warning("tensor server: %s reply not sent, closing connection: %s",
+                        req.op.name, exc)
             return False
         return True
 
