@@ -105,6 +105,11 @@ class Settings:
     webhook_backoff_max_s: float = 600.0
     # Wall-clock limit on one webhook attempt as a whole (lookup, connect, send, answer).
     webhook_timeout_s: float = 10.0
+    # A webhook that gave up after webhook_max_attempts (its receiver down longer than
+    # the retry window) is sent again, from attempt 1, this long after giving up, up
+    # to webhook_rounds rounds in all (issue 14).
+    webhook_redrive_after_s: int = 1800
+    webhook_rounds: int = 3
     # image_url: wall-clock limit on the whole download (lookups, redirects, body).
     fetch_deadline_s: float = 15.0
     task_time_limit_s: int = 300  # hard limit per stage task (soft limit 30 s earlier)

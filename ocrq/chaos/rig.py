@@ -42,6 +42,7 @@ BASE_SETTINGS: dict[str, Any] = {
     "webhook_backoff_max_s": 2.0, "webhook_max_attempts": 8, "webhook_timeout_s": 2.0,
     "threads": 1, "heartbeat_ttl_s": 3, "sweep_interval_s": 2, "redrive_after_s": 5,
     "job_deadline_s": 240, "visibility_timeout_s": 30, "max_deliveries": 3,
+    "webhook_redrive_after_s": 3, "webhook_rounds": 3,
 }
 
 

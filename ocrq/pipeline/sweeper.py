@@ -18,6 +18,8 @@ limit, a cancel). The sweeper catches what those paths cannot see:
   missing task list proves nothing, and the deadline decides.
 * **Lost while running.** A job still ``running`` ``OCRQ_REDRIVE_AFTER_S`` after it
   was created whose image is gone from Redis (flushed) is failed with ``lost``.
+* **Webhooks that gave up** (receiver down past the retry window) start a new
+  round ``OCRQ_WEBHOOK_REDRIVE_AFTER_S`` later, up to ``OCRQ_WEBHOOK_ROUNDS`` rounds.
 * **Retention.** Every ``OCRQ_PURGE_INTERVAL_S``, finished jobs older than
   ``OCRQ_RESULT_RETENTION_DAYS`` are deleted in batches of ``OCRQ_PURGE_BATCH``,
   and bad cases older than ``OCRQ_BADCASE_RETENTION_DAYS``.
@@ -38,6 +40,7 @@ heartbeat continues the work.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -68,6 +71,7 @@ class Sweep:
     overdue: list[str] = field(default_factory=list)  # failed: deadline_exceeded
     lost: list[str] = field(default_factory=list)  # failed: lost (queued, image gone)
     redriven: list[str] = field(default_factory=list)
+    webhooks: list[str] = field(default_factory=list)  # gave up earlier: sent again
     purged: int = 0
     badcases_purged: int = 0
     more: bool = False  # work was left for the next sweep
@@ -88,6 +92,7 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
         if _fail(services, app, job, "deadline_exceeded", _overdue_message(job, s.job_deadline)):
             out.overdue.append(job.id)
     out.lost += _lost_while_running(services, app, now - timedelta(seconds=s.redrive_after_s))
+    out.webhooks = _redrive_webhooks(services, app)
     # The job's task list lives this long: an older job without one may have had tasks.
     window = min(s.job_deadline, s.result_cache_ttl_s)
     queued = store.queued_between(services.db, now - timedelta(seconds=window),
@@ -130,6 +135,28 @@ def _lost_while_running(services: Services, app: Celery, before: datetime) -> li
         if _fail(services, app, job, "lost", message):
             lost.append(job.id)
     return lost
+
+
+def _redrive_webhooks(services: Services, app: Celery) -> list[str]:
+    """Webhooks that gave up ``OCRQ_WEBHOOK_REDRIVE_AFTER_S`` ago start a new round
+    of attempts, up to ``OCRQ_WEBHOOK_ROUNDS`` rounds: a receiver down for longer
+    than one round's retry window still gets every final webhook once it is back."""
+    s = services.settings
+    if s.webhook_rounds <= 1:
+        return []
+    out = []
+    for job_id in services.cache.webhooks_gave_up_before(
+            time.time() - s.webhook_redrive_after_s, PER_SWEEP):
+        n = services.cache.webhook_round(job_id, s.webhook_rounds * s.webhook_redrive_after_s
+                                         + 86400)
+        if n > s.webhook_rounds:
+            log.warning("webhook for job %s: %d rounds given up; not sent again", job_id, n - 1)
+            continue
+        enqueue_webhook(app, job_id, s.queue_webhooks)
+        out.append(job_id)
+    if out:
+        log.warning("sweep: %d webhooks that gave up sent again", len(out))
+    return out
 
 
 def redeclare_queues(app: Celery) -> None:

@@ -314,6 +314,7 @@ def webhook_attempt(state: Services, job_id: str, attempt: int,
             if last:
                 log.warning("webhook for job %s gave up after %d attempts: %s", job_id, attempt,
                             res.error)
+                state.cache.webhook_gave_up(job_id, time.time())  # the sweeper sends it again
             return None
         return backoff_s(attempt, s.webhook_backoff_s, s.webhook_backoff_max_s)
     finally:

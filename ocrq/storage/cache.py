@@ -112,3 +112,23 @@ class StatusCache:
 
     def tasks(self, job_id: str) -> list[str]:
         return sorted(m.decode() for m in self.redis.smembers(f"{self.key(job_id)}:tasks"))  # type: ignore[union-attr]
+
+    # Webhooks that gave up (their receiver down past the retry window), by when: the
+    # sweeper sends them again later (OCRQ_WEBHOOK_REDRIVE_AFTER_S, OCRQ_WEBHOOK_ROUNDS).
+    gave_up_key = "ocrq:webhooks:gave-up"
+
+    def webhook_gave_up(self, job_id: str, at: float) -> None:
+        self.redis.zadd(self.gave_up_key, {job_id: at})
+
+    def webhooks_gave_up_before(self, at: float, limit: int) -> list[str]:
+        raw = self.redis.zrangebyscore(self.gave_up_key, 0, at, start=0, num=limit)
+        return [m.decode() for m in raw]  # type: ignore[union-attr]
+
+    def webhook_round(self, job_id: str, ttl_s: int) -> int:
+        """Take the job off the gave-up set; the number of its next round (2, 3...)."""
+        k = f"ocrq:webhooks:round:{job_id}"
+        pipe = self.redis.pipeline()
+        pipe.zrem(self.gave_up_key, job_id)
+        pipe.incr(k)
+        pipe.expire(k, ttl_s)
+        return int(pipe.execute()[1]) + 1

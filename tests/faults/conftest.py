@@ -4,6 +4,8 @@ text the in-process engine reads from each test page (what ``ocrq run`` prints).
 
 Run apart with ``pytest -m faults``; it also runs in the default suite. Tests
 here break servers and processes: run them under ``flock /tmp/ocrq-it.lock``.
+``OCRQ_FAULTS_GPU_KIND=cpu`` puts a prefork CPU worker on the gpu queue instead of
+``workers.gpu`` (to tell a GPU worker's fault from the pipeline's).
 """
 
 from __future__ import annotations
@@ -40,17 +42,19 @@ def pages(engine: Engine, model_root: Path) -> list[tuple[bytes, str]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def rig(model_root: Path, tmp_path_factory: pytest.TempPathFactory,
-        request: pytest.FixtureRequest) -> Iterator[Rig]:
-    """One rig per module; a module's ``RIG`` dict overrides settings (a deadline...)."""
+# One rig for the whole suite (a rig starts in ~15 s: five would add a minute).
+# Whole-node kills: their unacknowledged messages come back after the visibility
+# timeout. The deadline is the last resort for a job whose messages a flush dropped.
+RIG = {"visibility_timeout_s": 15, "job_deadline_s": 120}
+
+
+@pytest.fixture(scope="session")
+def rig(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     if not MariaDBServer.available():
         pytest.fail("mariadbd and mariadb-install-db are needed for the fault suite")
     with Rig(tmp_path_factory.mktemp("rig"), model_root=model_root,
-             gpu_kind=os.environ.get("OCRQ_FAULTS_GPU_KIND", "gpu"),
-             **getattr(request.module, "RIG", {})) as r:
+             gpu_kind=os.environ.get("OCRQ_FAULTS_GPU_KIND", "gpu"), **RIG) as r:
         yield r
-
 
 def submit_pages(rig: Rig, pages: list[tuple[bytes, str]], n: int,
                  prefix: str = "p") -> tuple[list[str], dict[str, str]]:

@@ -16,8 +16,6 @@ from tests.fixtures import encode
 
 pytestmark = [pytest.mark.services, pytest.mark.faults, pytest.mark.timeout(600)]
 JOBS = 24
-# Whole-node kills: their unacknowledged messages come back after the visibility timeout.
-RIG = {"visibility_timeout_s": 15}
 HEADROOM = 150 * 2**20  # a worker process may grow this much over its size at rest
 
 

@@ -14,9 +14,6 @@ from tests.faults.conftest import submit_pages, wait_started
 
 pytestmark = [pytest.mark.services, pytest.mark.faults, pytest.mark.timeout(400)]
 JOBS = 16
-# The deadline is the last resort for a job whose messages were dropped (published
-# in the heartbeat between the flush and the queues' bindings declared again).
-RIG = {"job_deadline_s": 60}
 
 
 def test_a_flushed_redis_leaves_no_job_unfinished(rig: Rig, pages: list[tuple[bytes, str]]
