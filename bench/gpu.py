@@ -69,6 +69,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. reduce-overhead")
     ap.add_argument("--cudnn", default="on", choices=("on", "benchmark", "off"),
                     help="how cuDNN picks kernels, for every CUDA row (process-wide)")
+    ap.add_argument("--backends", default="",
+                    help="per-model rows: only these (comma list of row labels; default all)")
     ap.add_argument("--no-eager-e2e", action="store_true",
                     help="end to end: skip the CUDA fp32 row without buckets and graphs")
     return ap.parse_args()
@@ -87,7 +89,14 @@ def timed(fn: Callable[[], object], min_time: float) -> float:
     return statistics.median(times)
 
 
-def backends(torch_cpu: bool, cuda: bool, compile: bool = False) -> list[tuple[str, dict]]:
+def backends(torch_cpu: bool, cuda: bool, compile: bool = False, only: str = ""
+             ) -> list[tuple[str, dict]]:
+    rows = _backends(torch_cpu, cuda, compile)
+    keep = {b.strip() for b in only.split(",") if b.strip()} | {BASE}
+    return [r for r in rows if r[0] in keep] if only else rows
+
+
+def _backends(torch_cpu: bool, cuda: bool, compile: bool) -> list[tuple[str, dict]]:
     rows = [(BASE, {"backend": "onnxruntime", "device": "cpu"})]
     if torch_cpu:
         rows.append(("torch-cpu", {"backend": "torch", "device": "cpu"}))
@@ -125,7 +134,7 @@ def bench_models(args: argparse.Namespace, repo: ModelRepository, cuda: bool) ->
         shapes = [s for m, s in workloads(args) if m == model]
         largest = rng.uniform(-1, 1, max(shapes, key=np.prod)).astype(np.float32)
         runtimes = {}
-        for label, cfg in backends(not args.no_torch_cpu, cuda, args.compile):
+        for label, cfg in backends(not args.no_torch_cpu, cuda, args.compile, args.backends):
             on_gpu = cfg["device"] == "cuda"
             if on_gpu:
                 import torch  # optional (the gpu/torch extra): only for the CUDA rows
@@ -159,7 +168,7 @@ def bench_models(args: argparse.Namespace, repo: ModelRepository, cuda: bool) ->
                 )
         for rt in runtimes.values():
             rt.close()
-    labels = [b for b, _ in backends(not args.no_torch_cpu, cuda, args.compile)]
+    labels = [b for b, _ in backends(not args.no_torch_cpu, cuda, args.compile, args.backends)]
     print("| model | input | " + " | ".join(f"{b} ms | {b} items/s" for b in labels)
           + " | " + " | ".join(f"{b} × {BASE}" for b in labels[1:]) + " |")
     print("|---|---|" + "---:|" * (3 * len(labels) - 1))

@@ -45,7 +45,9 @@ class Settings:
     # bucket; how cuDNN picks kernels ("on" heuristics, "benchmark", "off").
     shape_buckets: str = "auto"
     cuda_graphs: bool = True
-    cudnn: str = "on"
+    # "off" by default: on an H200, cuDNN's per-shape choice cost 1.3-2.4 s per new
+    # shape (fp16) for no faster kernels than torch's own + batched GEMMs (BENCHMARKS.md).
+    cudnn: str = "off"
     # Concurrent calls of "str"/"dir" merged into one forward pass (issue 5): wait up
     # to this long for companions. <0: the role's default (GPU worker 3 ms, else off).
     batch_wait_ms: float = -1.0
@@ -100,6 +102,10 @@ class Settings:
     # is "none" so that an upgraded deployment keeps answering its clients until keys
     # are issued; a shared deployment sets OCRQ_AUTH=keys.
     auth: str = "none"
+    # A web process remembers a key it checked for this long, so that polling does
+    # not query the database on every call; a revoked key is refused within this
+    # many seconds. 0: every call looks its key up.
+    auth_cache_s: float = 5.0
     webhook_max_attempts: int = 8
     webhook_backoff_s: float = 2.0  # delay before the 2nd attempt; doubles each time
     webhook_backoff_max_s: float = 600.0

@@ -46,7 +46,7 @@ def load_runtime(
     torch_compile: bool = False,
     graph_rewrite: bool = True,
     cuda_graphs: bool = False,
-    cudnn: str = "on",
+    cudnn: str = "off",
     tensor_socket: str = "",
 ) -> Runtime:
     """Create a runtime for ``onnx_path``; torch is imported only when asked for.

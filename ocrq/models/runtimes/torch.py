@@ -66,7 +66,7 @@ class TorchRuntime:
         compile_mode: str | None = None,
         warmup_shape: tuple[int, ...] | None = None,
         graphs: bool = False,
-        cudnn: str = "on",
+        cudnn: str = "off",
     ) -> None:
         """``graphs``: replay a captured CUDA graph per input shape (CUDA only)."""
         onnx_path = Path(onnx_path)

@@ -46,6 +46,7 @@ from ocrq.models.serving.protocol import (
 
 LOAD_TIMEOUT_S = 600.0  # a first LOAD on a GPU builds and warms every bucket shape
 RECONNECT_POLL_S = 0.1
+CONNECT_WAIT_S = 30.0  # the first connection of a runtime: a server busy loading or warming
 MAX_IN_FLIGHT = 8  # one page's batches sent at once (connections per feeder, per model)
 _ids = itertools.count(1)
 
@@ -137,7 +138,9 @@ class RemoteRuntime:
         self._closed = False
         self.facts: dict[str, Any] = {}
         self.buckets: Buckets | None = None
-        self._give(self._open(wait_s=0.0))  # LOAD now: a bad path fails the model load
+        # LOAD now (a bad path fails the model load); a full listen queue or a
+        # server still starting is waited for, up to the connect deadline.
+        self._give(self._open(wait_s=CONNECT_WAIT_S))
 
     @property
     def device(self) -> str:

@@ -55,6 +55,10 @@ class _Handler(socketserver.BaseRequestHandler):
 
 class _UnixServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True  # a stuck client never blocks the server's exit
+    # Every feeder process connects at once when a GPU worker starts (16 on a
+    # 16-core host, several models each), while the server is busy warming a
+    # model: socketserver's default backlog of 5 refused them with EAGAIN.
+    request_queue_size = 256
     owner: TensorServer
 
 

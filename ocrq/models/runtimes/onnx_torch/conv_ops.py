@@ -33,9 +33,48 @@ def _conv(n: Node) -> Fn:
     def fn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
         if pre is not None:
             x = F.pad(x, pre)
+        if nd == 2 and group == 1 and _gemm(x):
+            return gemm_conv2d(x, w, b, strides, padding, dilations)
         return conv(x, w, b, strides, padding, dilations, group)
 
     return fn
+
+
+def _gemm(x: torch.Tensor) -> bool:
+    """Dense convolutions as batched GEMMs: on CUDA when cuDNN is off (OCRQ_CUDNN=off).
+
+    Why: without cuDNN, torch's own CUDA convolution (slow_conv2d) runs im2col and
+    a GEMM per image of the batch, so a pass costs rows x one row, and cuDNN costs
+    1-2 s of kernel choice per new input shape (BENCHMARKS.md). One GEMM over the
+    whole batch keeps cuBLAS busy; depthwise convolutions keep torch's own kernel.
+    """
+    return x.is_cuda and not torch.backends.cudnn.enabled
+
+
+def gemm_conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+                strides: list[int], padding: list[int], dilations: list[int]) -> torch.Tensor:
+    """conv2d (groups 1) as im2col + one batched matmul (1x1: no im2col at all)."""
+    n, c, h, wd = x.shape
+    k, _, kh, kw = w.shape
+    if (kh, kw) == (1, 1) and list(strides) == [1, 1] and not any(padding):
+        out = torch.matmul(w.reshape(k, c), x.reshape(n, c, h * wd)).view(n, k, h, wd)
+    else:
+        oh = (h + 2 * padding[0] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+        ow = (wd + 2 * padding[1] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+        cols = F.unfold(x, (kh, kw), dilation=dilations, padding=padding, stride=strides)
+        out = torch.matmul(w.reshape(k, -1), cols).view(n, k, oh, ow)
+    return out if b is None else out + b.view(1, -1, 1, 1)
+
+
+def gemm_conv_transpose2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+                          ) -> torch.Tensor:
+    """conv_transpose2d with kernel == stride (no overlap, no padding) as one matmul."""
+    n, c, h, wd = x.shape
+    _, cout, kh, kw = w.shape
+    y = torch.matmul(w.reshape(c, -1).t(), x.reshape(n, c, h * wd))
+    out = y.view(n, cout, kh, kw, h, wd).permute(0, 1, 4, 2, 5, 3)
+    out = out.reshape(n, cout, h * kh, wd * kw)
+    return out if b is None else out + b.view(1, -1, 1, 1)
 
 
 def _conv_transpose(n: Node) -> Fn:
@@ -52,7 +91,12 @@ def _conv_transpose(n: Node) -> Fn:
     out_pad = n.attrs.get("output_padding", [0] * nd)
     group = n.attrs.get("group", 1)
 
+    plain = (nd == 2 and group == 1 and not any(begin) and not any(out_pad)
+             and list(dilations) == [1, 1] and list(strides) == list(n.attrs["kernel_shape"]))
+
     def fn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        if plain and _gemm(x):
+            return gemm_conv_transpose2d(x, w, b)
         return conv(x, w, b, strides, begin, out_pad, group, dilations)
 
     return fn
