@@ -66,8 +66,8 @@ def test_policy_per_kind_of_model() -> None:
             assert rows & (rows - 1) == 0 and rows >= 1  # a power of two
             assert rows * h * w <= max(b.pixel_budget, h * w)
             assert b.spatial(h, w) == (h, w)  # warmed shapes are buckets themselves
-    assert rec.batch_size(48, 320) == 64 and rec.batch_size(48, 2560) == 16
-    assert det.batch_size(1024, 1024) == 8 and det.batch_size(2048, 2048) == 2
+    assert rec.batch_size(48, 320) == 32 and rec.batch_size(48, 2560) == 8
+    assert det.batch_size(1024, 1024) == 4 and det.batch_size(2048, 2048) == 1
 
 
 def test_every_shape_a_page_or_line_can_take_is_warmed() -> None:
@@ -105,7 +105,7 @@ def test_every_pass_has_the_fixed_row_count_and_rows_do_not_change(
     lines = rng.integers(0, 255, (70, 48, 320, 3), dtype=np.uint8)
     together = rt.run_images(lines, spec)
     alone = np.concatenate([rt.run_images(lines[i : i + 1], spec) for i in (0, 1, 69)])
-    assert {s[0] for s in rec.shapes} == {64}  # 70 rows: 64 + 6 padded; 1 row: padded
+    assert {s[0] for s in rec.shapes} == {32}  # 70 rows: 32 + 32 + 6 padded; 1: padded
     np.testing.assert_array_equal(alone, together[[0, 1, 69]])
 
 
@@ -129,7 +129,7 @@ def test_merged_calls_run_at_the_fixed_row_count(repo: ModelRepository) -> None:
         t.start()
     for t in threads:
         t.join(30)
-    assert all(s[0] == 64 for s in rec.shapes)
+    assert all(s[0] == 32 for s in rec.shapes)
     assert rt.stats()["merged_calls"] >= 2
     for c, o in zip(calls, outs, strict=True):
         np.testing.assert_array_equal(o, run_images(rec.inner, c, spec))

@@ -46,7 +46,7 @@ class Buckets:
     min_width: int = 128
     max_width: int = 2560  # widths warmed: min_width..max_width by width_step
     fill: int = -1  # pad value for widths (-1: replicate the edge)
-    pixel_budget: int = 8 * 1024 * 1024  # rows * height * width of one pass, at most
+    pixel_budget: int = 4 * 1024 * 1024  # rows * height * width of one pass, at most
     max_rows: int = 8
 
     @classmethod
@@ -56,9 +56,11 @@ class Buckets:
         w = int(spec.get("width") or (dims[3] if len(dims) == 4 and dims[3] else 0))
         if not h and not w:  # a page model (detection)
             return cls(sides=DET_SIDES)
-        if h and h <= LINE_HEIGHT_MAX:  # a line model: up to 64 rows of 640 px a pass
-            # Pad with what normalises to about 0, as the recognition stage does.
-            return cls(height=h, width=w, fill=128, pixel_budget=64 * h * 640, max_rows=64)
+        if h and h <= LINE_HEIGHT_MAX:  # a line model: up to 32 rows of 640 px a pass
+            # 32, not 64: a lone page's lines spread over ~15 width buckets, and every
+            # pass is padded to its rows. Pad with what normalises to about 0, as the
+            # recognition stage does.
+            return cls(height=h, width=w, fill=128, pixel_budget=32 * h * 640, max_rows=32)
         return cls(height=h, width=w)
 
     def to_dict(self) -> dict[str, Any]:
