@@ -126,6 +126,22 @@ def _job_schema() -> dict[str, Any]:
         "result": {"oneOf": [{"$ref": "#/components/schemas/Page"}, {"type": "null"}]}}}
 
 
+def _tables_schema() -> dict[str, Any]:
+    """Plan ``table`` (plug-in stage table): boxes are [x0, y0, x1, y1] on the image
+    as submitted; a cell's box is the box of its text; ``html`` is escaped."""
+    box = {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}
+    cell = {"type": "object", "properties": {
+        "box": box, "row": {"type": "integer"}, "col": {"type": "integer"},
+        "row_span": {"type": "integer"}, "col_span": {"type": "integer"},
+        "text": {"type": "string"}}}
+    table = {"type": "object", "properties": {
+        "box": box, "rows": {"type": "integer"}, "cols": {"type": "integer"},
+        "cells": {"type": "array", "items": cell}, "html": {"type": "string"}}}
+    return {"type": "object", "description": "present when the plan ran stage table",
+            "properties": {"count": {"type": "integer"},
+                           "tables": {"type": "array", "items": table}}}
+
+
 def _schemas() -> dict[str, Any]:
     return {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {
@@ -140,7 +156,8 @@ def _schemas() -> dict[str, Any]:
                 "polygon": {"type": "array"}, "order": {"type": "integer"},
                 "block": {"type": "integer"}, "line": {"type": "integer"}}}},
             "models": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "timings_ms": {"type": "object"}}},
+            "timings_ms": {"type": "object"},
+            "tables": _tables_schema()}},
     }
 
 

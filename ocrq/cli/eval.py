@@ -20,6 +20,7 @@ from ocrq.evaluation.idcard_eval import evaluate_cards, format_cards, load_cards
 from ocrq.evaluation.peers import build_engine, resolve_threads
 from ocrq.evaluation.report import format_diagnostics
 from ocrq.evaluation.runner import evaluate, format_table
+from ocrq.evaluation.table_eval import evaluate_tables, format_table_scores, load_tables
 from ocrq.settings import Settings
 
 
@@ -32,7 +33,7 @@ from ocrq.settings import Settings
     default=("ocrq",),
     show_default=True,
     help="Engine to score: ocrq, rapidocr or tesseract (--task checkbox: ocrq, "
-    "checkbox-extractor); repeat to compare in one run.",
+    "checkbox-extractor; --task table: ocrq, img2table); repeat to compare in one run.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
 @click.option(
@@ -54,7 +55,7 @@ from ocrq.settings import Settings
 )
 @click.option(
     "--task",
-    type=click.Choice(["ocr", "classify", "checkbox", "idcard"]),
+    type=click.Choice(["ocr", "classify", "checkbox", "table", "idcard"]),
     default="ocr",
     show_default=True,
     help="ocr: score text; classify: document classes (manifest rows with a 'label', "
@@ -90,11 +91,12 @@ def eval_command(
         plan = task if default == click.core.ParameterSource.DEFAULT else tid
         _eval_idcard(manifest_dir, limit, as_json, threads, plan)
         return
-    if task == "checkbox":
-        # --tid's default names the classify plan; this task's plan is "checkbox"
+    if task in ("checkbox", "table"):
+        # --tid's default names the classify plan; these tasks' plans are named like them
         default = click.get_current_context().get_parameter_source("tid")
-        plan = "checkbox" if default == click.core.ParameterSource.DEFAULT else tid
-        _eval_checkbox(manifest_dir, engines, limit, as_json, threads, plan)
+        plan = task if default == click.core.ParameterSource.DEFAULT else tid
+        run = _eval_checkbox if task == "checkbox" else _eval_table
+        run(manifest_dir, engines, limit, as_json, threads, plan)
         return
     try:
         samples = load_manifest(manifest_dir, limit=limit)
@@ -146,6 +148,24 @@ def _eval_checkbox(manifest_dir: Path, engines: tuple[str, ...], limit: int | No
                                "results": [s.to_dict() for s in scores]}, indent=2))
     else:
         click.echo(format_checkbox_table(scores))
+
+
+def _eval_table(manifest_dir: Path, engines: tuple[str, ...], limit: int | None,
+                as_json: bool, threads: int, tid: str) -> None:
+    """Table cells (P/R/F1 at IoU >= 0.5 on the box of a cell's text, and by the
+    peer's containment rule) and cTDaR adjacency relations; --engine ocrq (plan
+    --tid, default table) and/or img2table."""
+    try:
+        samples = load_tables(manifest_dir, limit=limit)
+        settings = Settings.from_env().with_(threads=threads)
+        scores = evaluate_tables(samples, list(dict.fromkeys(engines)), settings, tid)
+    except OcrqError as exc:
+        raise click.ClickException(exc.message) from exc
+    if as_json:
+        click.echo(json.dumps({"manifest": str(manifest_dir), "tid": tid, "threads": threads,
+                               "results": [s.to_dict() for s in scores]}, indent=2))
+    else:
+        click.echo(format_table_scores(scores))
 
 
 def _eval_idcard(manifest_dir: Path, limit: int | None, as_json: bool, threads: int,
