@@ -9,6 +9,7 @@ import pytest
 from ocrq.stages import leaders
 from ocrq.stages.detect import _box_score
 from ocrq.stages.leaders import LeaderOptions, leader_dots
+from ocrq.stages.recognize import ink_profile
 from tests.fixtures import dots, label_with
 
 
@@ -89,3 +90,36 @@ def test_box_score_equals_the_np_clip_version_on_random_maps_and_boxes() -> None
                 float(rng.uniform(-90, 90)))
         box = cv2.boxPoints(rect).astype(np.float32)
         assert _box_score(prob, box) == _box_score_with_np_clip(prob, box)
+
+
+def _ink_profile_with_numpy(strip: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """recognize.ink_profile as it was (numpy max/min, mean and sum)."""
+    gray = cv2.cvtColor(strip, cv2.COLOR_BGR2GRAY)
+    if int(gray.max()) - int(gray.min()) < 40:
+        return None
+    _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    rows = np.flatnonzero(binary.mean(axis=1) > 0.02)
+    if rows.size == 0:
+        return None
+    band = binary[rows[0] : rows[-1] + 1]
+    return band.sum(axis=0) >= 2, float(rows[-1] - rows[0] + 1)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_ink_profile_equals_the_numpy_version_on_random_strips(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    w = int(rng.integers(8, 400))
+    strip = np.full((48, w, 3), int(rng.integers(150, 256)), np.uint8)
+    # Some ink (text-like blocks), some specks, now and then too faint to count.
+    for _ in range(int(rng.integers(0, 30))):
+        y, x = int(rng.integers(0, 48)), int(rng.integers(0, w))
+        h, dx = int(rng.integers(1, 30)), int(rng.integers(1, 12))
+        strip[y : y + h, x : x + dx] = int(rng.integers(0, 256))
+    want = _ink_profile_with_numpy(strip)
+    got = ink_profile(strip)
+    if want is None:
+        assert got is None
+    else:
+        assert got is not None
+        assert got.columns.dtype == bool and np.array_equal(got.columns, want[0])
+        assert got.height == want[1]
