@@ -142,6 +142,26 @@ def _tables_schema() -> dict[str, Any]:
                            "tables": {"type": "array", "items": table}}}
 
 
+def _card_schema() -> dict[str, Any]:
+    """Plan ``idcard`` (plug-in stage idcard): the quad is on the image as submitted,
+    clockwise from the card's top-left; lines' polygons are on the crop."""
+    date = {"type": ["string", "null"], "description": "ISO 8601 date"}
+    return {"type": "object", "description": "present when the plan ran stage idcard",
+            "properties": {
+                "found": {"type": "boolean"}, "confidence": {"type": "number"},
+                "quad": {"type": ["array", "null"], "items": {"type": "array"}},
+                "crop": {"type": ["object", "null"], "properties": {
+                    "width": {"type": "integer"}, "height": {"type": "integer"}}},
+                "lines": {"type": "array", "items": {"type": "object"}},
+                "text": {"type": "string"},
+                "fields": {"type": "object", "properties": {
+                    "name": {"type": ["string", "null"]}, "birth_date": date,
+                    "expiry_date": date, "document_number": {"type": ["string", "null"]},
+                    "mrz": {"type": ["object", "null"], "description": "format (TD1/TD2/"
+                            "TD3), fields, checks (each check digit), valid (all hold)"},
+                    "sources": {"type": "object"}}}}}
+
+
 def _schemas() -> dict[str, Any]:
     return {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {
@@ -157,7 +177,15 @@ def _schemas() -> dict[str, Any]:
                 "block": {"type": "integer"}, "line": {"type": "integer"}}}},
             "models": {"type": "object", "additionalProperties": {"type": "integer"}},
             "timings_ms": {"type": "object"},
-            "tables": _tables_schema()}},
+            "tables": _tables_schema(),
+            "document_class": {"type": "object", "description": "present when the plan "
+                               "ran stage classify: label, confidence, scores per class"},
+            "card": _card_schema(),
+            "branch": {"type": "array", "description": "branches a step's `then` took "
+                       "(plan document)", "items": {"type": "object", "properties": {
+                           "after": {"type": "string"}, "label": {"type": "string"},
+                           "tid": {"type": ["string", "null"]},
+                           "stages": {"type": "array", "items": {"type": "string"}}}}}}},
     }
 
 
