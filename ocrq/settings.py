@@ -48,6 +48,10 @@ class Settings:
     # "off" by default: on an H200, cuDNN's per-shape choice cost 1.3-2.4 s per new
     # shape (fp16) for no faster kernels than torch's own + batched GEMMs (BENCHMARKS.md).
     cudnn: str = "off"
+    # The recogniser's output on a GPU: its top-k classes per step (stages/ctc.py), not
+    # all 6,625 (1 MB a line off the device); 0 = the full output. k >= the lexicon's
+    # runner-ups + 1 (5) reads the same text.
+    ctc_topk: int = 8
     # Concurrent calls of "str"/"dir" merged into one forward pass (issue 5): wait up
     # to this long for companions. <0: the role's default (GPU worker 3 ms, else off).
     batch_wait_ms: float = -1.0
@@ -70,6 +74,10 @@ class Settings:
     max_image_pixels: int = 60_000_000  # refuse before decoding (decompression bombs)
     max_image_side: int = 20_000
     max_upload_bytes: int = 32 * 1024 * 1024
+    # Documents (PDF, multi-page TIFF): pages per job, and the DPI a PDF page is
+    # rendered at (the pixel limits above apply to each page at this DPI).
+    max_pages: int = 50
+    pdf_dpi: int = 200
 
     # --- service ------------------------------------------------------------
     broker_url: str = "redis://localhost:6379/0"

@@ -21,7 +21,7 @@ from ocrq.models.runtimes.batching import BatchingRuntime
 from ocrq.models.runtimes.bucketed import BucketedRuntime
 from ocrq.models.runtimes.buckets import Buckets
 from ocrq.models.runtimes.sharded import ShardedRuntime
-from ocrq.names import BATCHED_MODELS
+from ocrq.names import BATCHED_MODELS, ModelKind
 from ocrq.settings import Settings
 
 MAX_AUTO_COPIES = 4  # each copy keeps its own memory arena
@@ -81,7 +81,12 @@ def _sharded_runtime(name: str, weights: Path, settings: Settings) -> Runtime:
         return load_runtime(s.runtime, weights, device=s.device, threads=threads,
                             fp16=s.fp16, graph_rewrite=s.graph_rewrite,
                             torch_compile=s.torch_compile, cuda_graphs=s.cuda_graphs,
-                            cudnn=s.cudnn)
+                            cudnn=s.cudnn, ctc_topk=topk)
+
+    # On a GPU the recogniser's output is reduced there (stages/ctc.py): copying
+    # 1 MB a line off the device was what a recognition pass cost (BENCHMARKS.md).
+    topk = s.ctc_topk if name == ModelKind.STR and s.runtime == "torch" \
+        and s.device != "cpu" else 0
 
     total = s.threads or os.cpu_count() or 1
     copies = 1

@@ -27,6 +27,7 @@ import numpy as np
 
 from ocrq.models.runtimes.inputs import run_many_images
 from ocrq.models.states import LoadedModel
+from ocrq.stages.ctc import Scores
 from ocrq.stages.lexicon import Glyph, Lexicon, get_lexicon
 from ocrq.stages.segments import blank_runs, space_peaks
 from ocrq.stages.zero_o import settle_word
@@ -175,8 +176,8 @@ def decode(
     between them that is wide for the text's size and for this line's usual
     letter gap (without a profile: a wide CTC step distance for the pitch).
     """
-    idx = probs.argmax(axis=1)
-    best = probs[np.arange(len(idx)), idx]
+    scores = Scores.of(probs, len(charset))  # the full or the top-k form (stages/ctc.py)
+    idx, best = scores.idx, scores.best
     keep = idx != 0
     keep[1:] &= idx[1:] != idx[:-1]
     steps = np.flatnonzero(keep)
@@ -184,9 +185,9 @@ def decode(
         return Recognized("", 0.0)
     chars = [charset[k] if k < len(charset) else "" for k in idx[steps]]
     stride = width / len(idx) if width else 0.0
-    spacing = _spacing(steps, chars, ink, stride, probs[:, len(charset) - 1])
+    spacing = _spacing(steps, chars, ink, stride, scores.space)
     tokens = _tokens(chars, spacing, opts)
-    words = _words(probs, steps, idx, chars, tokens, charset, opts, lexicon)
+    words = _words(scores, steps, idx, chars, tokens, charset, opts, lexicon)
     conf = float(best[steps].mean())
     return Recognized(" ".join(words), conf)
 
@@ -267,7 +268,7 @@ def _space_before(k: int, spacing: _Spacing, opts: RecognizeOptions,
     return space
 
 
-def _words(probs: np.ndarray, steps: np.ndarray, idx: np.ndarray, chars: list[str],
+def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
            tokens: list[list[int]], charset: list[str], opts: RecognizeOptions,
            lexicon: Lexicon | None) -> list[str]:
     """The tokens' words, settled (0/O) and corrected against the lexicon."""
@@ -283,13 +284,13 @@ def _words(probs: np.ndarray, steps: np.ndarray, idx: np.ndarray, chars: list[st
             # character ("ﬀ" -> "ff" or a full-width space would shift them).
             if (lexicon is not None and len(word) == len(token)
                     and all(len(glyphs[k]) == 1 for k in token) and lexicon.needs(word)):
-                word = lexicon.correct(_glyphs(probs, steps, idx, token, word, charset, lexicon))
+                word = lexicon.correct(_glyphs(scores, steps, idx, token, word, charset, lexicon))
             words.append(word)
     return words
 
 
 def _glyphs(
-    probs: np.ndarray,
+    scores: Scores,
     steps: np.ndarray,
     idx: np.ndarray,
     token: list[int],
@@ -299,23 +300,18 @@ def _glyphs(
 ) -> list[Glyph]:
     """The token's characters with their probability and the network's runners-up
     (the most probable first, at most ``alternatives`` of them)."""
-    rows = probs[steps[token]]
-    k = min(lexicon.options.alternatives + 1, rows.shape[1] - 1)
-    # Runner-ups worth offering hold min_alternative each, so a row has few: one
-    # comparison finds them, where a partial sort of all 6625 classes per row
-    # cost more than the rest of the line's decoding.
-    hit_rows, hit_cols = np.nonzero(rows >= lexicon.options.min_alternative)
+    at = steps[token]
+    k = lexicon.options.alternatives + 1  # the top k, the chosen one included
+    runners = scores.runners(at, lexicon.options.min_alternative, k)
     out = []
-    for j, (row, ch) in enumerate(zip(rows, word, strict=True)):
-        cands = hit_cols[hit_rows == j]
-        cands = cands[np.argsort(-row[cands], kind="stable")][:k]  # the top k, chosen included
-        chosen = idx[steps[token[j]]]
+    for step, cands, ch in zip(at, runners, word, strict=True):
+        chosen = idx[step]
         alts = []
         for c in cands:
             if c == chosen or not 0 < c < len(charset):
                 continue
             alt = unicodedata.normalize("NFKC", charset[c])
             if len(alt) == 1 and not alt.isspace():  # "№" -> "No" would lengthen the word
-                alts.append((alt, float(row[c])))
-        out.append(Glyph(ch, float(row[chosen]), tuple(alts)))
+                alts.append((alt, scores.prob(step, c)))
+        out.append(Glyph(ch, float(scores.best[step]), tuple(alts)))
     return out

@@ -48,6 +48,7 @@ def load_runtime(
     cuda_graphs: bool = False,
     cudnn: str = "off",
     tensor_socket: str = "",
+    ctc_topk: int = 0,
 ) -> Runtime:
     """Create a runtime for ``onnx_path``; torch is imported only when asked for.
 
@@ -66,7 +67,7 @@ def load_runtime(
 
         return TorchRuntime(
             onnx_path, device=device, threads=threads, fp16=fp16, compile=torch_compile,
-            graphs=cuda_graphs, cudnn=cudnn,
+            graphs=cuda_graphs, cudnn=cudnn, ctc_topk=ctc_topk,
         )
     raise UnknownRuntime(
         f"unknown runtime {backend!r}; known runtimes: {', '.join(RUNTIMES)}",

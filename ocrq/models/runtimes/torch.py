@@ -67,9 +67,11 @@ class TorchRuntime:
         warmup_shape: tuple[int, ...] | None = None,
         graphs: bool = False,
         cudnn: str = "off",
+        ctc_topk: int = 0,
     ) -> None:
-        """``graphs``: replay a captured CUDA graph per input shape (CUDA only)."""
-        onnx_path = Path(onnx_path)
+        """``graphs``: a CUDA graph per input shape (CUDA only); ``ctc_topk``: a
+        recogniser's output reduced to its top-k form (stages/ctc.py), 0: full."""
+        self.ctc_topk, onnx_path = ctc_topk, Path(onnx_path)
         if threads > 0:
             torch.set_num_threads(threads)  # process-wide, like ORT's intra-op pool
         self.device = resolve_device(device)
@@ -80,10 +82,9 @@ class TorchRuntime:
             log.warning("fp16 needs CUDA; %s runs in fp32 on CPU", onnx_path)
         if fp16_mode not in FP16_MODES:
             raise OcrqError(f"unknown fp16_mode {fp16_mode!r}; use {' or '.join(FP16_MODES)}")
-        # "autocast": convolutions and matmuls in fp16 (weights stored in fp16),
-        # the rest (residual adds, softmax, layer norm) in fp32 — the accurate
-        # default. "half": everything in fp16 — fewer casts, less accurate
-        # (on CPU-emulated fp16, 3 of 972 words of 10 receipts changed vs 0).
+        # "autocast": convolutions and matmuls in fp16 (weights stored in fp16), the
+        # rest in fp32: the accurate default. "half": everything in fp16 (less accurate:
+        # on CPU-emulated fp16, 3 of 972 words of 10 receipts changed vs 0).
         self.fp16_mode = fp16_mode if self.fp16 else ""
         self.dtype = torch.float16 if self.fp16_mode == "half" else torch.float32
         if self.device.startswith("cuda") and not self.fp16:
@@ -159,7 +160,11 @@ class TorchRuntime:
         with torch.autocast("cuda", torch.float16, enabled=self.fp16_mode == "autocast",
                             cache_enabled=False):
             y = self._forward(x.to(self.dtype))
-        return y.float()
+        y = y.float()
+        if self.ctc_topk and y.dim() == 3:  # what decoding reads, not 1 MB a line
+            top_p, top_i = y.topk(self.ctc_topk, dim=-1)
+            y = torch.cat([top_p, top_i.float(), y[..., -1:]], dim=-1)
+        return y
 
     def _normalise(self, x: torch.Tensor, spec: Spec) -> torch.Tensor:
         """The host's ``inputs.normalize`` on the device: the same multiply, then add."""
