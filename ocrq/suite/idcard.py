@@ -52,12 +52,14 @@ PARAMS: dict[str, Any] = {
     "grow_share": 0.2,  # a side may move out by this share of the card's other side
     "grow_support": 0.6,  # to an edge along this share of its length
     "grow_top": 8,  # candidates tried grown
+    "enclose_support": 0.9,  # a quad holding the winner, as well supported (share)
+    "enclose_area": 1.4,  # and at most this much larger, is the card instead
     "outer_share": 0.5,  # refine: outermost edge at least this share of the strongest
     "refine_samples": 80,
     "refine_reach": [12, 4],  # px at refine_side, two passes
     "crop_width": [900, 1600],  # the crop's width is the card's, kept in these bounds
 }
-PARAMS_SHA256 = "a930931896d70801622571fe0fb63e779b0c83c77e356a11e40612bf99621443"
+PARAMS_SHA256 = "5c4bdd69d3368aa670078aab3d121025d40552113f8bb0a383127e690a9a8fd1"
 
 
 def _make() -> bytes:

@@ -25,6 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ocrq.suite.idcard_grow import corners_of, enclosing, grown, side_points
+
 
 @dataclass(frozen=True)
 class Quad:
@@ -122,11 +124,6 @@ def candidates(lab: np.ndarray, mag: np.ndarray, p: Mapping[str, Any]) -> list[n
     return out
 
 
-def _side_points(a: np.ndarray, b: np.ndarray, n: int, skip: float) -> np.ndarray:
-    t = np.linspace(skip, 1 - skip, n)[:, None]
-    return a * (1 - t) + b * t
-
-
 def support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str, Any]
             ) -> list[float]:
     """Per side: share of sample points with a strong gradient across the side
@@ -143,15 +140,20 @@ def support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str, An
         if length < 8:
             return [0.0] * 4
         normal = np.array([-d[1], d[0]]) / length
-        pts = _side_points(a, b, int(p["samples"]), float(p["corner_skip"]))
-        hit = np.zeros(len(pts), bool)
+        pts = side_points(a, b, int(p["samples"]), float(p["corner_skip"]))
+        # Counted per sign: one object's edge against a table goes one way along
+        # its whole length (light to dark, say); a row of tiles or a checkerboard
+        # flips from tile to tile.
+        rise, fall = np.zeros(len(pts), bool), np.zeros(len(pts), bool)
         for s in range(-reach, reach + 1):
             q = np.round(pts + s * normal).astype(int)
             ok = (q[:, 0] >= 0) & (q[:, 0] < w) & (q[:, 1] >= 0) & (q[:, 1] < h)
             qx, qy = np.clip(q[:, 0], 0, w - 1), np.clip(q[:, 1], 0, h - 1)
-            across = np.abs(gx[qy, qx] * normal[0] + gy[qy, qx] * normal[1])
-            hit |= ok & (across >= strong) & (across >= 0.7 * mag[qy, qx])
-        out.append(float(hit.mean()))
+            across = gx[qy, qx] * normal[0] + gy[qy, qx] * normal[1]
+            edge = ok & (np.abs(across) >= strong) & (np.abs(across) >= 0.7 * mag[qy, qx])
+            rise |= edge & (across > 0)
+            fall |= edge & (across < 0)
+        out.append(float(max(rise.mean(), fall.mean())))
     return out
 
 
@@ -167,7 +169,9 @@ def _plausible(quad: np.ndarray, shape: tuple[int, int], p: Mapping[str, Any]) -
 
 
 def _shape_prior(quad: np.ndarray, p: Mapping[str, Any]) -> float:
-    """1 at the card's aspect ratio (ISO/IEC 7810 ID-1: 1.586), falling off in log ratio."""
+    """1 at the card's aspect ratio (ISO/IEC 7810 ID-1: 1.586), falling off in log ratio.
+    The ratio of mean opposite sides: a perspective-corrected estimate (focal length
+    from the quad) scattered more on generated cards."""
     sides = [float(np.hypot(*(quad[(i + 1) % 4] - quad[i]))) for i in range(4)]
     long, short = (sides[0] + sides[2]) / 2, (sides[1] + sides[3]) / 2
     ratio = max(long, short) / max(min(long, short), 1.0)
@@ -185,7 +189,7 @@ def refine(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, reach: int,
         a, b = quad[i], quad[(i + 1) % 4]
         d = b - a
         normal = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6)
-        pts = _side_points(a, b, int(p["refine_samples"]), float(p["corner_skip"]))
+        pts = side_points(a, b, int(p["refine_samples"]), float(p["corner_skip"]))
         offs = np.arange(-reach, reach + 1)
         q = pts[:, None, :] + offs[None, :, None] * normal[None, None, :]
         qx = np.clip(np.round(q[..., 0]).astype(int), 0, w - 1)
@@ -204,77 +208,7 @@ def refine(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, reach: int,
         vx, vy, x0, y0 = cv2.fitLine(found[keep].astype(np.float32), cv2.DIST_HUBER, 0,
                                      0.01, 0.01).ravel()
         lines.append((np.array([x0, y0], np.float64), np.array([vx, vy], np.float64)))
-    out = []
-    for i in range(4):
-        (p0, d0), (p1, d1) = lines[i - 1], lines[i]
-        m = np.array([d0, -d1]).T
-        if abs(np.linalg.det(m)) < 1e-6:
-            out.append(quad[i])
-            continue
-        t = np.linalg.solve(m, p1 - p0)
-        out.append(p0 + t[0] * d0)
-    return np.array(out)
-
-
-def _lines_of(quad: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(quad[i], quad[(i + 1) % 4] - quad[i]) for i in range(4)]
-
-
-def _corners_of(lines: list[tuple[np.ndarray, np.ndarray]], fallback: np.ndarray
-                ) -> np.ndarray:
-    """Corner i where side i-1 meets side i (lines as point + direction)."""
-    out = []
-    for i in range(4):
-        (p0, d0), (p1, d1) = lines[i - 1], lines[i]
-        m = np.array([d0, -d1]).T
-        if abs(np.linalg.det(m)) < 1e-9:
-            out.append(fallback[i])
-            continue
-        t = np.linalg.solve(m, p1 - p0)
-        out.append(p0 + t[0] * d0)
-    return np.array(out)
-
-
-def outermost_offsets(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray,
-                      p: Mapping[str, Any]) -> list[int]:
-    """Per side, how far outwards the last straight edge parallel to it lies (0: none):
-    a title band the colour of the table leaves the body's edge as the outline,
-    and the card's own edge a band's height further out."""
-    h, w = gx.shape
-    out = []
-    for i, (a, d) in enumerate(_lines_of(quad)):
-        length = max(float(np.hypot(*d)), 1e-6)
-        normal = np.array([-d[1], d[0]]) / length  # into the quad
-        across_len = float(np.hypot(*(quad[(i + 2) % 4] - quad[(i + 1) % 4])))
-        reach = int(float(p["grow_share"]) * across_len)
-        pts = _side_points(a, a + d, int(p["samples"]), float(p["corner_skip"]))
-        best = 0
-        for o in range(2, reach + 1):
-            q = np.round(pts - o * normal).astype(int)
-            ok = (q[:, 0] >= 0) & (q[:, 0] < w) & (q[:, 1] >= 0) & (q[:, 1] < h)
-            if ok.mean() < 0.9:
-                break
-            qx, qy = q[ok, 0], q[ok, 1]
-            across = np.abs(gx[qy, qx] * normal[0] + gy[qy, qx] * normal[1])
-            if (across >= float(p["strong_gradient"])).mean() >= float(p["grow_support"]):
-                best = o
-        out.append(best)
-    return out
-
-
-def grown(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str, Any]
-          ) -> list[np.ndarray]:
-    """The quad with each side, and with all sides, moved out to its outermost edge."""
-    offs = outermost_offsets(quad, gx, gy, p)
-    lines = _lines_of(quad)
-    normals = [np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6) for _, d in lines]
-    out = []
-    for pick in [[i] for i in range(4) if offs[i]] + ([list(range(4))] if sum(
-            o > 0 for o in offs) > 1 else []):
-        moved = [(a - (offs[i] if i in pick else 0) * normals[i], d)
-                 for i, (a, d) in enumerate(lines)]
-        out.append(_corners_of(moved, quad))
-    return out
+    return corners_of(lines, quad)
 
 
 def _scaled(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -311,8 +245,9 @@ def find_quad(image: np.ndarray, p: Mapping[str, Any]) -> Quad | None:
     # Support, times how card-like the proportions are, times a little of the area:
     # the card's outline beats its own photo box or title band, whose edges are as
     # clean, and a large clean rectangle of another shape behind it.
-    quad = max(scored, key=lambda t: t[0] * _shape_prior(t[1], p) * (
-        cv2.contourArea(t[1].astype(np.float32)) / area) ** float(p["area_power"]))[1]
+    top, quad = max(scored, key=lambda t: t[0] * _shape_prior(t[1], p) * (
+        cv2.contourArea(t[1].astype(np.float32)) / area) ** float(p["area_power"]))
+    quad = enclosing(quad, top, scored, p)
     big, big_scale = _scaled(image, int(p["refine_side"]))
     bgx, bgy = _colour_gradient(cv2.cvtColor(big, cv2.COLOR_BGR2LAB))
     quad = quad * (big_scale / scale)
