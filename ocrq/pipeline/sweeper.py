@@ -18,6 +18,8 @@ limit, a cancel). The sweeper catches what those paths cannot see:
   missing task list proves nothing, and the deadline decides.
 * **Lost while running.** A job still ``running`` ``OCRQ_REDRIVE_AFTER_S`` after it
   was created whose image is gone from Redis (flushed) is failed with ``lost``.
+* **Webhooks Redis lost** (flushed with their queue): after a data loss, jobs
+  finished in the last 15 minutes with a callback and no attempt get theirs.
 * **Webhooks that gave up** (receiver down past the retry window) start a new
   round ``OCRQ_WEBHOOK_REDRIVE_AFTER_S`` later, up to ``OCRQ_WEBHOOK_ROUNDS`` rounds.
 * **Retention.** Every ``OCRQ_PURGE_INTERVAL_S``, finished jobs older than
@@ -62,6 +64,10 @@ SWEEP_LOCK = "ocrq:sweep:lock"
 PURGE_LOCK = "ocrq:sweep:purge"
 PER_SWEEP = 200  # jobs failed or re-driven per sweep (the heartbeat thread waits on it)
 PURGE_BATCHES = 10  # batches of OCRQ_PURGE_BATCH per sweep
+ALIVE = "ocrq:sweep:alive"  # no TTL: missing means Redis lost its data
+RECOVER, RESENT = "ocrq:sweep:recover", "ocrq:sweep:resent"
+RECOVER_S = 120  # sweeps in this long after a data loss look for lost webhooks
+RECOVER_WINDOW_S = 900  # jobs finished this long before it
 
 
 @dataclass
@@ -88,11 +94,13 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
     s = services.settings
     now = now or utcnow()
     out = Sweep()
+    # First: a job failed below has no attempt yet, and its webhook is on its way.
+    out.webhooks = _after_data_loss(services, app, now)
     for job in store.overdue(services.db, now - timedelta(seconds=s.job_deadline), PER_SWEEP):
         if _fail(services, app, job, "deadline_exceeded", _overdue_message(job, s.job_deadline)):
             out.overdue.append(job.id)
     out.lost += _lost_while_running(services, app, now - timedelta(seconds=s.redrive_after_s))
-    out.webhooks = _redrive_webhooks(services, app)
+    out.webhooks += _redrive_webhooks(services, app)
     # The job's task list lives this long: an older job without one may have had tasks.
     window = min(s.job_deadline, s.result_cache_ttl_s)
     queued = store.queued_between(services.db, now - timedelta(seconds=window),
@@ -135,6 +143,33 @@ def _lost_while_running(services: Services, app: Celery, before: datetime) -> li
         if _fail(services, app, job, "lost", message):
             lost.append(job.id)
     return lost
+
+
+def _after_data_loss(services: Services, app: Celery, now: datetime) -> list[str]:
+    """Webhooks whose messages Redis lost (flushed, failed over without its data).
+
+    A key without a TTL marks a Redis that kept its data since the last sweep; when
+    it is missing, for the next few sweeps every job finished in the last
+    ``RECOVER_WINDOW_S`` with a callback and no attempt recorded gets its webhook
+    (once per job). Only then: the query reads recent rows, not every sweep.
+    """
+    r = services.redis
+    if r.set(ALIVE, "1", nx=True):  # it was missing (or this Redis is new)
+        r.set(RECOVER, "1", ex=RECOVER_S)
+    if not r.exists(RECOVER):
+        return []
+    s = services.settings
+    window = timedelta(seconds=RECOVER_WINDOW_S)
+    out = []
+    for job in store.unreported(services.db, now - window - timedelta(seconds=s.job_deadline),
+                                now - window, PER_SWEEP):
+        if r.sadd(RESENT, job.id):
+            r.expire(RESENT, RECOVER_S)
+            enqueue_webhook(app, job.id, s.queue_webhooks)
+            out.append(job.id)
+    if out:
+        log.warning("sweep: Redis lost its data; %d webhooks sent again", len(out))
+    return out
 
 
 def _redrive_webhooks(services: Services, app: Celery) -> list[str]:

@@ -127,6 +127,20 @@ def overdue(db: Database, created_before: datetime, limit: int) -> list[Job]:
             .order_by(Job.created_at).limit(limit)))
 
 
+def unreported(db: Database, created_after: datetime, finished_after: datetime,
+               limit: int) -> list[Job]:
+    """Succeeded or failed jobs (a cancel sends none) with a callback and not one
+    delivery attempt recorded (their webhook message lost: a flushed broker).
+    Bounded by creation for the index."""
+    ended = [str(JobStatus.SUCCEEDED), str(JobStatus.FAILED)]
+    with db.session() as s:
+        attempted = select(Delivery.id).where(Delivery.job_id == Job.id).exists()
+        return list(s.scalars(
+            select(Job).where(Job.created_at > created_after, Job.finished_at > finished_after,
+                              Job.status.in_(ended), Job.callback_url.is_not(None), ~attempted)
+            .order_by(Job.created_at).limit(limit)))
+
+
 def queued_between(db: Database, created_after: datetime, created_before: datetime,
                    limit: int) -> list[Job]:
     """Jobs still queued that were created in (after, before), oldest first."""

@@ -5,6 +5,8 @@ reading the row when the cache missed a job's end, and a 503 with Retry-After.""
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from pathlib import Path
@@ -110,3 +112,47 @@ def test_the_api_answers_503_with_retry_after_while_redis_is_down(
     assert resp.status_code == 503, resp.get_data(as_text=True)
     assert resp.get_json()["error"]["code"] == "unavailable"
     assert int(resp.headers["Retry-After"]) > 0
+
+
+def test_after_redis_lost_its_data_finished_jobs_get_their_lost_webhooks(
+        web_settings: Settings) -> None:
+    from ocrq.pipeline import sweeper
+    from ocrq.pipeline.app import create_celery_app
+    from ocrq.storage.models import utcnow
+
+    services = Services(web_settings.with_(job_deadline_s=600))
+    app = create_celery_app(services.settings)
+    broker = services.redis  # broker and store share db 14 here
+    keys = (sweeper.ALIVE, sweeper.RECOVER, sweeper.RESENT)
+
+    def finished(status: JobStatus, callback: bool, attempted: bool = False) -> str:
+        job_id = f"lost{time.time_ns()}"
+        store.create_job(services.db, id=job_id, bid="b", tid="t", status="running",
+                         image_name="p.png", width=1, height=1, batches_done=0,
+                         callback_url="http://127.0.0.1:9/hook" if callback else None,
+                         created_at=utcnow())
+        store.finish_job(services.db, job_id, status, error=None)
+        if attempted:
+            store.record_delivery(services.db, job_id=job_id, attempt=1, url="u",
+                                  status_code=500, ok=False, duration_ms=1.0)
+        return job_id
+
+    def hooks() -> list[str]:
+        return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0]
+                for m in broker.lrange(services.settings.queue_webhooks, 0, -1)]
+
+    lost = finished(JobStatus.SUCCEEDED, callback=True)
+    failed = finished(JobStatus.FAILED, callback=True)
+    finished(JobStatus.SUCCEEDED, callback=False)  # no webhook to send
+    finished(JobStatus.CANCELLED, callback=True)  # a cancel sends none
+    finished(JobStatus.SUCCEEDED, callback=True, attempted=True)  # on its way already
+    try:
+        broker.delete(*keys)  # another test's sweeps on this db may have left them
+        broker.set(sweeper.ALIVE, "1")  # Redis kept its data: nothing is looked for
+        assert sweeper.sweep(services, app).webhooks == []
+        broker.delete(*keys)  # ... and now it lost it (flushed)
+        assert sorted(sweeper.sweep(services, app).webhooks) == sorted([lost, failed])
+        assert sorted(hooks()) == sorted([lost, failed])
+        assert sweeper.sweep(services, app).webhooks == []  # once per job
+    finally:
+        broker.delete(*keys)
