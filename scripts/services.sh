@@ -5,9 +5,11 @@ ensure_system_packages() {
   # tesseract: the peer engine of `ocrq eval`; DejaVu: rendered test fixtures;
   # chromium + its driver: tests/integration/test_ui.py drives the web page headless;
   # prometheus: its promtool unit-tests compose/prometheus/alerts.yml (test_alert_rules.py);
+  # docker-compose: `docker-compose config` validates compose/docker-compose.yml
+  # (test_deploy.py; no Docker engine needed);
   # redis/mariadb: only installed when no server answers on their ports.
   local want=(tesseract-ocr tesseract-ocr-eng fonts-dejavu-core python3-venv
-              chromium chromium-driver prometheus)
+              chromium chromium-driver prometheus docker-compose)
   port_open 6379 || want+=(redis-server)
   port_open 3306 || want+=(mariadb-server)
   apt_install "${want[@]}"
