@@ -8,7 +8,8 @@ allocated. The result is always a C-contiguous BGR ``uint8`` array of shape
 the EXIF orientation tag.
 
 Multi-frame inputs (multi-page TIFF, animated WebP, MPO) yield their first
-frame only: one request is one page.
+frame only: one image is one page. Documents (PDF, multi-page TIFF) are
+``ocrq/documents.py``: it reads each page with :func:`decode_frame`.
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ def validate_image(data: bytes, name: str, settings: Settings | None = None) -> 
 def load_image(path: Path | str, settings: Settings | None = None) -> np.ndarray:
     """Read ``path`` (refusing files over ``max_upload_bytes`` before reading) and decode it."""
     settings = settings or Settings()
+    return decode_image(read_file(path, settings), Path(path).name, settings)
+
+
+def read_file(path: Path | str, settings: Settings) -> bytes:
+    """The bytes of ``path``, refused when over ``max_upload_bytes`` (before reading)."""
     path = Path(path)
     name = path.name
     try:
@@ -104,7 +110,28 @@ def load_image(path: Path | str, settings: Settings | None = None) -> np.ndarray
         reason = exc.strerror or type(exc).__name__
         raise InvalidImage(f"{path}: cannot read file ({reason})", name=name,
                            reason="unreadable") from exc
-    return decode_image(data, name, settings)
+    return data
+
+
+def decode_frame(data: bytes, name: str, frame: int, settings: Settings | None = None
+                 ) -> np.ndarray:
+    """Frame ``frame`` (0-based) of a multi-frame image (a TIFF's page), decoded as
+    :func:`decode_image` decodes the first, with the same limits on that frame."""
+    settings = settings or Settings()
+    img, _ = _checked_header(data, name, settings)
+    try:
+        img.seek(frame)
+    except EOFError as exc:
+        raise InvalidImage(f"{name}: no page {frame + 1}", name=name, reason="no_page") from exc
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise _corrupt(name, exc) from exc
+    _check_size(img.size, name, settings)
+    return np.ascontiguousarray(_decode_pil(img, name))
+
+
+def check_size(size: tuple[int, int], name: str, settings: Settings) -> None:
+    """The side and pixel limits on a (width, height) (a document's page, before rendering)."""
+    _check_size(size, name, settings)
 
 
 # --- helpers -----------------------------------------------------------------

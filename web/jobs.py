@@ -38,8 +38,10 @@ LIMITS: dict[str, int] = {
     "callback_url": MAX_URL, "image_url": MAX_URL,
 }
 _JSON_FIELDS = (*LIMITS, "image_base64")
-# data:[image/<type>][;param=value]*;base64, (RFC 2397), what a browser's FileReader makes.
-_DATA_URL = re.compile(r"data:(image/[\w.+-]+)?(;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
+# data:[image/<type>][;param=value]*;base64, (RFC 2397), what a browser's FileReader makes
+# (application/pdf too: a PDF document is a job of pages).
+_DATA_URL = re.compile(r"data:(image/[\w.+-]+|application/pdf)?(;[\w.+-]+=[\w.+-]+)*;base64,",
+                       re.IGNORECASE)
 
 
 def _request_fields() -> tuple[dict[str, str], dict[str, object] | None]:
@@ -74,7 +76,7 @@ def _base64(text: str) -> bytes:
         m = _DATA_URL.match(text)
         if m is None:
             raise ApiError("invalid_image", "image_base64 may be a data: URL only as "
-                           "data:image/<type>;base64,...")
+                           "data:image/<type>;base64,... or data:application/pdf;base64,...")
         text = text[m.end():]
     try:  # whitespace anywhere (MIME's 76-column lines, a trailing newline) is dropped
         return base64.b64decode("".join(text.split()), validate=True)

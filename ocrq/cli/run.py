@@ -7,19 +7,25 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 from tqdm import tqdm
 
+from ocrq import documents
+from ocrq.documents import assemble
+from ocrq.documents import inspect as inspect_document
 from ocrq.engine import Engine
 from ocrq.errors import OcrqError
-from ocrq.images import load_image
+from ocrq.images import decode_image, read_file
 from ocrq.names import STEPS
 from ocrq.plans import Plans
 from ocrq.plugin_stages import run_stages
 from ocrq.settings import Settings
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf"}
+# Between a document's pages in the text output (pdftotext's convention).
+PAGE_BREAK = "\f"
 
 
 def expand_inputs(items: tuple[str, ...]) -> Iterator[Path]:
@@ -90,11 +96,7 @@ def run(
     for i, path in enumerate(bar):
         bar.set_postfix_str(path.name, refresh=False)
         try:
-            image = load_image(path, settings)
-            page = engine.run(image, str(path))
-            # A stage's `then` (the document plan) appends the chosen plan's stages.
-            doc = run_stages(engine, image, page.to_dict(), stages, plans,
-                             plan) if stages else None
+            doc, text = _read(path, settings, engine, (stages, plans, plan))
         except OcrqError as exc:
             failures += 1
             # The image module's messages start with the file's name already.
@@ -107,12 +109,33 @@ def run(
             bar.write(f"ocrq: error: {path}: {exc.strerror or exc}", file=sys.stderr)
             continue
         if as_json:
-            bar.write(json.dumps(doc or page.to_dict(), ensure_ascii=False), file=sys.stdout)
+            bar.write(json.dumps(doc, ensure_ascii=False), file=sys.stdout)
         else:
             header = f"==> {path} <==\n" if len(paths) > 1 else ""
             sep = "\n" if i < len(paths) - 1 and len(paths) > 1 else ""
-            bar.write(f"{header}{page.text()}{sep}", file=sys.stdout)
+            bar.write(f"{header}{text}{sep}", file=sys.stdout)
     bar.close()
     if failures:
         sys.exit(1)
+
+
+def _read(path: Path, settings: Settings, engine: Engine, plugin: tuple[Any, Plans, Any]
+          ) -> tuple[dict[str, Any], str]:
+    """(the JSON document, the text) of an image, or of every page of a document
+    (PDF, multi-page TIFF): then ``{"pages": [...]}`` as the service returns it."""
+    stages, plans, plan = plugin
+    data = read_file(path, settings)
+    info = inspect_document(data, path.name, settings)
+    images = documents.pages(data, path.name, settings) if info else \
+        iter([decode_image(data, path.name, settings)])
+    docs, texts = [], []
+    for image in images:
+        page = engine.run(image, str(path))
+        # A stage's `then` (the document plan) appends the chosen plan's stages.
+        docs.append(run_stages(engine, image, page.to_dict(), stages, plans, plan)
+                    if stages else page.to_dict())
+        texts.append(page.text())
+    if info is None:
+        return docs[0], texts[0]
+    return assemble(str(path), docs), PAGE_BREAK.join(texts)
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from celery import Celery, chain, chord
+from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 from kombu.utils.uuid import uuid
 
+from ocrq.documents import page_key
 from ocrq.names import Step, Task
 from ocrq.pipeline.messages import BatchResult, JobContext
 
@@ -39,7 +40,16 @@ def start(app: Celery, ctx: JobContext) -> tuple[Signature, list[str]]:
     Steps routed to the same queue run in one task (rotate inside detect): a hop
     costs a broker round trip and a second image decode, and buys nothing when the
     same kind of worker would take the next step anyway.
+
+    A document (``ctx.page_sizes``) gets one such chain per page, in a group: each
+    page is its own message, so the pages spread over the workers.
     """
+    if ctx.page_sizes:
+        n = len(ctx.page_sizes)
+        parts = [start(app, replace(ctx, page=i, pages=n, width=w, height=h, page_sizes=(),
+                                    image_key=page_key(ctx.image_key, i)))
+                 for i, (w, h) in enumerate(ctx.page_sizes)]
+        return group([sig for sig, _ in parts]), [i for _, ids in parts for i in ids]
     q, job_id = ctx.queues, ctx.job_id
     sigs = []
     if Step.ROTATE in q and q[Step.ROTATE] == q[Step.DETECT]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from typing import Any
 
 from celery import Celery
 from kombu.utils.uuid import uuid
 
+from ocrq.documents import inspect as inspect_document
 from ocrq.errors import OcrqError
 from ocrq.images import validate_image
 from ocrq.names import STEPS, Step
@@ -62,7 +64,10 @@ def submit(
     queues = services.router.queues(plan)  # before any write: no live worker -> refused, no job
     if callback_url:
         check_url(callback_url, s.allow_private_urls)
-    width, height = validate_image(data, name, s)  # corrupt pixel data is refused here too
+    # A PDF or multi-page TIFF: its pages counted and each checked, nothing rendered.
+    doc_info = inspect_document(data, name, s)
+    # An image: corrupt pixel data is refused here too.
+    width, height = doc_info.sizes[0] if doc_info else validate_image(data, name, s)
     if idempotency_key:
         # Only after the image is valid (a replay carrying junk learns nothing), and
         # only among the jobs of the caller's bid (the key names the business).
@@ -78,6 +83,8 @@ def submit(
     if not created:  # lost an idempotency race: the other request's job is the answer
         return work.document(services, job.id) or {}, False
     ctx = first_context(services, plan, job, queues)
+    if doc_info:  # one canvas per page (canvas.start)
+        ctx = replace(ctx, page_sizes=doc_info.sizes)
     return _enqueue(services, app, job, ctx, data), True
 
 
@@ -108,7 +115,10 @@ def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: b
     job_id = ctx.job_id
     try:
         services.blobs.put(job_id, data)  # at ctx.image_key
-        services.cache.put(job_id, work.flat_from_row(job, None))
+        flat = work.flat_from_row(job, None)
+        if ctx.page_sizes:  # a document: the pages read so far, of how many
+            flat.update(pages_done=0, pages_total=len(ctx.page_sizes))
+        services.cache.put(job_id, flat)
         sig, ids = canvas.start(app, ctx)
         services.cache.add_tasks(job_id, ids)
         doc = work.document(services, job_id) or {}  # as accepted: a worker may start at once

@@ -115,6 +115,12 @@ class JobContext(_Message):
     models: dict[str, int] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     lines: Lines | None = None
+    # A document's page (ocrq/documents.py): its 0-based index and the page count;
+    # image_key then names the page. None / 0 for an image.
+    page: int | None = None
+    pages: int = 0
+    # Intake only: each page's (width, height); canvas.start makes one chain per page.
+    page_sizes: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> Self:
@@ -123,7 +129,8 @@ class JobContext(_Message):
         if isinstance(lines, Mapping):
             lines = _build(Lines, lines)
         return replace(ctx, lexicon=_lexicon(ctx.lexicon), lines=lines, skew=float(ctx.skew),
-                       stages=tuple(str(s) for s in ctx.stages))
+                       stages=tuple(str(s) for s in ctx.stages),
+                       page_sizes=tuple((int(w), int(h)) for w, h in ctx.page_sizes))
 
     def after(self, step: str, models: Mapping[str, int], ms: float, **changes: Any
               ) -> JobContext:

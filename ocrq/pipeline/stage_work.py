@@ -12,9 +12,8 @@ from typing import Any
 
 from ocrq.pipeline.messages import JobContext
 from ocrq.pipeline.state import WorkerState
-from ocrq.pipeline.work import ended, finish
+from ocrq.pipeline.work import complete, ended
 from ocrq.plugin_stages import apply, branch, run_stage, step_of, with_branch
-from ocrq.storage import JobStatus
 
 
 def run(state: WorkerState, ctx: JobContext, doc: dict[str, Any], index: int
@@ -43,6 +42,6 @@ def run(state: WorkerState, ctx: JobContext, doc: dict[str, Any], index: int
         # The recognition progress the cache kept becomes the row's final count.
         flat = state.cache.get(ctx.job_id) or {}
         counts = {k: flat[k] for k in ("batches_done", "batches_total") if flat.get(k) is not None}
-        if not finish(state, ctx.job_id, JobStatus.SUCCEEDED, document=doc, **counts):
-            return None  # ended meanwhile: whoever ended it sent the webhook
+        if complete(state, ctx, doc, **counts) is None:
+            return None  # other pages still running, or ended meanwhile (its webhook went)
     return ctx, doc

@@ -18,6 +18,7 @@ from functools import cached_property
 import numpy as np
 from redis import Redis
 
+from ocrq.documents import render_page, split_key
 from ocrq.engine import Engine
 from ocrq.images import decode_image
 from ocrq.models.registry import Desired
@@ -76,18 +77,21 @@ class WorkerState(Services):
         so the last few decoded images are kept; the blob must still exist (an
         expired or deleted image fails the stage either way).
         """
+        blob, page = split_key(key)  # a document's page: its document's blob
         with self._images_lock:  # GPU workers run tasks on threads
             cached = self._images.get(key)
         if cached is not None:
-            if not self.redis.exists(key):
+            if not self.redis.exists(blob):
                 with self._images_lock:
                     self._images.pop(key, None)
-                self.blobs.get(key)  # raises ImageExpired
+                self.blobs.get(blob)  # raises ImageExpired
             with self._images_lock:
                 if key in self._images:
                     self._images.move_to_end(key)
             return cached
-        image = decode_image(self.blobs.get(key), name, self.settings)
+        data = self.blobs.get(blob)
+        image = (decode_image(data, name, self.settings) if page is None
+                 else render_page(data, page, name, self.settings))
         image.flags.writeable = False  # shared between stages: nobody may modify it
         with self._images_lock:
             self._images[key] = image

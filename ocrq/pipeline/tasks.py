@@ -64,13 +64,13 @@ def _detect(self: Task, ctx: JobContext) -> None:
         return  # failed (time limit) or cancelled while detection ran
     lines = out.lines or Lines([], [], [])
     if lines.polygons and canvas.inline_recognize(out, len(lines.polygons)):
-        work.fanned_out(state, out.job_id, [], 1)
+        work.fanned_out(state, out.job_id, [], 1, out.page)
         result = work.recognize(state, out.ref(), lines.polygons, lines.flipped, 0)
         sig = canvas.reorder_only(self.app, out, [result])
         state.cache.add_tasks(out.job_id, [sig.id])
     else:
         sig, ids, n = canvas.fanout(self.app, out)
-        work.fanned_out(state, out.job_id, ids, n)
+        work.fanned_out(state, out.job_id, ids, n, out.page)
     sig.apply_async()
 
 

@@ -20,7 +20,7 @@ from ocrq.engine import Quad
 from ocrq.names import Step
 from ocrq.observability.logs import stage_done
 from ocrq.observability.metrics import job_finished
-from ocrq.pipeline import badcases
+from ocrq.pipeline import badcases, pages
 from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
 from ocrq.pipeline.retry import RETRY_FOR_S, retry_io
 from ocrq.pipeline.state import Services, WorkerState
@@ -83,6 +83,8 @@ def flat_from_row(job: Any, result: dict[str, Any] | None) -> dict[str, Any]:
         "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at), "error": job.error, "result": result,
         "callback": bool(job.callback_url),
+        **({"pages_total": len(result["pages"]), "pages_done": len(result["pages"])}
+           if isinstance(result, dict) and isinstance(result.get("pages"), list) else {}),
     }
 
 
@@ -91,7 +93,10 @@ def shape(flat: dict[str, Any]) -> dict[str, Any]:
         "id": flat["id"], "bid": flat["bid"], "tid": flat["tid"], "status": flat["status"],
         "stage": flat.get("stage"),
         "progress": {"batches_done": int(flat.get("batches_done") or 0),
-                     "batches_total": flat.get("batches_total")},
+                     "batches_total": flat.get("batches_total"),
+                     # A document: its pages read so far, of how many.
+                     **({"pages_done": int(flat.get("pages_done") or 0),
+                         "pages_total": flat["pages_total"]} if flat.get("pages_total") else {})},
         "image": {"name": flat.get("image"), "width": flat.get("width"),
                   "height": flat.get("height")},
         "created_at": flat.get("created_at"), "started_at": flat.get("started_at"),
@@ -183,8 +188,11 @@ def detect(state: WorkerState, ctx: JobContext) -> JobContext | None:
                      lines=Lines.from_detected(d))
 
 
-def fanned_out(state: WorkerState, job_id: str, task_ids: list[str], n_batches: int) -> None:
+def fanned_out(state: WorkerState, job_id: str, task_ids: list[str], n_batches: int,
+               page: int | None = None) -> None:
     state.cache.add_tasks(job_id, task_ids)
+    if page is not None:  # a document's pages fan out each on its own: pages_done counts
+        return
     # Progress lives in the cache only; the DB gets the final counts when the job ends.
     state.cache.update(job_id, stage=str(Step.RECOGNIZE), batches_total=n_batches,
                        batches_done=0)
@@ -221,10 +229,23 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
                                      leaders=lines.leaders, skew=ctx.skew)
     doc = page.to_dict()
     stage_done(log, Step.REORDER, page.timings_ms.get(Step.REORDER.value, 0.0), page.models)
-    if not ctx.stages and not finish(state, job_id, JobStatus.SUCCEEDED, document=doc,
-                                     batches_done=len(results), batches_total=len(results)):
-        return None  # ended meanwhile (cancel, sweeper, time limit): its webhook went then
-    return doc
+    if ctx.stages:
+        return doc
+    return complete(state, ctx, doc, batches_done=len(results), batches_total=len(results))
+
+
+def complete(state: Services, ctx: JobContext, doc: dict[str, Any], **counts: Any
+             ) -> dict[str, Any] | None:
+    """Finish the job with the read page (a document: with all pages, by the last one
+    read: pages.py). None: pages still running, or the job ended meanwhile."""
+    whole = doc if ctx.page is None else pages.collect(state, ctx, doc)
+    counts = counts if ctx.page is None else {}  # a page's batch counts are not the job's
+    if whole is None or not finish(state, ctx.job_id, JobStatus.SUCCEEDED, document=whole,
+                                   **counts):
+        return None
+    if ctx.page is not None:
+        pages.forget(state, ctx.job_id)
+    return whole
 
 
 def finish(state: Services, job_id: str, status: JobStatus, *,

@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ocrq.engine", "ocrq.plans"),
     ("ocrq.stages",),
     ("ocrq.models",),
+    ("ocrq.documents",),
     ("ocrq.storage", "ocrq.webhooks", "ocrq.images", "ocrq.plugins"),
     ("ocrq.settings", "ocrq.errors", "ocrq.document", "ocrq.names", "ocrq"),
 )
