@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ocrq.plugins import ModelSpec, Plugin, StageInput, StageSpec
-from ocrq.suite.checkbox import to_upright
+from ocrq.suite.checkbox import Line, to_upright, upright_lines
 from ocrq.suite.idcard_cv import Quad, find_quad
 from ocrq.suite.idcard_fields import extract
 
@@ -58,8 +58,12 @@ PARAMS: dict[str, Any] = {
     "refine_samples": 80,
     "refine_reach": [12, 4],  # px at refine_side, two passes
     "crop_width": [900, 1600],  # the crop's width is the card's, kept in these bounds
+    # An image of card proportions whose read text lies largely outside the quad
+    # found (or with none found) is taken to be the card itself, already cropped.
+    "frame_ratio": [1.45, 1.75],
+    "outside_text": 0.12,  # share of the page's characters
 }
-PARAMS_SHA256 = "5c4bdd69d3368aa670078aab3d121025d40552113f8bb0a383127e690a9a8fd1"
+PARAMS_SHA256 = "70155114554ae13668e8b83b3b42662a3967c0a4dbb9dc9224eb65ede3e9e29c"
 
 
 def _make() -> bytes:
@@ -96,9 +100,35 @@ def _on_submitted(quad: Quad, page: StageInput) -> list[list[float]]:
     return np.round(pts, 1).tolist()
 
 
+def text_outside(quad: Quad, lines: list[Line]) -> float:
+    """Share of the read characters whose line's centre lies outside ``quad``."""
+    contour = quad.corners.astype(np.float32).reshape(-1, 1, 2)
+    total = out = 0
+    for ln in lines:
+        n = len(ln.text.strip())
+        total += n
+        centre = ((ln.x0 + ln.x1) / 2, (ln.y0 + ln.y1) / 2)
+        out += n if cv2.pointPolygonTest(contour, centre, False) < 0 else 0
+    return out / total if total else 0.0
+
+
+def card_quad(page: StageInput, p: dict[str, Any]) -> Quad | None:
+    """The card found on the page, or the page itself when it is a card already
+    cropped: card proportions, and no quad holding most of its text."""
+    quad = find_quad(page.image, p)
+    h, w = page.image.shape[:2]
+    lo, hi = p["frame_ratio"]
+    if not lo <= max(h, w) / max(min(h, w), 1) <= hi:
+        return quad
+    if quad is None or text_outside(quad, upright_lines(page)) > float(p["outside_text"]):
+        frame = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+        return Quad(frame, 0.5)  # no edge of its own to vouch for it
+    return quad
+
+
 def run_idcard(page: StageInput) -> dict[str, Any]:
     p = page.model("idd").runtime
-    quad = find_quad(page.image, p)
+    quad = card_quad(page, p)
     if quad is None:
         return {"found": False, "quad": None, "confidence": 0.0, "crop": None, "lines": [],
                 "fields": extract([])}

@@ -125,3 +125,16 @@ def test_the_document_plan_adds_nothing_to_a_receipt(engine: Engine) -> None:
     assert doc["branch"] == [{"after": "classify", "label": "receipt", "tid": "ocr",
                               "stages": []}]
     assert "card" not in doc and "checkboxes" not in doc
+
+
+def test_an_image_that_is_the_card_is_its_own_quad(engine: Engine) -> None:
+    """A card already cropped (no table around it): the frame is the quad, and the
+    crop's reading holds the card's fields."""
+    rng = np.random.default_rng(11)
+    fields = idcard_synth.card_fields(rng)
+    flat = np.ascontiguousarray(idcard_synth.draw_card(rng, fields)[:, :, :3])
+    doc = run_stages(engine, flat, engine.run(flat, "card").to_dict(), [("idcard", {})])
+    h, w = flat.shape[:2]
+    frame = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+    assert doc["card"]["found"] and corner_error(np.asarray(doc["card"]["quad"]), frame) <= 0.02
+    assert doc["card"]["fields"]["mrz"] is not None
