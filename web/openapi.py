@@ -57,7 +57,9 @@ def _submit() -> dict[str, Any]:
     key = {"type": "string", "maxLength": jobs.MAX_IDEMPOTENCY_KEY,
            "pattern": jobs.IDEMPOTENCY_KEY_PATTERN}
     return {
-        "summary": "Submit an image",
+        "summary": "Submit an image, or a document (PDF, multi-page TIFF) as one job of "
+                   "pages (at most OCRQ_MAX_PAGES; PDF pages checked against the pixel "
+                   "limits at OCRQ_PDF_DPI)",
         "security": _api_key(),
         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                         "schema": key,
@@ -69,7 +71,8 @@ def _submit() -> dict[str, Any]:
                 "image_url": _text("image_url", format="uri"),
                 "image_base64": {"type": "string", "description":
                                  "base64, line-wrapped or not, or a data:image/...;base64, "
-                                 "URL; send it or image_url, not both"},
+                                 "or data:application/pdf;base64, URL; send it or "
+                                 "image_url, not both"},
                 "name": _text("name"), **copy.deepcopy(fields)}}}}},
         "responses": {"202": {"description": "accepted", **json_body("Job"),
                               "headers": {"Location": {"schema": {"type": "string"}}}},
@@ -96,7 +99,7 @@ def _paths() -> dict[str, Any]:
                                      "409": error_ref()}}},
         "/v1/jobs/{job_id}/result": {"get": {
             "summary": "Result document", "parameters": _job_id(), "security": _api_key(),
-            "responses": {"200": {"description": "result", **json_body("Page")},
+            "responses": {"200": {"description": "result", **json_body("Result")},
                           "401": error_ref(), "404": error_ref(), "409": error_ref()}}},
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "up"}}}},
         "/readyz": {"get": {"summary": "Broker, Redis and database reachable",
@@ -117,13 +120,28 @@ def _job_schema() -> dict[str, Any]:
         "stage": {"type": list(nullable_str)},
         "progress": {"type": "object", "properties": {
             "batches_done": {"type": "integer"},
-            "batches_total": {"type": ["integer", "null"]}}},
+            "batches_total": {"type": ["integer", "null"]},
+            # A document only: its pages read so far, of how many.
+            "pages_done": {"type": "integer"}, "pages_total": {"type": "integer"}}},
         "image": {"type": "object"},
         "created_at": {"type": list(nullable_str)},
         "started_at": {"type": list(nullable_str)},
         "finished_at": {"type": list(nullable_str)},
         "error": {"type": ["object", "null"]},
-        "result": {"oneOf": [{"$ref": "#/components/schemas/Page"}, {"type": "null"}]}}}
+        "result": {"oneOf": [{"$ref": "#/components/schemas/Result"}, {"type": "null"}]}}}
+
+
+def _document_schema() -> dict[str, Any]:
+    """A PDF's or multi-page TIFF's result: every page's Page document, in order."""
+    page = {"allOf": [{"$ref": "#/components/schemas/Page"},
+                      {"type": "object", "properties": {"page": {"type": "integer",
+                                                                 "minimum": 1}}}]}
+    return {"type": "object", "required": ["pages"], "properties": {
+        "image": {"type": "string"}, "page_count": {"type": "integer"},
+        "pages": {"type": "array", "items": page},
+        "models": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "timings_ms": {"type": "object", "description": "each step's time summed over "
+                       "the pages"}}}
 
 
 def _tables_schema() -> dict[str, Any]:
@@ -168,6 +186,10 @@ def _schemas() -> dict[str, Any]:
             "type": "object", "required": ["code", "message"],
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
         "Job": _job_schema(),
+        "Result": {"anyOf": [{"$ref": "#/components/schemas/Page"},
+                             {"$ref": "#/components/schemas/Document"}],
+                   "description": "an image's Page, or a document's pages"},
+        "Document": _document_schema(),
         "Page": {"type": "object", "properties": {
             "image": {"type": "string"}, "width": {"type": "integer"},
             "height": {"type": "integer"}, "rotation": {"type": "integer"},
