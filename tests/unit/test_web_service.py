@@ -158,6 +158,7 @@ def test_every_route_answers_json_without_a_body(web_app: Flask) -> None:
     answered = {}
     for method, path in routes(web_app):
         url = path.replace("{job_id}", "nope").replace("{name}", "nope")
+        url = url.replace("{case_id}", "nope")
         resp = client.open(url, method=method)
         assert resp.status_code < 500 or path == "/readyz", (method, url, resp.status_code)
         if path == "/metrics":  # Prometheus exposition, not JSON (test_metrics_web.py)
@@ -177,4 +178,5 @@ def test_every_route_answers_json_without_a_body(web_app: Flask) -> None:
         ("POST", "/v1/models/{name}/rollback"): 403,
         ("GET", "/v1/models/{name}/history"): 404, ("GET", "/v1/cluster"): 200,
         ("GET", "/metrics"): 200,
+        ("GET", "/v1/badcases"): 200, ("GET", "/v1/badcases/{case_id}/image"): 404,
     }
