@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from ocrq.storage import jobs as store
 from tests.doc_fixtures import encrypted_pdf, pdf, tiff
 from tests.fixtures import render_page
 from tests.integration.conftest import Stack
+from tests.integration.test_webhooks import Receiver
 
 pytestmark = pytest.mark.services
 
@@ -146,3 +148,25 @@ def test_intake_refuses_bad_documents_before_any_job(st: Stack,
                       timeout=30)
     assert r.status_code == 413 and r.json()["error"]["reason"] == "too_many_pixels", r.text
     assert st.job_rows() == 0
+
+
+def test_a_document_finishes_once_with_one_webhook(st: Stack, pages: list[np.ndarray]) -> None:
+    """Four pages racing to be the last: exactly one finish, one webhook."""
+    receiver = Receiver()
+    try:
+        base = st.web(allow_private_urls=True)  # the receiver is on loopback
+        data = pdf([*pages, pages[0]])
+        r = requests.post(f"{base}/v1/jobs", files={"image": ("four.pdf", data, "application/pdf")},
+                          data={"callback_url": receiver.url}, timeout=30)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        doc = st.wait(base, job_id)
+        assert doc["status"] == "succeeded", doc["error"]
+        receiver.wait(1)
+        time.sleep(2.0)  # a second webhook would come now
+        assert len(receiver.calls) == 1
+        body = json.loads(receiver.calls[0][1])
+        assert body["id"] == job_id and body["result"]["page_count"] == 4
+        assert len(store.deliveries(st.services.db, job_id)) == 1
+    finally:
+        receiver.close()
