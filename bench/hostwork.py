@@ -4,11 +4,14 @@
                              [--dump PATH] [--no-scaling]
 
 The engine runs with ONNX Runtime at one intra-op thread and one copy per
-model, so every forward pass runs on the calling thread. Per page, host ms =
-the page's thread CPU time (``time.thread_time``) minus the CPU time inside
-the forward passes (the runtimes are wrapped to time them); CPU time, not wall
-time, so other load on the machine barely moves it. Image decode
-(``ocrq.images.decode_image`` of the file's bytes) is timed apart.
+model, and OpenCV at one thread, so a page's work runs on the calling thread
+(the "other threads" row checks it). Per page, host ms = the page's thread CPU
+time (``time.thread_time``) minus the CPU time inside the forward passes (the
+runtimes are wrapped to time them). CPU time moves less with other load on
+the machine than wall time, but it does move (shared caches, memory
+bandwidth): compare runs made one after the other, and host / forward (the
+forward passes are the same work in every run) is the steadier figure. Image
+decode (``ocrq.images.decode_image`` of the file's bytes) is timed apart.
 
 Pass 1 runs the real models, records every forward output keyed by a hash of
 its input pixels, and gives the headline numbers (no other instrumentation).
@@ -229,6 +232,8 @@ def print_headline(rows: list[dict[str, Any]]) -> None:
                        ("threads", "CPU on other threads (should be ~0)")]:
         v = [r[key] for r in rows]
         print(f"| {label} | {_pct(v, 50):.1f} | {_pct(v, 90):.1f} | {statistics.mean(v):.1f} |")
+    host, forward = ([r[k] for r in rows] for k in ("host", "forward"))
+    print(f"\nhost / forward (medians): {_pct(host, 50) / _pct(forward, 50):.3f}")
     print()
 
 
