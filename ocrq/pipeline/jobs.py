@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import replace
 from typing import Any
 
 from celery import Celery
@@ -82,16 +81,21 @@ def submit(
     )
     if not created:  # lost an idempotency race: the other request's job is the answer
         return work.document(services, job.id) or {}, False
-    ctx = first_context(services, plan, job, queues)
-    if doc_info:  # one canvas per page (canvas.start)
-        ctx = replace(ctx, page_sizes=doc_info.sizes)
+    # A document: one canvas per page (canvas.start).
+    ctx = first_context(services, plan, job, queues, doc_info.sizes if doc_info else ())
     return _enqueue(services, app, job, ctx, data), True
 
 
-def first_context(services: Services, plan: Plan, job: Job, queues: dict[str, str]
-                  ) -> JobContext:
+def first_context(services: Services, plan: Plan, job: Job, queues: dict[str, str],
+                  page_sizes: tuple[tuple[int, int], ...] | None = None) -> JobContext:
     """The first message of a recorded job: what intake sends, and what the sweeper
-    sends again for a job whose intake died before enqueueing it."""
+    sends again for a job whose intake died before enqueueing it.
+
+    ``page_sizes``: a document's pages as intake found them (``()``: an image);
+    None (the sweeper): found again from the stored blob.
+    """
+    if page_sizes is None:
+        page_sizes = _stored_pages(services, job)
     step = plan.step(Step.RECOGNIZE)
     rec: dict[str, Any] = step.options if step is not None else {}
     lexicon = rec.get("lexicon")  # else the worker's OCRQ_LEXICON
@@ -102,7 +106,19 @@ def first_context(services: Services, plan: Plan, job: Job, queues: dict[str, st
                                       or services.settings.recognize_batch_lines),
                       callback=bool(job.callback_url),
                       lexicon=None if lexicon is None else tuple(lexicon),
-                      stages=tuple(st.name for st in plan.steps if st.name not in STEPS))
+                      stages=tuple(st.name for st in plan.steps if st.name not in STEPS),
+                      page_sizes=page_sizes)
+
+
+def _stored_pages(services: Services, job: Job) -> tuple[tuple[int, int], ...]:
+    """A re-driven job's pages, from its stored blob; () for an image, or when the
+    blob is gone or unreadable (the job then fails in its first step, as before)."""
+    try:
+        data = services.blobs.get(services.blobs.key_for(job.id))
+        info = inspect_document(data, job.image_name, services.settings)
+    except OcrqError:
+        return ()
+    return info.sizes if info else ()
 
 
 def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: bytes
