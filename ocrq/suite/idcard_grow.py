@@ -80,11 +80,21 @@ def outer_lines(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str
         qy = np.clip(np.round(q[..., 1]).astype(int), 0, h - 1)
         strong = np.abs(gx[qy, qx] * normal[0] + gy[qy, qx] * normal[1]) >= float(
             p["strong_gradient"])
-        has = strong.any(axis=1) & inside
-        if has.mean() < float(p["grow_support"]):
+        strong &= inside[:, None]
+        # The offset most points see an edge near (within 3 px: the two edges are not
+        # quite parallel), the farthest of the nearly-best: a straight edge along the
+        # side, not the title's letters or a wavy table.
+        near = np.stack([strong[:, max(0, k - 3):k + 4].any(axis=1)
+                         for k in range(len(offs))], axis=1)
+        counts = near.sum(axis=0)
+        if counts.max(initial=0) < float(p["grow_support"]) * len(pts):
             out.append(None)
             continue
-        found = pts[has] - offs[strong[has].argmax(axis=1)][:, None] * normal[None, :]
+        k = int(np.nonzero(counts >= 0.9 * counts.max())[0].max())
+        has = near[:, k]
+        band = np.abs(offs[None, :] - offs[k]) <= 3
+        pick = np.where(strong[has] & band[0], offs[None, :], 10**6)
+        found = pts[has] - pick.min(axis=1)[:, None] * normal[None, :]
         vx, vy, x0, y0 = cv2.fitLine(found.astype(np.float32), cv2.DIST_HUBER, 0, 0.01,
                                      0.01).ravel()
         out.append((np.array([x0, y0], np.float64), np.array([vx, vy], np.float64)))
