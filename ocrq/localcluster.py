@@ -272,10 +272,20 @@ class LocalCluster:
                                   worker=spec)
 
     def start_web(self, host: str = "127.0.0.1", port: int = 8080, threads: int = 8, *,
-                  name: str = "web", settings: Settings | None = None) -> LocalProcess:
-        """The Flask intake under waitress (what production runs behind a proxy)."""
-        argv = [sys.executable, "-m", "waitress", f"--listen={host}:{port}",
-                f"--threads={threads}", "--call", "web:create_app"]
+                  name: str = "web", settings: Settings | None = None, processes: int = 1,
+                  server: str = "waitress") -> LocalProcess:
+        """The Flask intake: under waitress (one process, ``threads`` threads), or under
+        gunicorn's gthread workers (``processes`` x ``threads``; POSIX only)."""
+        if server == "gunicorn":
+            argv = [sys.executable, "-m", "gunicorn", f"--bind={host}:{port}",
+                    f"--workers={processes}", "--worker-class=gthread",
+                    f"--threads={threads}", "web:create_app()"]
+        elif server == "waitress" and processes == 1:
+            argv = [sys.executable, "-m", "waitress", f"--listen={host}:{port}",
+                    f"--threads={threads}", "--call", "web:create_app"]
+        else:
+            raise ValueError(f"web server {server!r} with {processes} processes: waitress "
+                             "runs one process, gunicorn any number")
         return self.start_process(name, argv, settings=settings, url=f"http://{host}:{port}")
 
     # --- watching ----------------------------------------------------------------------

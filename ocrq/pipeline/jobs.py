@@ -67,19 +67,16 @@ def submit(
     doc_info = inspect_document(data, name, s)
     # An image: corrupt pixel data is refused here too.
     width, height = doc_info.sizes[0] if doc_info else validate_image(data, name, s)
-    if idempotency_key:
-        # Only after the image is valid (a replay carrying junk learns nothing), and
-        # only among the jobs of the caller's bid (the key names the business).
-        existing = store.find_idempotent(services.db, plan.bid, idempotency_key)
-        if existing is not None:
-            return work.document(services, existing.id) or {}, False
+    # An Idempotency-Key replay is found by create_job (one SELECT, among the jobs of
+    # the caller's bid: the key names the business), only now that the image is
+    # valid: a replay carrying junk learns nothing.
     job_id = uuid().replace("-", "")
     job, created = store.create_job(
         services.db, id=job_id, bid=plan.bid, tid=plan.tid, status=str(JobStatus.QUEUED),
         idempotency_key=idempotency_key or None, callback_url=callback_url or None,
         image_name=name, width=width, height=height, batches_done=0,
     )
-    if not created:  # lost an idempotency race: the other request's job is the answer
+    if not created:  # a replay, or lost an idempotency race: the other job is the answer
         return work.document(services, job.id) or {}, False
     # A document: one canvas per page (canvas.start).
     ctx = first_context(services, plan, job, queues, doc_info.sizes if doc_info else ())
@@ -130,15 +127,22 @@ def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: b
     """
     job_id = ctx.job_id
     try:
-        services.blobs.put(job_id, data)  # at ctx.image_key
         flat = work.flat_from_row(job, None)
         if ctx.page_sizes:  # a document: the pages read so far, of how many
             flat.update(pages_done=0, pages_total=len(ctx.page_sizes))
-        services.cache.put(job_id, flat)
         sig, ids = canvas.start(app, ctx)
-        services.cache.add_tasks(job_id, ids)
-        doc = work.document(services, job_id) or {}  # as accepted: a worker may start at once
-        sig.apply_async()
+        # Image, status and task ids in one round trip, all before the message exists.
+        pipe = services.redis.pipeline(transaction=False)
+        services.blobs.put(job_id, data, pipe)  # at ctx.image_key
+        services.cache.put(job_id, flat, pipe)
+        services.cache.add_tasks(job_id, ids, pipe)
+        pipe.execute()
+        doc = work.shape(flat)  # as accepted (what the cache now holds): a worker may start
+        # The stage tasks keep no result (ignore_result=True where they are defined),
+        # but this process does not know them: said here, the send skips subscribing
+        # to a result channel (two more round trips, and a listener per job). A short
+        # argsrepr spares the repr of the whole context; monitors still see the job.
+        sig.apply_async(ignore_result=True, argsrepr=f"(job {job_id})")
     except Exception as exc:
         err = EnqueueFailed(f"could not enqueue job {job_id}: {exc}", job_id=job_id)
         with contextlib.suppress(Exception):  # the DB row is written first; Redis may be down

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from redis import Redis
+from redis.client import Pipeline
 
 from ocrq.errors import OcrqError
 
@@ -23,9 +24,10 @@ class BlobStore:
     def key_for(self, job_id: str) -> str:
         return f"{self.prefix}{job_id}"
 
-    def put(self, job_id: str, data: bytes) -> str:
+    def put(self, job_id: str, data: bytes, pipe: Pipeline | None = None) -> str:
+        """Store the image; with ``pipe``, only queued on it (the caller executes it)."""
         key = self.key_for(job_id)
-        self.redis.set(key, data, ex=self.ttl_s)
+        (pipe if pipe is not None else self.redis).set(key, data, ex=self.ttl_s)
         return key
 
     def get(self, key: str) -> bytes:

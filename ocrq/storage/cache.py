@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
 # KEYS[1]=hash; ARGV[1]=ttl, ARGV[2]=only_if_exists (0/1), ARGV[3..]=field,value pairs.
 # Returns 1 updated, 0 refused (terminal), -1 missing.
@@ -46,12 +47,14 @@ class StatusCache:
     def key(self, job_id: str) -> str:
         return f"{self.prefix}{job_id}"
 
-    def put(self, job_id: str, doc: dict[str, Any]) -> None:
-        """Write (or refresh) the whole cached document."""
-        pipe = self.redis.pipeline()
-        pipe.hset(self.key(job_id), mapping={k: json.dumps(v) for k, v in doc.items()})
-        pipe.expire(self.key(job_id), self.ttl_s)
-        pipe.execute()
+    def put(self, job_id: str, doc: dict[str, Any], pipe: Pipeline | None = None) -> None:
+        """Write (or refresh) the whole cached document; with ``pipe``, only queued on
+        it (the caller executes it, in one round trip with its other commands)."""
+        p = pipe if pipe is not None else self.redis.pipeline()
+        p.hset(self.key(job_id), mapping={k: json.dumps(v) for k, v in doc.items()})
+        p.expire(self.key(job_id), self.ttl_s)
+        if pipe is None:
+            p.execute()
 
     def update(self, job_id: str, **fields: Any) -> int:
         """1 updated, 0 refused because the job is terminal, -1 not cached."""
@@ -102,13 +105,16 @@ class StatusCache:
             self.redis.delete(*(self.delivery_key(t) for t in task_ids))
 
     # Celery task ids of a job, so a cancel can revoke what has not run yet.
-    def add_tasks(self, job_id: str, task_ids: list[str]) -> None:
+    def add_tasks(self, job_id: str, task_ids: list[str], pipe: Pipeline | None = None
+                  ) -> None:
+        """Remember the task ids; with ``pipe``, only queued on it (see :meth:`put`)."""
         if task_ids:
             k = f"{self.key(job_id)}:tasks"
-            pipe = self.redis.pipeline()
-            pipe.sadd(k, *task_ids)
-            pipe.expire(k, self.ttl_s)
-            pipe.execute()
+            p = pipe if pipe is not None else self.redis.pipeline()
+            p.sadd(k, *task_ids)
+            p.expire(k, self.ttl_s)
+            if pipe is None:
+                p.execute()
 
     def tasks(self, job_id: str) -> list[str]:
         return sorted(m.decode() for m in self.redis.smembers(f"{self.key(job_id)}:tasks"))  # type: ignore[union-attr]
