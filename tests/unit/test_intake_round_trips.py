@@ -102,6 +102,9 @@ def test_a_submit_is_one_insert_one_pipeline_and_one_push(
         web_app: Flask, web_settings: Settings, monitor: Monitor, jpeg: bytes) -> None:
     client = web_app.test_client()
     submit(client, jpeg)  # warm: pools, the live snapshot, the first connections
+    # The router re-reads the live snapshot once a second (a pipeline of its own,
+    # not per request): kept from doing so mid-test on a slow machine.
+    web_app.extensions["ocrq"].router.ttl_s = 3600.0
     ports = my_redis_ports(web_settings)
     statements = sql_log(web_app)
     monitor.seen.clear()
