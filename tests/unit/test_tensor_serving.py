@@ -196,6 +196,9 @@ def test_gpu_worker_restarts_its_tensor_server(tmp_path: Path, server_env: dict[
                 pass
             assert time.monotonic() < deadline, "tensor server not restarted"
             time.sleep(0.2)
+        # The new server answers HELLO (to us too) before the supervisor counts it.
+        while server.restarts < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert server.restarts == 1
     finally:
         server.stop()
