@@ -41,8 +41,12 @@ class CeleryConfig:
         # gone): longer than any task may run or a webhook retry may wait (ETA),
         # else a message still in good hands would run twice. Workers sweep for
         # such messages every 10 s (kombu's default: every 100 s).
+        # kombu restores those under a Redis lock that lives 300 s by default: a worker
+        # SIGKILLed while holding it (the soak's kills did) stopped every restore for
+        # five minutes, and jobs ran into their deadline. A scan takes far less than 30 s.
         self.broker_transport_options = {"visibility_timeout": s.visibility_timeout,
-                                         "unacked_restore_throttle": 1}
+                                         "unacked_restore_throttle": 1,
+                                         "unacked_mutex_expire": 30}
         self.result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
         # A publish (next stage, chord, webhook) rides out a broker restart of a few
         # seconds instead of failing its job: Celery's default gives up after ~0.6 s.

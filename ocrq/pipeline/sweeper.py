@@ -155,14 +155,18 @@ def _after_data_loss(services: Services, app: Celery, now: datetime) -> list[str
     """
     r = services.redis
     if r.set(ALIVE, "1", nx=True):  # it was missing (or this Redis is new)
-        r.set(RECOVER, "1", ex=RECOVER_S)
-    if not r.exists(RECOVER):
+        r.set(RECOVER, now.isoformat(), ex=RECOVER_S)
+    detected = r.get(RECOVER)
+    if detected is None:
         return []
+    # A webhook sent after the loss was seen went to the live Redis (its queues were
+    # declared again before this tick): only jobs that finished before are in doubt.
+    before = datetime.fromisoformat(detected.decode())  # type: ignore[union-attr]
     s = services.settings
     window = timedelta(seconds=RECOVER_WINDOW_S)
     out = []
     for job in store.unreported(services.db, now - window - timedelta(seconds=s.job_deadline),
-                                now - window, PER_SWEEP):
+                                now - window, before, PER_SWEEP):
         if r.sadd(RESENT, job.id):
             r.expire(RESENT, RECOVER_S)
             enqueue_webhook(app, job.id, s.queue_webhooks)

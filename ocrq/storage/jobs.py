@@ -128,7 +128,7 @@ def overdue(db: Database, created_before: datetime, limit: int) -> list[Job]:
 
 
 def unreported(db: Database, created_after: datetime, finished_after: datetime,
-               limit: int) -> list[Job]:
+               finished_before: datetime, limit: int) -> list[Job]:
     """Succeeded or failed jobs (a cancel sends none) with a callback and not one
     delivery attempt recorded (their webhook message lost: a flushed broker).
     Bounded by creation for the index."""
@@ -137,7 +137,8 @@ def unreported(db: Database, created_after: datetime, finished_after: datetime,
         attempted = select(Delivery.id).where(Delivery.job_id == Job.id).exists()
         return list(s.scalars(
             select(Job).where(Job.created_at > created_after, Job.finished_at > finished_after,
-                              Job.status.in_(ended), Job.callback_url.is_not(None), ~attempted)
+                              Job.finished_at < finished_before, Job.status.in_(ended),
+                              Job.callback_url.is_not(None), ~attempted)
             .order_by(Job.created_at).limit(limit)))
 
 

@@ -156,3 +156,21 @@ def test_after_redis_lost_its_data_finished_jobs_get_their_lost_webhooks(
         assert sweeper.sweep(services, app).webhooks == []  # once per job
     finally:
         broker.delete(*keys)
+
+
+def test_a_restore_lock_left_by_a_killed_worker_expires_soon(
+        redis_server: RedisServer) -> None:
+    # kombu restores unacknowledged messages under a Redis lock; a worker SIGKILLed
+    # while holding it leaves it behind. Its default lifetime (300 s) stopped every
+    # restore for five minutes in the soak and jobs ran into their deadline.
+    from ocrq.pipeline.app import CeleryConfig
+
+    options = CeleryConfig(Settings(broker_url=redis_server.url(0))).broker_transport_options
+    conn = Connection(redis_server.url(0), transport_options=options)
+    qos = conn.default_channel.qos
+    client = redis_server.client()
+    # What the killed holder did, and then nothing: acquired, never released.
+    assert client.lock(qos.unacked_mutex_key, timeout=qos.unacked_mutex_expire).acquire(
+        blocking=False)
+    assert 0 < client.ttl(qos.unacked_mutex_key) <= 30
+    conn.release()
