@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import importlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ocrq.engine import Engine
 from ocrq.errors import OcrqError
 from ocrq.evaluation.dataset import MANIFEST, DatasetError
+from ocrq.evaluation.detectors import score_detectors
 from ocrq.names import STEPS
 from ocrq.plans import Plans
 from ocrq.plugin_stages import run_stages
@@ -167,22 +166,9 @@ DETECTORS = ("ocrq", "checkbox-extractor")
 
 def evaluate_checkboxes(samples: Sequence[CheckboxSample], detectors: Sequence[str],
                         settings: Settings, tid: str = "checkbox") -> list[CheckboxScore]:
-    unknown = [d for d in detectors if d not in DETECTORS]
-    if unknown:
-        raise OcrqError(f"unknown checkbox detector {unknown[0]!r}; known: {', '.join(DETECTORS)}")
-    # build every detector first: a missing peer fails before minutes of work
-    built = {d: ocrq_detector(settings, tid) if d == "ocrq" else peer_detector()
-             for d in detectors}
-    scores = {d: CheckboxScore(d) for d in detectors}
-    for sample in samples:
-        image = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"{sample.path}: cannot be read as an image")
-        for name, detect in built.items():
-            t0 = time.perf_counter()
-            found = detect(image)
-            scores[name].add(sample.path.name, found, sample.truth, time.perf_counter() - t0)
-    return list(scores.values())
+    return score_detectors(
+        samples, detectors, DETECTORS, "checkbox",
+        lambda d: ocrq_detector(settings, tid) if d == "ocrq" else peer_detector(), CheckboxScore)
 
 
 def format_checkbox_table(scores: Sequence[CheckboxScore]) -> str:

@@ -27,7 +27,6 @@ import importlib
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,9 @@ import cv2
 import numpy as np
 
 from ocrq.engine import Engine
-from ocrq.errors import OcrqError
 from ocrq.evaluation.checkbox_eval import PeerUnavailable, Rect, match
 from ocrq.evaluation.dataset import MANIFEST, DatasetError
+from ocrq.evaluation.detectors import score_detectors
 from ocrq.names import STEPS
 from ocrq.plans import Plans
 from ocrq.plugin_stages import run_stages
@@ -264,22 +263,9 @@ DETECTORS = ("ocrq", "img2table")
 
 def evaluate_tables(samples: Sequence[TableSample], detectors: Sequence[str],
                     settings: Settings, tid: str = "table") -> list[TableScore]:
-    unknown = [d for d in detectors if d not in DETECTORS]
-    if unknown:
-        raise OcrqError(f"unknown table detector {unknown[0]!r}; known: {', '.join(DETECTORS)}")
-    # build every detector first: a missing peer fails before minutes of work
-    built = {d: ocrq_detector(settings, tid) if d == "ocrq" else peer_detector()
-             for d in detectors}
-    scores = {d: TableScore(d) for d in detectors}
-    for sample in samples:
-        image = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"{sample.path}: cannot be read as an image")
-        for name, detect in built.items():
-            t0 = time.perf_counter()
-            found = detect(image)
-            scores[name].add(sample.path.name, found, sample.truth, time.perf_counter() - t0)
-    return list(scores.values())
+    return score_detectors(
+        samples, detectors, DETECTORS, "table",
+        lambda d: ocrq_detector(settings, tid) if d == "ocrq" else peer_detector(), TableScore)
 
 
 def format_table_scores(scores: Sequence[TableScore]) -> str:
