@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -137,17 +138,8 @@ def _eval_checkbox(manifest_dir: Path, engines: tuple[str, ...], limit: int | No
                    as_json: bool, threads: int, tid: str) -> None:
     """Checkbox detection P/R/F1 (IoU >= 0.5) and ticked state on the matched boxes;
     --engine ocrq (plan --tid, default checkbox) and/or checkbox-extractor."""
-    try:
-        samples = load_checkboxes(manifest_dir, limit=limit)
-        settings = Settings.from_env().with_(threads=threads)
-        scores = evaluate_checkboxes(samples, list(dict.fromkeys(engines)), settings, tid)
-    except OcrqError as exc:
-        raise click.ClickException(exc.message) from exc
-    if as_json:
-        click.echo(json.dumps({"manifest": str(manifest_dir), "tid": tid, "threads": threads,
-                               "results": [s.to_dict() for s in scores]}, indent=2))
-    else:
-        click.echo(format_checkbox_table(scores))
+    _detection_task(manifest_dir, engines, limit, as_json, threads, tid,
+                    load_checkboxes, evaluate_checkboxes, format_checkbox_table)
 
 
 def _eval_table(manifest_dir: Path, engines: tuple[str, ...], limit: int | None,
@@ -155,17 +147,25 @@ def _eval_table(manifest_dir: Path, engines: tuple[str, ...], limit: int | None,
     """Table cells (P/R/F1 at IoU >= 0.5 on the box of a cell's text, and by the
     peer's containment rule) and cTDaR adjacency relations; --engine ocrq (plan
     --tid, default table) and/or img2table."""
+    _detection_task(manifest_dir, engines, limit, as_json, threads, tid,
+                    load_tables, evaluate_tables, format_table_scores)
+
+
+def _detection_task(manifest_dir: Path, engines: tuple[str, ...], limit: int | None,
+                    as_json: bool, threads: int, tid: str, load: Any, evaluate: Any,
+                    fmt: Any) -> None:
+    """A suite detection task: load the set, score every engine, print or JSON."""
     try:
-        samples = load_tables(manifest_dir, limit=limit)
+        samples = load(manifest_dir, limit=limit)
         settings = Settings.from_env().with_(threads=threads)
-        scores = evaluate_tables(samples, list(dict.fromkeys(engines)), settings, tid)
+        scores = evaluate(samples, list(dict.fromkeys(engines)), settings, tid)
     except OcrqError as exc:
         raise click.ClickException(exc.message) from exc
     if as_json:
         click.echo(json.dumps({"manifest": str(manifest_dir), "tid": tid, "threads": threads,
                                "results": [s.to_dict() for s in scores]}, indent=2))
     else:
-        click.echo(format_table_scores(scores))
+        click.echo(fmt(scores))
 
 
 def _eval_idcard(manifest_dir: Path, limit: int | None, as_json: bool, threads: int,
