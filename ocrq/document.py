@@ -27,6 +27,9 @@ class PageResult:
     lines: list[Line] = field(default_factory=list)
     models: dict[str, int] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # CPU and GPU seconds per step and their total: {step: {"cpu_s", "gpu_s"}, "total": ...}
+    # (ocrq/models/runtimes/cost.py says what each counts).
+    cost: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def text(self) -> str:
         """Plain text in reading order: fragments of a printed line joined by a space."""
@@ -54,4 +57,6 @@ class PageResult:
             lines=lines,
             models={k: int(v) for k, v in data.get("models", {}).items()},
             timings_ms={k: float(v) for k, v in data.get("timings_ms", {}).items()},
+            cost={k: {m: float(x) for m, x in v.items()}
+                  for k, v in (data.get("cost") or {}).items()},
         )

@@ -8,14 +8,17 @@ versions), never pixels.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ocrq.document import Line, PageResult
 from ocrq.models.registry import Desired, ModelRegistry
+from ocrq.models.runtimes.cost import Cost, Measure, page_cost
 from ocrq.models.states import LoadedModel
 from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
@@ -42,6 +45,7 @@ class Rotated:
     confidence: float
     models: dict[str, int]
     ms: float
+    cost: Cost = Cost()  # CPU and GPU seconds (runtimes/cost.py)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class Detected:
     models: dict[str, int]
     ms: float
     skew: float = 0.0  # degrees (counter-clockwise) the upright page's text was turned
+    cost: Cost = Cost()
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Recognized:
     texts: list[tuple[str, float]]
     models: dict[str, int]
     ms: float
+    cost: Cost = Cost()
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,21 @@ class EngineOptions:
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
+
+
+StepResult = TypeVar("StepResult", Rotated, Detected, Recognized)
+
+
+def _costed(step: Callable[..., StepResult]) -> Callable[..., StepResult]:
+    """The step's result with its ``cost``: measured around the whole step."""
+
+    @functools.wraps(step)
+    def costed(*args: Any, **kwargs: Any) -> StepResult:
+        with Measure() as m:
+            result = step(*args, **kwargs)
+        return replace(result, cost=m.cost)
+
+    return costed
 
 
 class Engine:
@@ -120,10 +141,11 @@ class Engine:
         h, w = image.shape[:2]
         return self.step_reorder(
             name, w, h, d.rotation, d.polygons, t.texts, models, timings, leaders=d.leaders,
-            skew=d.skew,
+            skew=d.skew, cost={"rotate": r.cost, "detect": d.cost, "recognize": t.cost},
         )
 
     # --- steps -----------------------------------------------------------------
+    @_costed
     def step_rotate(self, image: np.ndarray) -> Rotated:
         t0 = time.perf_counter()
         if not self.options.use_rotation:
@@ -133,6 +155,7 @@ class Engine:
         angle = o.angle if o.confidence >= self.options.rot_min_confidence else 0
         return Rotated(angle, round(o.confidence, 4), {ModelKind.ROT.value: model.version}, _ms(t0))
 
+    @_costed
     def step_detect(self, image: np.ndarray, rotation: int) -> Detected:
         """Detect lines on the upright page, then check its orientation and skew.
 
@@ -221,6 +244,7 @@ class Engine:
         models[ModelKind.DIR.value] = dmodel.version
         return classify_lines(dmodel, line_crops(upright, [r.polygon for r in regions], skew))
 
+    @_costed
     def step_recognize(
         self,
         image: np.ndarray,
@@ -264,13 +288,15 @@ class Engine:
         timings_ms: dict[str, float],
         leaders: Sequence[int] | None = None,
         skew: float = 0.0,
+        cost: Mapping[str, Cost] | None = None,
     ) -> PageResult:
-        """Assemble the page; ``leaders``: dots to append to each line (step_detect).
+        """Assemble the page; ``leaders``: dots to append to each line (step_detect);
+        ``cost``: the earlier steps' (the result's ``cost`` adds reorder's and the total).
 
         ``polygons`` are on the page step_detect read (turned by ``rotation``,
         straightened by ``skew``); the result's are on the image as submitted.
         """
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         if leaders:
             texts = [(t[0] + "." * int(n), t[1]) if n and t[0].strip() else t
                      for t, n in zip(texts, leaders, strict=True)]
@@ -289,4 +315,7 @@ class Engine:
             ))
         lines.sort(key=lambda ln: ln.order)
         timings = {**timings_ms, "reorder": _ms(t0)}
-        return PageResult(name, width, height, rotation, lines, dict(models), timings)
+        # Pure host work: no GPU (and no Measure, whose meter nothing would add to).
+        steps = {**(cost or {}), "reorder": Cost(time.process_time() - cpu0, 0.0)}
+        return PageResult(name, width, height, rotation, lines, dict(models), timings,
+                          cost=page_cost(steps))

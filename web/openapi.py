@@ -144,6 +144,17 @@ def _document_schema() -> dict[str, Any]:
                        "the pages"}}}
 
 
+def _cost_schema() -> dict[str, Any]:
+    """A page's cost per step (rotate, detect, recognize, reorder) and its total."""
+    seconds = {"type": "object", "properties": {
+        "cpu_s": {"type": "number", "description": "CPU seconds of the worker process "
+                  "during the step (threaded workers: of every task running alongside)"},
+        "gpu_s": {"type": "number", "description": "seconds in forward passes on a GPU "
+                  "(runtime=remote: the tensor server request's wall time, wire included)"}}}
+    return {"type": "object", "additionalProperties": seconds,
+            "description": "cost per step, keyed by step, and `total`: their sum"}
+
+
 def _tables_schema() -> dict[str, Any]:
     """Plan ``table`` (plug-in stage table): boxes are [x0, y0, x1, y1] on the image
     as submitted; a cell's box is the box of its text; ``html`` is escaped."""
@@ -199,6 +210,7 @@ def _schemas() -> dict[str, Any]:
                 "block": {"type": "integer"}, "line": {"type": "integer"}}}},
             "models": {"type": "object", "additionalProperties": {"type": "integer"}},
             "timings_ms": {"type": "object"},
+            "cost": _cost_schema(),
             "tables": _tables_schema(),
             "document_class": {"type": "object", "description": "present when the plan "
                                "ran stage classify: label, confidence, scores per class"},

@@ -20,6 +20,7 @@ from ocrq.models.runtimes import Runtime, load_runtime
 from ocrq.models.runtimes.batching import BatchingRuntime
 from ocrq.models.runtimes.bucketed import BucketedRuntime
 from ocrq.models.runtimes.buckets import Buckets
+from ocrq.models.runtimes.cost import meter_gpu
 from ocrq.models.runtimes.sharded import ShardedRuntime
 from ocrq.names import BATCHED_MODELS, ModelKind
 from ocrq.settings import Settings
@@ -54,8 +55,8 @@ def build_runtime(name: str, weights: Path, settings: Settings) -> Runtime:
         seconds = bucketed.warm(spec)
         log.info("%s %s: %d bucket shapes warmed in %.1f s", name, weights,
                  len(buckets.warm_shapes()), seconds)
-        return bucketed
-    return runtime
+        return meter_gpu(bucketed)  # after the warm-up: no step pays for that
+    return meter_gpu(runtime)  # a step's gpu_s (runtimes/cost.py); CPU: unchanged
 
 
 def _bucketed(runtime: Runtime, settings: Settings) -> bool:

@@ -46,6 +46,8 @@ class Metrics:
     batch_lines: Histogram
     tasks_in_progress: Gauge
     webhook_attempts: Counter
+    stage_cpu: Counter
+    stage_gpu: Counter
 
 
 _lock = threading.Lock()
@@ -84,6 +86,13 @@ def _make() -> Metrics:
         webhook_attempts=Counter("ocrq_webhook_attempts",
                                  "Webhook delivery attempts by outcome "
                                  "(delivered, failed, gave_up)", ["outcome"]),
+        # Cost per page (issue 15): what each step spent, in the process that ran it.
+        stage_cpu=Counter("ocrq_stage_cpu_seconds",
+                          "CPU seconds of the process running an engine step, during the step "
+                          "(ocrq/models/runtimes/cost.py)", ["stage", "device"]),
+        stage_gpu=Counter("ocrq_stage_gpu_seconds",
+                          "Seconds an engine step spent in forward passes on a GPU",
+                          ["stage", "device"]),
     )
 
 
@@ -122,6 +131,8 @@ def instrument_engine(engine: Any, device: str) -> None:
         return
     for attr, step in ENGINE_STEPS.items():
         setattr(engine, attr, _timed(getattr(engine, attr), step, device))
+    # Reorder has no step result to time; its page carries its cost.
+    engine.step_reorder = _timed(engine.step_reorder, "reorder", device)
     engine._ocrq_metrics = True
 
 
@@ -141,11 +152,25 @@ def _timed(fn: Callable[..., Any], step: str, device: str) -> Callable[..., Any]
 
 
 def observe_step(m: Metrics, step: str, device: str, result: Any) -> None:
+    _observe_cost(m, step, device, result)
+    if not hasattr(result, "ms"):  # a page (step_reorder): its cost only
+        return
     versions = ",".join(f"{k}:{v}" for k, v in sorted(result.models.items()))
     m.step_seconds.labels(step=step, versions=versions, device=device).observe(
         result.ms / 1000.0)
     if step == "recognize":
         m.batch_lines.labels(device=device).observe(len(result.texts))
+
+
+def _observe_cost(m: Metrics, step: str, device: str, result: Any) -> None:
+    cost = getattr(result, "cost", None)
+    if isinstance(cost, dict):  # a page's: every step's; count the one that ran here
+        cost = cost.get(step) or {}
+    else:
+        cost = cost.to_dict() if cost is not None else {}
+    # Both counted, 0 too: the series exist once a step ran (a CPU worker's gpu is 0).
+    m.stage_cpu.labels(stage=step, device=device).inc(float(cost.get("cpu_s", 0.0)))
+    m.stage_gpu.labels(stage=step, device=device).inc(float(cost.get("gpu_s", 0.0)))
 
 
 # --- webhooks -----------------------------------------------------------------------------

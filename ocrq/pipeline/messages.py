@@ -13,12 +13,13 @@ bid pinning and the broker rescue all find a message's job that way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Self, TypeVar
 
 from ocrq.engine import Detected, Quad
 from ocrq.errors import OcrqError
+from ocrq.models.runtimes.cost import NO_COST, Cost
 
 T = TypeVar("T")
 
@@ -114,6 +115,7 @@ class JobContext(_Message):
     skew: float = 0.0  # Detected.skew: recognise and reorder on the straightened page
     models: dict[str, int] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, dict[str, float]] = field(default_factory=dict)  # step -> Cost.to_dict()
     lines: Lines | None = None
     # A document's page (ocrq/documents.py): its 0-based index and the page count;
     # image_key then names the page. None / 0 for an image.
@@ -132,11 +134,19 @@ class JobContext(_Message):
                        stages=tuple(str(s) for s in ctx.stages),
                        page_sizes=tuple((int(w), int(h)) for w, h in ctx.page_sizes))
 
-    def after(self, step: str, models: Mapping[str, int], ms: float, **changes: Any
-              ) -> JobContext:
-        """This context once ``step`` ran: its model versions and time added."""
+    def after(self, step: str, models: Mapping[str, int], ms: float, cost: Cost = NO_COST,
+              **changes: Any) -> JobContext:
+        """This context once ``step`` ran: its model versions, time and cost added."""
         return replace(self, models={**self.models, **models},
-                       timings_ms={**self.timings_ms, str(step): ms}, **changes)
+                       timings_ms={**self.timings_ms, str(step): ms},
+                       cost={**self.cost, str(step): cost.to_dict()}, **changes)
+
+    def costs(self, recognize_step: str, batches: Sequence[BatchResult]) -> dict[str, Cost]:
+        """The steps' costs so far, recognition's summed over its batches (each
+        batch's ran in its own task, maybe its own process)."""
+        out = {k: Cost.from_dict(v) for k, v in self.cost.items()}
+        out[recognize_step] = sum((Cost(b.cpu_s, b.gpu_s) for b in batches), Cost())
+        return out
 
     def ref(self) -> RecognitionRef:
         if self.rotation is None:
@@ -154,6 +164,9 @@ class BatchResult(_Message):
     models: dict[str, int]
     ms: float
     cancelled: bool = False  # the job had ended: the batch did nothing
+    # The batch's Cost (0 from a producer that predates it).
+    cpu_s: float = 0.0
+    gpu_s: float = 0.0
 
     @classmethod
     def skipped(cls, index: int) -> BatchResult:
@@ -162,7 +175,8 @@ class BatchResult(_Message):
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> Self:
         res = _build(cls, data)
-        return replace(res, texts=[(str(t), float(c)) for t, c in res.texts])
+        return replace(res, texts=[(str(t), float(c)) for t, c in res.texts],
+                       cpu_s=float(res.cpu_s), gpu_s=float(res.gpu_s))
 
 
 def job_id_of(args: Iterable[Any] | None) -> str | None:

@@ -168,7 +168,7 @@ def rotate(state: WorkerState, ctx: JobContext) -> JobContext | None:
     _enter(state, ctx.job_id, Step.ROTATE, first=True)
     r = state.engine.step_rotate(_image(state, ctx))
     stage_done(log, Step.ROTATE, r.ms, r.models)
-    return ctx.after(Step.ROTATE, r.models, r.ms, rotation=r.rotation)
+    return ctx.after(Step.ROTATE, r.models, r.ms, r.cost, rotation=r.rotation)
 
 
 def detect(state: WorkerState, ctx: JobContext) -> JobContext | None:
@@ -184,7 +184,7 @@ def detect(state: WorkerState, ctx: JobContext) -> JobContext | None:
     _enter(state, ctx.job_id, Step.DETECT, first=first)
     d = state.engine.step_detect(_image(state, ctx), ctx.rotation or 0)
     stage_done(log, Step.DETECT, d.ms, d.models)
-    return ctx.after(Step.DETECT, d.models, d.ms, rotation=d.rotation, skew=d.skew,
+    return ctx.after(Step.DETECT, d.models, d.ms, d.cost, rotation=d.rotation, skew=d.skew,
                      lines=Lines.from_detected(d))
 
 
@@ -206,7 +206,7 @@ def recognize(state: WorkerState, ref: RecognitionRef, polygons: list[Quad],
                                     languages=ref.lexicon, skew=ref.skew)
     state.cache.incr_done(ref.job_id)
     stage_done(log, Step.RECOGNIZE, t.ms, t.models)
-    return BatchResult(index, t.texts, t.models, t.ms)
+    return BatchResult(index, t.texts, t.models, t.ms, cpu_s=t.cost.cpu_s, gpu_s=t.cost.gpu_s)
 
 
 def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
@@ -226,7 +226,8 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
     lines = ctx.lines or Lines([], [], [])
     page = state.engine.step_reorder(ctx.name, ctx.width, ctx.height, ctx.rotation or 0,
                                      lines.polygons, texts, models, timings,
-                                     leaders=lines.leaders, skew=ctx.skew)
+                                     leaders=lines.leaders, skew=ctx.skew,
+                                     cost=ctx.costs(Step.RECOGNIZE.value, results))
     doc = page.to_dict()
     stage_done(log, Step.REORDER, page.timings_ms.get(Step.REORDER.value, 0.0), page.models)
     if ctx.stages:

@@ -70,6 +70,8 @@ def _check_document(st: Stack, base: str, job_id: str, expected: list[str]) -> d
     assert [p["page"] for p in result["pages"]] == list(range(1, n + 1))
     assert [PageResult.from_dict(p).text() for p in result["pages"]] == expected
     assert set(result["models"]) >= {"std", "str"}
+    for p in result["pages"]:  # each page its own cost (its steps ran in its own tasks)
+        assert p["cost"]["detect"]["cpu_s"] > 0 and p["cost"]["total"]["cpu_s"] > 0, p["cost"]
     assert store.get_result(st.services.db, job_id) == result  # the system of record
     # Each page was its own canvas: one detect task per page, one reorder per page.
     tasks = _task_lines(st, job_id)

@@ -4,6 +4,7 @@ multiprocess files, its main process serves the sum) and of the web, after a job
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,7 +68,14 @@ def test_worker_and_web_metrics_after_a_job(metrics_stack: tuple[Stack, int],
     assert resp.status_code == 202, resp.text
     assert stack.wait(base, resp.json()["id"])["status"] == "succeeded"
 
+    # The job is succeeded from inside the reorder task; its task_postrun (which
+    # observes the task's duration) runs a moment after: wait for that, not a race.
+    deadline = time.monotonic() + 10
     after = _scrape(worker_url)
+    while not _sum(after, "ocrq_stage_duration_seconds_count", task="ocrq.reorder") \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = _scrape(worker_url)
     for task in ("ocrq.detect", "ocrq.reorder"):
         assert _sum(after, "ocrq_stage_duration_seconds_count", task=task, device="cpu") >= 1
     assert _sum(after, "ocrq_stage_duration_seconds_sum") > 0
@@ -76,6 +84,10 @@ def test_worker_and_web_metrics_after_a_job(metrics_stack: tuple[Stack, int],
              if n == "ocrq_step_duration_seconds_count" and v > 0}
     assert "std:1" in steps["detect"] and "str:1" in steps["recognize"]
     assert _sum(after, "ocrq_recognize_batch_lines_sum") >= 2
+    # Cost per page (issue 15): every step's CPU seconds, counted where it ran.
+    for stage in ("rotate", "detect", "recognize", "reorder"):
+        assert _sum(after, "ocrq_stage_cpu_seconds_total", stage=stage, device="cpu") > 0
+        assert ("ocrq_stage_gpu_seconds_total", {"stage": stage, "device": "cpu"}, 0.0) in after
     assert _sum(after, "ocrq_jobs_total", bid="default", tid="ocr", status="succeeded") == 1
     assert _sum(after, "ocrq_tasks_in_progress") == 0
     assert ("ocrq_gpu_available", {}, 0.0) in after or ("ocrq_gpu_available", {}, 1.0) in after

@@ -75,6 +75,14 @@ def _end_to_end(st: Stack, data: bytes) -> None:
     assert result == doc["result"]
     assert set(result["models"]) >= {"std", "str"}
     assert PageResult.from_dict(result).text() == "Invoice 42"
+    # Cost per step, gathered from the tasks (and processes) that ran each step.
+    cost = result["cost"]
+    assert set(cost) == {"rotate", "detect", "recognize", "reorder", "total"}, cost
+    for step in ("detect", "recognize"):
+        assert cost[step]["cpu_s"] > 0, cost
+    assert all(c["gpu_s"] == 0 for c in cost.values()), cost  # no GPU in these stacks
+    total = sum(c["cpu_s"] for k, c in cost.items() if k != "total")
+    assert abs(cost["total"]["cpu_s"] - total) < 1e-5, cost
     # The system of record has the same document and the model versions.
     assert store.get_result(st.services.db, job["id"]) == result
     assert store.get_job(st.services.db, job["id"]).status == "succeeded"

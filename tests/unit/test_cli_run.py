@@ -40,7 +40,8 @@ def test_every_format_reads_and_a_bad_file_is_one_line_error(model_root, folder)
         "page.bmp", "page.jpeg", "page.png", "page.tiff", "page.webp"]
     for doc in docs:
         assert set(doc) == {"image", "width", "height", "rotation", "lines", "models",
-                            "timings_ms"}
+                            "timings_ms", "cost"}
+        assert set(doc["cost"]) == {"rotate", "detect", "recognize", "reorder", "total"}
         assert [ln["text"] for ln in doc["lines"]] == INVOICE_LINES[:4]
         assert [ln["order"] for ln in doc["lines"]] == [0, 1, 2, 3]
         assert all(len(ln["polygon"]) == 4 and 0 < ln["confidence"] <= 1 for ln in doc["lines"])
