@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,14 @@ def test_the_page_reads_the_sample_receipt(stack: Stack, browser: WebDriver) -> 
 
     key.send_keys(token)
     upload(browser, wait)
+    seen = datetime.now(UTC)  # the boxes are drawn (the wait polls every 0.2 s)
     assert not browser.find_element(By.ID, "error").is_displayed()
     job_id = browser.find_element(By.ID, "job").get_attribute("data-id")
+    status = requests.get(f"{base}/v1/jobs/{job_id}", timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}).json()
+    finished = datetime.fromisoformat(status["finished_at"].replace("Z", "+00:00"))
+    # Issue 15: boxes and text within 2 s of the job finishing (same machine, same clock).
+    assert (seen - finished).total_seconds() <= 2.0, (seen, finished)
     resp = requests.get(f"{base}/v1/jobs/{job_id}/result", timeout=10,
                         headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 200, resp.text

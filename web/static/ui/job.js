@@ -8,7 +8,7 @@ const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 export const POLL = {
   firstDelayMs: 200, // a page takes about a second on a CPU worker
   factor: 1.5,
-  maxDelayMs: 2000,
+  maxDelayMs: 1000, // a finished job shows within 2 s (tests/integration/test_ui.py)
   deadlineMs: 5 * 60 * 1000, // then the page stops watching (the job goes on)
 };
 
