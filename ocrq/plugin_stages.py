@@ -18,6 +18,7 @@ import numpy as np
 
 from ocrq.engine import Engine
 from ocrq.models.builtin import catalog
+from ocrq.models.runtimes.cost import NO_COST, Cost, Measure, page_cost
 from ocrq.names import STEPS
 from ocrq.plans import THEN, Plan, Plans, Step
 from ocrq.plugins import PluginError, StageInput, StageSpec
@@ -30,6 +31,7 @@ class StageOutcome:
     output: dict[str, Any]
     models: dict[str, int]  # kind -> version it used
     ms: float
+    cost: Cost = NO_COST  # its CPU and GPU seconds (models/runtimes/cost.py)
 
 
 def stage_spec(name: str) -> StageSpec:
@@ -58,18 +60,22 @@ def run_stage(engine: Engine, name: str, image: np.ndarray, page: Mapping[str, A
         return engine.run(np.ascontiguousarray(crop), name=f"{name}-crop").to_dict()
 
     t0 = time.perf_counter()
-    upright = rotate_image(image, int(page.get("rotation", 0)))
-    output = spec.run(StageInput(upright, page, dict(options or {}), model, read))
+    with Measure() as measured:
+        upright = rotate_image(image, int(page.get("rotation", 0)))
+        output = spec.run(StageInput(upright, page, dict(options or {}), model, read))
     if not isinstance(output, dict):
         raise PluginError(f"stage {name!r} returned {type(output).__name__}, not a dict")
-    return StageOutcome(spec.key, output, used, round((time.perf_counter() - t0) * 1000, 2))
+    return StageOutcome(spec.key, output, used, round((time.perf_counter() - t0) * 1000, 2),
+                        measured.cost)
 
 
 def apply(page: dict[str, Any], outcome: StageOutcome, stage: str) -> dict[str, Any]:
     """The result document with a stage's outcome merged in (a new dict)."""
+    steps = {k: Cost.from_dict(v) for k, v in (page.get("cost") or {}).items() if k != "total"}
     return {**page, outcome.key: outcome.output,
             "models": {**page.get("models", {}), **outcome.models},
-            "timings_ms": {**page.get("timings_ms", {}), stage: outcome.ms}}
+            "timings_ms": {**page.get("timings_ms", {}), stage: outcome.ms},
+            "cost": page_cost({**steps, stage: outcome.cost})}
 
 
 def branch(plans: Plans, plan: Plan, name: str, options: Mapping[str, Any],

@@ -77,6 +77,12 @@ def test_a_plan_runs_the_plugin_stage_after_the_page_is_read(demo: Path, model_r
     assert doc["ink"]["lines"] == len(page["lines"]) > 0
     assert 0 < doc["ink"]["dark_share"] < 0.5 and doc["ink"]["label"] == "x"
     assert doc["models"]["ink"] == 1 and "inkstats" in doc["timings_ms"]
+    # Its cost is the page's too (issue 15): a step of its own, in the total.
+    cost = doc["cost"]
+    assert cost["inkstats"]["cpu_s"] > 0 and cost["inkstats"]["gpu_s"] == 0
+    steps = [v for k, v in cost.items() if k != "total"]
+    assert set(cost) == {*page["cost"], "inkstats"}
+    assert abs(cost["total"]["cpu_s"] - sum(v["cpu_s"] for v in steps)) < 1e-6
 
 
 def test_plans_refuse_unknown_stages_and_stages_before_reading(demo: Path) -> None:
