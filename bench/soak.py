@@ -84,7 +84,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     texts = pages(model_root)
     rig = Rig(tmp, model_root=model_root, gpu_kind=args.gpu_kind,
               cpu_concurrency=args.cpu_concurrency, job_deadline_s=args.deadline,
-              visibility_timeout_s=30)
+              visibility_timeout_s=30, task_time_limit_s=60)  # stalled: re-driven at 90 s
     t_start = time.monotonic()
     with rig:
         print(f"rig ready in {time.monotonic() - t_start:.0f} s")

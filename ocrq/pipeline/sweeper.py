@@ -18,6 +18,8 @@ limit, a cancel). The sweeper catches what those paths cannot see:
   missing task list proves nothing, and the deadline decides.
 * **Lost while running.** A job still ``running`` ``OCRQ_REDRIVE_AFTER_S`` after it
   was created whose image is gone from Redis (flushed) is failed with ``lost``.
+* **Stalled.** A job running longer than a visibility timeout plus a task's time
+  limit since it started, with its image, is re-driven once (a message kombu lost).
 * **Webhooks Redis lost** (flushed with their queue): after a data loss, jobs
   finished in the last 15 minutes with a callback and no attempt get theirs.
 * **Webhooks that gave up** (receiver down past the retry window) start a new
@@ -100,6 +102,7 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
         if _fail(services, app, job, "deadline_exceeded", _overdue_message(job, s.job_deadline)):
             out.overdue.append(job.id)
     out.lost += _lost_while_running(services, app, now - timedelta(seconds=s.redrive_after_s))
+    out.redriven += _stalled(services, app, now)
     out.webhooks += _redrive_webhooks(services, app)
     # The job's task list lives this long: an older job without one may have had tasks.
     window = min(s.job_deadline, s.result_cache_ttl_s)
@@ -173,6 +176,32 @@ def _after_data_loss(services: Services, app: Celery, now: datetime) -> list[str
             out.append(job.id)
     if out:
         log.warning("sweep: Redis lost its data; %d webhooks sent again", len(out))
+    return out
+
+
+def _stalled(services: Services, app: Celery, now: datetime) -> list[str]:
+    """Running jobs started longer ago than a visibility timeout plus a task's time
+    limit, image still there: re-driven from their first step, once.
+
+    kombu's Redis transport pops a message (BRPOP) before it records it as
+    unacknowledged; a worker killed in between loses it for good (seen in the soak:
+    LPUSH, RPOP, nothing else in the AOF), and its job would wait for its deadline.
+    By then every message of a healthy job has run or come back (a lost delivery
+    returns after the visibility timeout, a step ends within its limit), so a second
+    run costs at most work: the first to finish wins, the other finds the job ended.
+    """
+    s = services.settings
+    started_before = now - timedelta(seconds=s.visibility_timeout + s.task_time_limit_s)
+    out = []
+    for job in store.overdue(services.db, started_before, PER_SWEEP):
+        if (job.status != JobStatus.RUNNING or job.started_at is None
+                or job.started_at > started_before
+                or not services.redis.exists(services.blobs.key_for(job.id))
+                or not services.redis.set(f"ocrq:sweep:stalled:{job.id}", "1", nx=True,
+                                          ex=max(1, s.job_deadline))):
+            continue
+        if _redrive(services, app, job):
+            out.append(job.id)
     return out
 
 

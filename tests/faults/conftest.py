@@ -45,7 +45,9 @@ def pages(engine: Engine, model_root: Path) -> list[tuple[bytes, str]]:
 # One rig for the whole suite (a rig starts in ~15 s: five would add a minute).
 # Whole-node kills: their unacknowledged messages come back after the visibility
 # timeout. The deadline is the last resort for a job whose messages a flush dropped.
-RIG = {"visibility_timeout_s": 15, "job_deadline_s": 120}
+# A short time limit lets the sweeper re-drive a job kombu lost a message of (at the
+# visibility timeout plus the time limit) well before its deadline.
+RIG = {"visibility_timeout_s": 15, "job_deadline_s": 120, "task_time_limit_s": 60}
 
 
 @pytest.fixture(scope="session")

@@ -174,3 +174,40 @@ def test_a_restore_lock_left_by_a_killed_worker_expires_soon(
         blocking=False)
     assert 0 < client.ttl(qos.unacked_mutex_key) <= 30
     conn.release()
+
+
+def test_a_running_job_whose_message_kombu_lost_is_redriven_once(
+        web_settings: Settings) -> None:
+    # kombu popped its next message (BRPOP) and the worker was killed before recording
+    # it as unacknowledged: nothing will ever run the job's next step.
+    from datetime import timedelta
+
+    from ocrq.pipeline import sweeper
+    from ocrq.pipeline.app import create_celery_app
+    from ocrq.storage.models import utcnow
+
+    s = web_settings.with_(job_deadline_s=3600, visibility_timeout_s=30, task_time_limit_s=60)
+    services = Services(s)
+    app = create_celery_app(s)
+    broker = services.redis
+
+    def running(started_ago_s: float) -> str:
+        job_id = f"stall{time.time_ns()}"
+        at = utcnow() - timedelta(seconds=started_ago_s)
+        store.create_job(services.db, id=job_id, bid="default", tid="ocr", status="running",
+                         stage="recognize", image_name="p.png", width=1, height=1,
+                         batches_done=0, created_at=at, started_at=at)
+        services.blobs.put(job_id, b"png")
+        return job_id
+
+    stalled, busy = running(30 + 60 + 5), running(30 + 60 - 20)
+    try:
+        assert sweeper.sweep(services, app).redriven == [stalled]
+        first = [json.loads(m)["headers"]["task"]
+                 for m in broker.lrange(s.queue_gpu, 0, -1) + broker.lrange(s.queue_cpu, 0, -1)]
+        assert first == ["ocrq.detect"]  # its first step again
+        assert sweeper.sweep(services, app).redriven == []  # once
+        assert store.get_job(services.db, busy).status == "running"  # not touched
+    finally:
+        for job_id in (stalled, busy):
+            broker.delete(f"ocrq:sweep:stalled:{job_id}", services.blobs.key_for(job_id))
