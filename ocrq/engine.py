@@ -76,7 +76,7 @@ class Recognized:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    detect: DetectOptions = field(default_factory=DetectOptions)
+    detect: DetectOptions = field(default_factory=lambda: DetectOptions(weak_thresh=0.3))
     recognize: RecognizeOptions = field(default_factory=RecognizeOptions)
     use_rotation: bool = True  # page orientation model
     use_direction: bool = True  # per-line 180° model
@@ -88,6 +88,10 @@ class EngineOptions:
     rot_min_confidence: float = 0.5  # below this the page is left as it is
     flip_line_confidence: float = 0.98  # one line flipped on its own evidence
     min_line_confidence: float = 0.3  # drop recognised lines below this
+    # A weak detection (stages/detect.py) is kept when recognition reads it with at
+    # least this confidence: the second look that finds lone digits without
+    # adding lines made of noise.
+    weak_min_confidence: float = 0.98
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -177,7 +181,7 @@ class Engine:
         rotation, upright, regions, votes = self._orient(image, rotation, det, models)
         # Rounded: the angle travels in messages, and every worker must map the
         # polygons back with exactly the value this one used.
-        skew = round(estimate_skew([r.polygon for r in regions]), 2)
+        skew = round(estimate_skew([r.polygon for r in regions if not r.weak]), 2)
         page = upright  # the pixels the leaders are counted on
         polygons = [r.polygon for r in regions]  # on page
         if self.options.use_deskew and should_deskew(skew, self.options.deskew_min_degrees):
@@ -193,6 +197,7 @@ class Engine:
             votes = self._directions(upright, regions, models, skew)
         else:
             skew = 0.0
+        regions, polygons, votes = self._confirm(upright, regions, polygons, votes, skew)
         limit = self.options.flip_line_confidence
         flipped = [f and c >= limit for f, c in votes] if votes else [False] * len(polygons)
         leaders = [0] * len(polygons)
@@ -221,17 +226,36 @@ class Engine:
         """
         upright = rotate_image(image, rotation)
         regions = detect(det, [upright], self.options.detect)[0]
-        if self.options.use_direction and lines_run_sideways([r.polygon for r in regions]):
+        if self.options.use_direction and lines_run_sideways(
+                [r.polygon for r in regions if not r.weak]):
             rotation = (rotation + 90) % 360
             upright = rotate_image(image, rotation)
             regions = detect(det, [upright], self.options.detect)[0]
         votes = self._directions(upright, regions, models, 0.0)
-        if sum(c for f, c in votes if f) > sum(c for f, c in votes if not f):
+        strong = [v for v, r in zip(votes, regions, strict=False) if not r.weak]
+        if sum(c for f, c in strong if f) > sum(c for f, c in strong if not f):
             rotation = (rotation + 180) % 360
             upright = rotate_image(image, rotation)
             regions = detect(det, [upright], self.options.detect)[0]
             votes = self._directions(upright, regions, models, 0.0)
         return rotation, upright, regions, votes
+
+    def _confirm(self, upright: np.ndarray, regions: list[Region], polygons: list[np.ndarray],
+                 votes: list[tuple[bool, float]], skew: float
+                 ) -> tuple[list[Region], list[np.ndarray], list[tuple[bool, float]]]:
+        """Weak detections kept only where recognition reads them confidently (on the
+        crops it will read); the lists filtered alike."""
+        weak = [i for i, r in enumerate(regions) if r.weak]
+        if not weak:
+            return regions, polygons, votes
+        crops = line_crops(upright, [regions[i].polygon for i in weak], skew)
+        opts = replace(self.options.recognize, languages=())  # the network's own reading
+        read = recognize(self.registry.get(ModelKind.STR), crops, opts)
+        drop = {i for i, r in zip(weak, read, strict=True)
+                if not r.text.strip() or r.confidence < self.options.weak_min_confidence}
+        keep = [i for i in range(len(regions)) if i not in drop]
+        return ([regions[i] for i in keep], [polygons[i] for i in keep],
+                [votes[i] for i in keep] if votes else votes)
 
     def _directions(self, upright: np.ndarray, regions: Sequence[Region],
                     models: dict[str, int], skew: float) -> list[tuple[bool, float]]:

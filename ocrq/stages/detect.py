@@ -26,6 +26,9 @@ from ocrq.models.states import LoadedModel
 class Region:
     polygon: np.ndarray  # (4, 2) float32, clockwise from top-left, image pixels
     score: float
+    # Below box_thresh, above weak_thresh, and short: a candidate only, which the
+    # engine keeps when recognition reads it confidently (Engine._confirm).
+    weak: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,13 @@ class DetectOptions:
     unclip_ratio: float = 1.6
     min_size: float = 3.0
     max_candidates: int = 5000
+    # A second look for what DB scores under box_thresh: short boxes (at most
+    # weak_max_aspect times as wide as tall: a lone digit, a short code) scoring at
+    # least this come back as weak candidates; 0 = none. DB's score for thin
+    # isolated strokes ("1", "I", "l") is low by construction (the shrunk map of a
+    # narrow glyph is a few pixels wide), whatever the page.
+    weak_thresh: float = 0.0
+    weak_max_aspect: float = 3.0
 
 
 def detect(
@@ -59,8 +69,9 @@ def _detect_one(model: LoadedModel, image: np.ndarray, opts: DetectOptions) -> l
     h, w = image.shape[:2]
     scale = _first_scale(h, w, opts)
     regions = _run(model, image, scale, opts)
-    if regions:
-        heights = np.array([_quad_height(r.polygon) for r in regions])
+    strong = [r for r in regions if not r.weak]
+    if strong:
+        heights = np.array([_quad_height(r.polygon) for r in strong])
         text_px = float(np.median(heights)) * scale
         if text_px < opts.min_text_px:
             better = scale * opts.target_text_px / max(text_px, 1.0)
@@ -102,7 +113,8 @@ def boxes_from_map(prob: np.ndarray, width: int, height: int, opts: DetectOption
         if short < opts.min_size:
             continue
         score = _box_score(prob, box)
-        if score < opts.box_thresh:
+        weak = score < opts.box_thresh
+        if weak and not (opts.weak_thresh and score >= opts.weak_thresh):
             continue
         expanded = _unclip(box, opts.unclip_ratio)
         if expanded is None:
@@ -115,7 +127,9 @@ def boxes_from_map(prob: np.ndarray, width: int, height: int, opts: DetectOption
         poly = order_quad(box)
         if _quad_width(poly) <= 3 or _quad_height(poly) <= 3:
             continue
-        out.append(Region(poly.astype(np.float32), float(score)))
+        if weak and _quad_width(poly) > opts.weak_max_aspect * _quad_height(poly):
+            continue
+        out.append(Region(poly.astype(np.float32), float(score), weak))
     return out
 
 
