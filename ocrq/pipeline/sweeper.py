@@ -19,7 +19,8 @@ limit, a cancel). The sweeper catches what those paths cannot see:
 * **Lost while running.** A job still ``running`` ``OCRQ_REDRIVE_AFTER_S`` after it
   was created whose image is gone from Redis (flushed) is failed with ``lost``.
 * **Stalled.** A job running longer than a visibility timeout plus a task's time
-  limit since it started, with its image, is re-driven once (a message kombu lost).
+  limit since it started, or queued that long while nothing waits on the stage
+  queues, with its image, is re-driven once (a message kombu lost).
 * **Webhooks Redis lost** (flushed with their queue): after a data loss, jobs
   finished in the last 15 minutes with a callback and no attempt get theirs.
 * **Webhooks that gave up** (receiver down past the retry window) start a new
@@ -56,6 +57,7 @@ from ocrq.pipeline import canvas, state, work
 from ocrq.pipeline.jobs import first_context
 from ocrq.pipeline.state import Services
 from ocrq.pipeline.tasks import enqueue_webhook
+from ocrq.settings import Settings
 from ocrq.storage import Job, JobStatus
 from ocrq.storage import badcases as kept
 from ocrq.storage import jobs as store
@@ -193,16 +195,30 @@ def _stalled(services: Services, app: Celery, now: datetime) -> list[str]:
     s = services.settings
     started_before = now - timedelta(seconds=s.visibility_timeout + s.task_time_limit_s)
     out = []
+    idle = _stage_queues_empty(s)
     for job in store.overdue(services.db, started_before, PER_SWEEP):
-        if (job.status != JobStatus.RUNNING or job.started_at is None
-                or job.started_at > started_before
-                or not services.redis.exists(services.blobs.key_for(job.id))
+        # A queued job that old lost its first message only if nothing waits on the
+        # stage queues (else it may be waiting behind them: the deadline decides).
+        stalled = (job.started_at is not None and job.started_at < started_before) \
+            if job.status == JobStatus.RUNNING else idle
+        if (not stalled or not services.redis.exists(services.blobs.key_for(job.id))
                 or not services.redis.set(f"ocrq:sweep:stalled:{job.id}", "1", nx=True,
                                           ex=max(1, s.job_deadline))):
             continue
         if _redrive(services, app, job):
             out.append(job.id)
     return out
+
+
+def _stage_queues_empty(s: Settings) -> bool:
+    """Whether no message waits on the gpu and cpu queues (a Redis broker's lists)."""
+    if not s.broker_url.startswith("redis"):
+        return False
+    broker = Redis.from_url(s.broker_url, socket_timeout=5)
+    try:
+        return not any(broker.llen(q) for q in (s.queue_gpu, s.queue_cpu))
+    finally:
+        broker.close()
 
 
 def _redrive_webhooks(services: Services, app: Celery) -> list[str]:

@@ -191,23 +191,33 @@ def test_a_running_job_whose_message_kombu_lost_is_redriven_once(
     app = create_celery_app(s)
     broker = services.redis
 
-    def running(started_ago_s: float) -> str:
+    def job(age_s: float, status: str = "running") -> str:
         job_id = f"stall{time.time_ns()}"
-        at = utcnow() - timedelta(seconds=started_ago_s)
-        store.create_job(services.db, id=job_id, bid="default", tid="ocr", status="running",
-                         stage="recognize", image_name="p.png", width=1, height=1,
-                         batches_done=0, created_at=at, started_at=at)
+        at = utcnow() - timedelta(seconds=age_s)
+        store.create_job(services.db, id=job_id, bid="default", tid="ocr", status=status,
+                         stage="recognize" if status == "running" else None,
+                         image_name="p.png", width=1, height=1, batches_done=0,
+                         created_at=at, started_at=at if status == "running" else None)
         services.blobs.put(job_id, b"png")
+        services.cache.add_tasks(job_id, [f"task-{job_id}"])  # enqueued, once
         return job_id
 
-    stalled, busy = running(30 + 60 + 5), running(30 + 60 - 20)
+    def sent() -> list[str]:
+        return [json.loads(m)["headers"]["task"]
+                for m in broker.lrange(s.queue_gpu, 0, -1) + broker.lrange(s.queue_cpu, 0, -1)]
+
+    stalled, busy = job(30 + 60 + 5), job(30 + 60 - 20)
+    queued = job(30 + 60 + 5, "queued")
     try:
-        assert sweeper.sweep(services, app).redriven == [stalled]
-        first = [json.loads(m)["headers"]["task"]
-                 for m in broker.lrange(s.queue_gpu, 0, -1) + broker.lrange(s.queue_cpu, 0, -1)]
-        assert first == ["ocrq.detect"]  # its first step again
+        # Nothing waits on the queues: the old queued job lost its first message too.
+        assert sorted(sweeper.sweep(services, app).redriven) == sorted([stalled, queued])
+        assert sent() == ["ocrq.detect", "ocrq.detect"]  # their first step again
         assert sweeper.sweep(services, app).redriven == []  # once
         assert store.get_job(services.db, busy).status == "running"  # not touched
+        # With a message waiting, an old queued job may just be behind it: left alone.
+        waiting = job(30 + 60 + 5, "queued")
+        assert sweeper.sweep(services, app).redriven == []
+        assert store.get_job(services.db, waiting).status == "queued"
     finally:
-        for job_id in (stalled, busy):
+        for job_id in (stalled, busy, queued):
             broker.delete(f"ocrq:sweep:stalled:{job_id}", services.blobs.key_for(job_id))
