@@ -27,8 +27,12 @@ STAGE = {"bind": True, "acks_late": True}
 
 
 def _may_run(task: Task, job_id: str, stage: str) -> bool:
-    """False when this task's message came back too often (its workers died)."""
+    """False when this task's message came back too often (its workers died), or
+    its job is over: a late copy (a restore and a redelivery of one message) has
+    nothing to do and must not leave a start counter behind."""
     state = get_state()
+    if retry_io(lambda: work.ended(state, job_id), f"{stage} of job {job_id}"):
+        return False
     error = retry_io(lambda: work.redelivery_error(state, task.request.id, job_id, stage),
                      f"{stage} of job {job_id}")
     if error is not None:

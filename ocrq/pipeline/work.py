@@ -266,12 +266,13 @@ def finish(state: Services, job_id: str, status: JobStatus, *,
     finished_at = now_iso()
 
     def after() -> None:
-        state.cache.update(job_id, status=str(status), stage=None, finished_at=finished_at,
-                           error=error, result=document, **fields)
         badcases.keep(state, job_id, status, error=error, document=document)  # needs the image
         state.blobs.delete(state.blobs.key_for(job_id))
         # Its stage tasks are done or will see the job ended: their start counters go.
         state.cache.forget_deliveries(state.cache.tasks(job_id))
+        # Last: whoever sees the job ended in the cache sees nothing of it left behind.
+        state.cache.update(job_id, status=str(status), stage=None, finished_at=finished_at,
+                           error=error, result=document, **fields)
 
     retry_io(after, f"caching the end of job {job_id}", retry_for_s)
     job_finished(state, job_id, status)

@@ -98,7 +98,9 @@ def test_stuck_jobs_end_within_deadline_plus_one_interval(
     running, queued = "a1" * 16, "b2" * 16  # lost messages: the Redis broker was flushed
     abandoned, gone = "c3" * 16, "d4" * 16  # the web process died before the enqueue
     created = {
-        running: record(cluster, running, "running", callback=f"{url}/running"),
+        # With its image: a running job whose image is gone fails "lost" at once.
+        running: record(cluster, running, "running", callback=f"{url}/running",
+                        image=line_image("Paid 3.00")),
         queued: record(cluster, queued, "queued", tasks=["lost-task"]),
         abandoned: record(cluster, abandoned, "queued", callback=f"{url}/abandoned",
                           image=line_image("Invoice 4711")),

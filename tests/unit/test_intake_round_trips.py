@@ -48,10 +48,11 @@ def submit(client: FlaskClient, jpeg: bytes, headers: dict[str, str] | None = No
 
 
 def my_redis_ports(settings: Settings) -> set[int]:
-    """Local ports of this process's TCP connections to the Redis server."""
+    """Local ports of this process's open TCP connections to the Redis server (in the
+    whole suite, earlier tests leave sockets the server already closed: CLOSE_WAIT)."""
     port = int(settings.redis_url.split(":")[-1].split("/")[0])
     return {c.laddr.port for c in psutil.Process(os.getpid()).net_connections("tcp")
-            if c.raddr and c.raddr.port == port}
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED}
 
 
 class Monitor:
