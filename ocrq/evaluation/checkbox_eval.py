@@ -14,7 +14,6 @@ nothing downloaded), imported only when asked for.
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 
 from ocrq.engine import Engine
 from ocrq.errors import OcrqError
-from ocrq.evaluation.dataset import MANIFEST, DatasetError
+from ocrq.evaluation.dataset import manifest_rows
 from ocrq.evaluation.detectors import score_detectors
 from ocrq.names import STEPS
 from ocrq.plans import Plans
@@ -45,27 +44,19 @@ class CheckboxSample:
     truth: Found
 
 
-def _rect(points: Sequence[Sequence[float]]) -> Rect:
-    pts = np.asarray(points, np.float64)
+def rect_of(points: Sequence[Sequence[float]] | np.ndarray) -> Rect:
+    """The axis-aligned bounding rectangle (x0, y0, x1, y1) of points (or of a flat box)."""
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
     return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()),
             float(pts[:, 1].max()))
 
 
 def load_checkboxes(folder: Path, limit: int | None = None) -> list[CheckboxSample]:
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise DatasetError(f"{path} not found")
-    samples = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            truth = [(_rect(c["box"]), bool(c["checked"])) for c in row["checkboxes"]]
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise DatasetError(f"{path}:{n}: not a checkbox row ({exc})") from exc
-        samples.append(CheckboxSample(folder / row["image"], truth))
-    return samples[:limit]
+    def sample(base: Path, row: dict[str, Any]) -> CheckboxSample:
+        truth = [(rect_of(c["box"]), bool(c["checked"])) for c in row["checkboxes"]]
+        return CheckboxSample(base / row["image"], truth)
+
+    return manifest_rows(folder, sample, limit, "not a checkbox row")
 
 
 def ocrq_detector(settings: Settings, tid: str) -> Callable[[np.ndarray], Found]:
@@ -77,7 +68,7 @@ def ocrq_detector(settings: Settings, tid: str) -> Callable[[np.ndarray], Found]
     def detect(image: np.ndarray) -> Found:
         doc = run_stages(engine, image, engine.run(image).to_dict(), steps)
         boxes = doc.get("checkboxes", {}).get("boxes", [])
-        return [(_rect(b["polygon"]), bool(b["ticked"])) for b in boxes]
+        return [(rect_of(b["polygon"]), bool(b["ticked"])) for b in boxes]
 
     return detect
 

@@ -15,7 +15,6 @@ justify scikit-learn and its SciPy stack as a dependency.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ocrq.engine import Engine
-from ocrq.evaluation.dataset import MANIFEST, DatasetError
+from ocrq.evaluation.dataset import manifest_rows
 from ocrq.images import load_image
 from ocrq.names import STEPS
 from ocrq.plans import Plans
@@ -51,21 +50,8 @@ class Predicted:
 
 
 def load_labels(folder: str | Path, limit: int | None = None) -> list[Labelled]:
-    path = Path(folder)
-    manifest = path / MANIFEST if path.is_dir() else path
-    if not manifest.is_file():
-        raise DatasetError(f"no {MANIFEST} in {path}", path=str(path))
-    rows: list[Labelled] = []
-    for number, raw in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip() or (limit is not None and len(rows) >= limit):
-            continue
-        try:
-            row = json.loads(raw)
-            rows.append(Labelled(manifest.parent / str(row["image"]), str(row["label"])))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DatasetError(f"{manifest}:{number}: bad manifest row ({exc})",
-                               path=str(manifest)) from exc
-    return rows
+    return manifest_rows(
+        folder, lambda base, row: Labelled(base / str(row["image"]), str(row["label"])), limit)
 
 
 @dataclass(frozen=True)

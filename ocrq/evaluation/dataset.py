@@ -8,8 +8,10 @@ Extra keys (source, license) are ignored.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -17,6 +19,7 @@ import numpy as np
 from ocrq.errors import OcrqError
 
 MANIFEST = "manifest.jsonl"
+T = TypeVar("T")
 
 
 class DatasetError(OcrqError):
@@ -55,28 +58,38 @@ class Sample:
         return image
 
 
-def load_manifest(folder: str | Path, limit: int | None = None) -> list[Sample]:
-    """Read ``folder/manifest.jsonl`` (or a manifest file given directly)."""
+def manifest_rows(folder: str | Path, parse: Callable[[Path, dict[str, Any]], T | None],
+                  limit: int | None = None, what: str = "bad manifest row") -> list[T]:
+    """Every row of ``folder/manifest.jsonl`` (or a manifest file given directly) read
+    by ``parse(the manifest's folder, row)``; None skips a row. Reading stops once
+    ``limit`` rows are kept; a row ``parse`` cannot read is a :class:`DatasetError`
+    naming its line."""
     path = Path(folder)
     manifest = path / MANIFEST if path.is_dir() else path
     if not manifest.is_file():
         raise DatasetError(f"no {MANIFEST} in {path}", path=str(path))
-    samples: list[Sample] = []
-    with manifest.open(encoding="utf-8") as fh:
-        for number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            if limit is not None and len(samples) >= limit:
-                break
-            try:
-                row = json.loads(raw)
-                lines = [
-                    TruthLine(str(ln["text"]), [[float(x), float(y)] for x, y in ln["box"]])
-                    for ln in row["lines"]
-                ]
-                samples.append(Sample(manifest.parent / row["image"], lines))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DatasetError(
-                    f"{manifest}:{number}: bad manifest row ({exc})", path=str(manifest)
-                ) from exc
-    return samples
+    out: list[T] = []
+    for number, raw in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        if limit is not None and len(out) >= limit:
+            break
+        try:
+            item = parse(manifest.parent, json.loads(raw))
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise DatasetError(f"{manifest}:{number}: {what} ({exc})",
+                               path=str(manifest)) from exc
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def load_manifest(folder: str | Path, limit: int | None = None) -> list[Sample]:
+    """Read ``folder/manifest.jsonl`` (or a manifest file given directly)."""
+
+    def sample(base: Path, row: dict[str, Any]) -> Sample:
+        lines = [TruthLine(str(ln["text"]), [[float(x), float(y)] for x, y in ln["box"]])
+                 for ln in row["lines"]]
+        return Sample(base / row["image"], lines)
+
+    return manifest_rows(folder, sample, limit)

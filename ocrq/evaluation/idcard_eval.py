@@ -20,7 +20,6 @@ default) with its ``then`` branches; the per-stage times are reported too.
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import time
@@ -35,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ocrq.engine import Engine
-from ocrq.evaluation.dataset import MANIFEST, DatasetError
+from ocrq.evaluation.dataset import manifest_rows
 from ocrq.images import load_image
 from ocrq.names import STEPS
 from ocrq.plans import Plans
@@ -73,24 +72,14 @@ class CardResult:
 
 
 def load_cards(folder: str | Path, limit: int | None = None) -> list[CardRow]:
-    path = Path(folder)
-    manifest = path / MANIFEST if path.is_dir() else path
-    if not manifest.is_file():
-        raise DatasetError(f"no {MANIFEST} in {path}", path=str(path))
-    rows: list[CardRow] = []
-    for number, raw in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip() or (limit is not None and len(rows) >= limit):
-            continue
-        try:
-            row = json.loads(raw)
-            corners = np.asarray(row["corners"], np.float64) if "corners" in row else None
-            label = str(row.get("label", ""))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DatasetError(f"{manifest}:{number}: bad manifest row ({exc})",
-                               path=str(manifest)) from exc
-        if corners is not None or label == "id_card":
-            rows.append(CardRow(manifest.parent / str(row["image"]), label, corners))
-    return rows
+    def card(base: Path, row: dict[str, Any]) -> CardRow | None:
+        corners = np.asarray(row["corners"], np.float64) if "corners" in row else None
+        label = str(row.get("label", ""))
+        if corners is None and label != "id_card":
+            return None  # a row of another class, without corners
+        return CardRow(base / str(row["image"]), label, corners)
+
+    return manifest_rows(folder, card, limit)
 
 
 def corner_error(found: np.ndarray, truth: np.ndarray) -> float:

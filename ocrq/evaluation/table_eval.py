@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -36,8 +35,8 @@ import cv2
 import numpy as np
 
 from ocrq.engine import Engine
-from ocrq.evaluation.checkbox_eval import PeerUnavailable, Rect, match
-from ocrq.evaluation.dataset import MANIFEST, DatasetError
+from ocrq.evaluation.checkbox_eval import PeerUnavailable, Rect, match, rect_of
+from ocrq.evaluation.dataset import manifest_rows
 from ocrq.evaluation.detectors import score_detectors
 from ocrq.names import STEPS
 from ocrq.plans import Plans
@@ -61,35 +60,20 @@ class TableSample:
     truth: list[TCell]
 
 
-def _rect(points: Sequence[Sequence[float]]) -> Rect:
-    pts = np.asarray(points, np.float64).reshape(-1, 2)
-    return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()),
-            float(pts[:, 1].max()))
-
-
 def load_tables(folder: Path, limit: int | None = None) -> list[TableSample]:
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise DatasetError(f"{path} not found")
-    samples = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            truth = [TCell(_rect(c["box"]), int(c["row"]), int(c["col"]), int(c["row_span"]),
-                           int(c["col_span"]), int(c.get("table", 0))) for c in row["cells"]]
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise DatasetError(f"{path}:{n}: not a table row ({exc})") from exc
-        samples.append(TableSample(folder / row["image"], truth))
-    return samples[:limit]
+    def sample(base: Path, row: dict[str, Any]) -> TableSample:
+        truth = [TCell(rect_of(c["box"]), int(c["row"]), int(c["col"]), int(c["row_span"]),
+                       int(c["col_span"]), int(c.get("table", 0))) for c in row["cells"]]
+        return TableSample(base / row["image"], truth)
+
+    return manifest_rows(folder, sample, limit, "not a table row")
 
 
 def cells_of(doc: dict[str, Any]) -> list[TCell]:
     """The cells of a result document's ``tables`` field."""
     out = []
     for t, table in enumerate(doc.get("tables", {}).get("tables", [])):
-        out.extend(TCell(_rect(np.reshape(c["box"], (2, 2))), int(c["row"]), int(c["col"]),
+        out.extend(TCell(rect_of(c["box"]), int(c["row"]), int(c["col"]),
                          int(c["row_span"]), int(c["col_span"]), t) for c in table["cells"])
     return out
 
