@@ -1,7 +1,7 @@
 """Checkbox and radio-button detection (issue 13), as ocrq's own plug-in.
 
 - Model kind ``chk``: the detector's parameters, a JSON "weights" file made by
-  code (``_make``) and pinned by its sha256 like any weight file. The classic
+  code (suite/params.py) and pinned by its sha256 like any weight file. The classic
   CV below reads every number it uses from that file, so a better-tuned or a
   learned detector's parameters replace it with ``ocrq models import chk FILE``.
 - Stage ``checkbox``: square and round outlines (checkbox_cv.py), ticked or not,
@@ -14,16 +14,15 @@ as submitted, clockwise from the box's top-left, like the OCR lines.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from ocrq.plugins import ModelSpec, Plugin, StageInput, StageSpec
+from ocrq.plugins import Plugin, StageInput, StageSpec
 from ocrq.suite.checkbox_cv import Box, detect, ink_mask
+from ocrq.suite.params import params_model
 
 # Tuned on generated forms (tests/unit/test_checkbox.py: boxes ticked with a
 # check mark, a cross or a fill, 9-48 px, scan noise), never on the dev images.
@@ -49,18 +48,6 @@ PARAMS: dict[str, Any] = {
     "box_chars": "○◯●◉□■☐☑☒✓✔✗✘口[]()|Oo0QD",  # what OCR reads a box in its line as
 }
 PARAMS_SHA256 = "64140a30aac55382883525ab010911fc963a3fc5041e745715b08cd8457a3bea"
-
-
-def _make() -> bytes:
-    return json.dumps(PARAMS, sort_keys=True).encode("utf-8")
-
-
-def _load(path: Path) -> dict[str, Any]:
-    params = dict(json.loads(path.read_text(encoding="utf-8")))
-    missing = sorted(set(PARAMS) - set(params))
-    if missing:  # an imported file must say every number the detector reads
-        raise ValueError(f"chk parameters lack {', '.join(missing)}")
-    return params
 
 
 # -- the page's geometry: lines are on the image as submitted, the stage sees it upright
@@ -192,9 +179,8 @@ def run_checkbox(page: StageInput) -> dict[str, Any]:
 
 plugin = Plugin(
     name="ocrq-suite-checkbox",
-    kinds=(ModelSpec(name="chk", role="checkbox/radio detector parameters (classic CV)",
-                     sha256=PARAMS_SHA256, input={}, package="ocrq", package_version="0.1.0",
-                     weights="checkbox.json", runtime="json", make=_make, load=_load),),
+    kinds=(params_model("chk", "checkbox/radio detector parameters (classic CV)",
+                        PARAMS, PARAMS_SHA256, "checkbox.json"),),
     stages=(StageSpec("checkbox", run_checkbox, models=("chk",), hardware="cpu",
                       result_key="checkboxes"),),
 )

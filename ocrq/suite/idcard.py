@@ -1,7 +1,7 @@
 """ID cards (issue 13), as ocrq's own plug-in: model kind ``idd``, stage ``idcard``.
 
 - Model kind ``idd``: the card finder's parameters, a JSON "weights" file made
-  by code (``_make``) and pinned by its sha256. The classic CV of
+  by code (suite/params.py) and pinned by its sha256. The classic CV of
   idcard_cv.py reads every number from it, so a better-tuned or a learned
   finder's parameters replace it with ``ocrq models import idd FILE``.
 - Stage ``idcard`` (result field ``card``): the card's quadrilateral on the
@@ -16,17 +16,16 @@ never on the real ID cards of the dev set.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from ocrq.plugins import ModelSpec, Plugin, StageInput, StageSpec
+from ocrq.plugins import Plugin, StageInput, StageSpec
 from ocrq.suite.checkbox import Line, to_upright, upright_lines
 from ocrq.suite.idcard_cv import Quad, find_quad
 from ocrq.suite.idcard_fields import extract
+from ocrq.suite.params import params_model
 
 PARAMS: dict[str, Any] = {
     "format": "ocrq-idcard-cv/1",
@@ -64,18 +63,6 @@ PARAMS: dict[str, Any] = {
     "outside_text": 0.12,  # share of the page's characters
 }
 PARAMS_SHA256 = "70155114554ae13668e8b83b3b42662a3967c0a4dbb9dc9224eb65ede3e9e29c"
-
-
-def _make() -> bytes:
-    return json.dumps(PARAMS, sort_keys=True).encode("utf-8")
-
-
-def _load(path: Path) -> dict[str, Any]:
-    params = dict(json.loads(path.read_text(encoding="utf-8")))
-    missing = sorted(set(PARAMS) - set(params))
-    if missing:  # an imported file must say every number the finder reads
-        raise ValueError(f"idd parameters lack {', '.join(missing)}")
-    return params
 
 
 def crop_card(image: np.ndarray, corners: np.ndarray, p: dict[str, Any]) -> np.ndarray:
@@ -144,9 +131,8 @@ def run_idcard(page: StageInput) -> dict[str, Any]:
 
 plugin = Plugin(
     name="ocrq-suite-idcard",
-    kinds=(ModelSpec(name="idd", role="ID-card finder parameters (classic CV quad search)",
-                     sha256=PARAMS_SHA256, input={}, package="ocrq", package_version="0.1.0",
-                     weights="idcard.json", runtime="json", make=_make, load=_load),),
+    kinds=(params_model("idd", "ID-card finder parameters (classic CV quad search)",
+                        PARAMS, PARAMS_SHA256, "idcard.json"),),
     stages=(StageSpec("idcard", run_idcard, models=("idd",), hardware="cpu",
                       result_key="card"),),
 )

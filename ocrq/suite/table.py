@@ -1,7 +1,7 @@
 """Table regions and cells (issue 13), as ocrq's own plug-in.
 
 - Model kind ``tcd``: the detector's parameters, a JSON "weights" file made by
-  code (``_make``) and pinned by its sha256 like any weight file. The classic
+  code (suite/params.py) and pinned by its sha256 like any weight file. The classic
   CV (table_cv.py, table_grid.py) reads every number it uses from that file, so
   a better-tuned or a learned detector replaces it with ``ocrq models import tcd FILE``.
 - Stage ``table``: ruling lines by morphology, the recognised lines cut where
@@ -18,15 +18,14 @@ submitted; a cell's box is the box of its text (cTDaR's convention).
 from __future__ import annotations
 
 import html
-import json
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from ocrq.plugins import ModelSpec, Plugin, StageInput, StageSpec
+from ocrq.plugins import Plugin, StageInput, StageSpec
 from ocrq.suite.checkbox import to_upright, upright_lines
+from ocrq.suite.params import params_model
 from ocrq.suite.table_cv import Rulings, Seg, ink, line_box, rulings, segments
 from ocrq.suite.table_grid import Grid, blocks, build, text_rows
 from ocrq.suite.table_ruled import ruled_tables
@@ -72,18 +71,6 @@ PARAMS: dict[str, Any] = {
     "grid_cover": 0.6,  # two slots are one cell unless a rule covers this share between
 }
 PARAMS_SHA256 = "2dd8557b8fa2bddd2d3f1e4a772011198eb69775f9f0e60919299c42da535beb"
-
-
-def _make() -> bytes:
-    return json.dumps(PARAMS, sort_keys=True).encode("utf-8")
-
-
-def _load(path: Path) -> dict[str, Any]:
-    params = dict(json.loads(path.read_text(encoding="utf-8")))
-    missing = sorted(set(PARAMS) - set(params))
-    if missing:  # an imported file must say every number the detector reads
-        raise ValueError(f"tcd parameters lack {', '.join(missing)}")
-    return params
 
 
 def page_segments(page: StageInput, p: dict[str, Any]) -> tuple[list[Seg], np.ndarray, Rulings]:
@@ -207,9 +194,8 @@ def run_table(page: StageInput) -> dict[str, Any]:
 
 plugin = Plugin(
     name="ocrq-suite-table",
-    kinds=(ModelSpec(name="tcd", role="table region and cell detector parameters (classic CV)",
-                     sha256=PARAMS_SHA256, input={}, package="ocrq", package_version="0.1.0",
-                     weights="table.json", runtime="json", make=_make, load=_load),),
+    kinds=(params_model("tcd", "table region and cell detector parameters (classic CV)",
+                        PARAMS, PARAMS_SHA256, "table.json"),),
     stages=(StageSpec("table", run_table, models=("tcd",), hardware="cpu",
                       result_key="tables"),),
 )
