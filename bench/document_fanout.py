@@ -30,7 +30,7 @@ from _machine import locate_redis_server  # first: checks that ocrq is installed
 from documents import a4_page
 
 from ocrq.cli.serve import upgrade
-from ocrq.localcluster import LocalCluster, WorkerSpec, wait_redis
+from ocrq.localcluster import LocalCluster, WorkerSpec, free_port, wait_redis
 from ocrq.models.repository import ModelRepository
 from ocrq.settings import Settings
 
@@ -79,7 +79,7 @@ def main() -> int:
         cluster.settings = s
         upgrade(s.database_url)
         ModelRepository(s.model_root).ensure_defaults()
-        base = cluster.start_web(port=_free(), settings=s).url
+        base = cluster.start_web(port=free_port(), settings=s).url
         queues = f"{s.queue_gpu},{s.queue_cpu},{s.queue_webhooks}"
         load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         print(f"{args.pages}-page PDF ({len(data) // 1024} KiB), {os.cpu_count()} cores; {load}")
@@ -101,16 +101,8 @@ def main() -> int:
     return 0
 
 
-def _free() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _redis(cluster: LocalCluster, tmp: Path) -> int:
-    port = _free()
+    port = free_port()
     cluster.start_process("redis", [locate_redis_server(), "--port", str(port), "--bind",
                                     "127.0.0.1", "--save", "", "--appendonly", "no",
                                     "--dir", str(tmp)], service=True)

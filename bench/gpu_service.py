@@ -33,7 +33,6 @@ import platform
 import secrets
 import shlex
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -57,7 +56,7 @@ from ocrq.document import PageResult
 from ocrq.engine import Engine
 from ocrq.evaluation.dataset import load_manifest
 from ocrq.images import decode_image
-from ocrq.localcluster import LocalCluster, WorkerSpec, wait_redis
+from ocrq.localcluster import LocalCluster, WorkerSpec, free_port, wait_redis
 from ocrq.models.repository import ModelRepository
 from ocrq.settings import Settings
 
@@ -91,10 +90,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- the deployment -------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ import argparse
 import os
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ from redis import Redis
 from sqlalchemy.engine import make_url
 
 from ocrq.cli.serve import upgrade
-from ocrq.localcluster import LocalCluster, WorkerSpec, wait_redis
+from ocrq.localcluster import LocalCluster, WorkerSpec, free_port, wait_redis
 from ocrq.models.repository import ModelRepository
 from ocrq.settings import Settings
 from ocrq.storage import Database
@@ -78,12 +77,6 @@ def multipart(data: bytes) -> bytes:
     head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; "
             f"filename=\"receipt.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
     return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def job_ids(store: Redis, n: int) -> list[str]:

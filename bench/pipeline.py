@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import socket
 import statistics
 import sys
 import tempfile
@@ -52,7 +51,7 @@ from ocrq.document import PageResult
 from ocrq.engine import Engine
 from ocrq.evaluation.dataset import load_manifest
 from ocrq.images import decode_image
-from ocrq.localcluster import LocalCluster, WorkerSpec
+from ocrq.localcluster import LocalCluster, WorkerSpec, free_port
 from ocrq.settings import Settings
 
 
@@ -98,12 +97,6 @@ class BrokerMonitor:
                     op, key, *rest = cmd.split(" ", 2) + [""]
                     if op in ("SET", "SETEX", "RPUSH") and key.startswith("celery-task"):
                         self.backend_bytes += len(rest[0].encode())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_service(args: argparse.Namespace, tmp: Path) -> tuple[LocalCluster, str]:

@@ -13,7 +13,6 @@ queues and the job cache the way production's would. A stop is SIGTERM, as
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,16 +20,9 @@ from pathlib import Path
 import pymysql
 from redis import Redis
 
-from ocrq.localcluster import LocalCluster, LocalClusterError, wait_redis
+from ocrq.localcluster import LocalCluster, LocalClusterError, free_port, wait_redis
 
 START_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the kernel's pick)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:
