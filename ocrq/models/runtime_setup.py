@@ -77,17 +77,16 @@ def _input_spec(weights: Path) -> dict[str, object]:
 
 def _sharded_runtime(name: str, weights: Path, settings: Settings) -> Runtime:
     s = settings
+    # On a GPU the recogniser's output is reduced there (stages/ctc.py): copying
+    # 1 MB a line off the device was what a recognition pass cost (BENCHMARKS.md).
+    topk = s.ctc_topk if name == ModelKind.STR and s.runtime == "torch" \
+        and s.device != "cpu" else 0
 
     def make(threads: int) -> Runtime:
         return load_runtime(s.runtime, weights, device=s.device, threads=threads,
                             fp16=s.fp16, graph_rewrite=s.graph_rewrite,
                             torch_compile=s.torch_compile, cuda_graphs=s.cuda_graphs,
                             cudnn=s.cudnn, ctc_topk=topk, tensor_socket=s.tensor_socket)
-
-    # On a GPU the recogniser's output is reduced there (stages/ctc.py): copying
-    # 1 MB a line off the device was what a recognition pass cost (BENCHMARKS.md).
-    topk = s.ctc_topk if name == ModelKind.STR and s.runtime == "torch" \
-        and s.device != "cpu" else 0
 
     total = s.threads or os.cpu_count() or 1
     copies = 1
