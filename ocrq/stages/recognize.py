@@ -16,6 +16,7 @@ inserted.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import unicodedata
 from collections import defaultdict
@@ -31,6 +32,9 @@ from ocrq.stages.ctc import Scores
 from ocrq.stages.lexicon import Glyph, Lexicon, get_lexicon
 from ocrq.stages.segments import blank_runs, space_peaks
 from ocrq.stages.zero_o import settle_word
+
+# Longest run of soft-broken tokens regrouped (the search is quadratic in it).
+MAX_REJOIN = 8
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,12 @@ class RecognizeOptions:
     space_prob: float = 0.03  # or the space class reaches this probability in the gap
     space_ink_ratio: float = 0.4  # blank run / ink height that makes a word space...
     space_blank_ratio: float = 2.5  # ... and / the line's median gap between letters
+    space_few_gaps: int = 3  # lines with fewer gaps between letters than this...
+    space_short_ink_ratio: float = 0.7  # ... need blank / ink height above this alone
+    # A break that only the crop's geometry put inside what reads as a common
+    # word ("INC LUSIVE", "STAT IONERY": the narrow I and L of monospaced
+    # receipt fonts leave wide blanks) is taken back (:func:`_rejoin`).
+    rejoin: bool = True
     fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (stages/zero_o.py)
     # wordfreq language codes whose common words guide corrections among the
     # network's runner-up glyphs (stages/lexicon.py); () turns that off.
@@ -186,7 +196,9 @@ def decode(
     chars = [charset[k] if k < len(charset) else "" for k in idx[steps]]
     stride = width / len(idx) if width else 0.0
     spacing = _spacing(steps, chars, ink, stride, scores.space)
-    tokens = _tokens(chars, spacing, opts)
+    tokens, soft = _tokens(chars, spacing, opts)
+    if lexicon is not None and opts.rejoin:
+        tokens = _rejoin(tokens, soft, chars, lexicon)
     words = _words(scores, steps, idx, chars, tokens, charset, opts, lexicon)
     conf = float(best[steps].mean())
     return Recognized(" ".join(words), conf)
@@ -222,50 +234,183 @@ def _spacing(steps: np.ndarray, chars: list[str], ink: Ink | None, stride: float
                     space_peaks(space, steps).tolist())
 
 
-def _tokens(chars: list[str], spacing: _Spacing, opts: RecognizeOptions) -> list[list[int]]:
+def _tokens(chars: list[str], spacing: _Spacing, opts: RecognizeOptions
+            ) -> tuple[list[list[int]], list[bool]]:
     """Tokens as lists of emitted steps (indices into ``steps``), split where the
-    model emitted a space or where the spacing rules put one."""
+    model emitted a space or where the spacing rules put one; and, per boundary
+    between two tokens, whether only the crop's geometry put it there (a *soft*
+    break, which the lexicon may take back: :func:`_rejoin`)."""
     tokens: list[list[int]] = [[] if chars[0] == " " else [0]]
+    soft: list[bool] = []
     for k in range(1, len(chars)):
         prev, cur = chars[k - 1], chars[k]
         if cur == " ":
-            tokens.append([])
+            if not _space_in_number(chars, k):
+                tokens.append([])
+                soft.append(False)
             continue
-        if prev != " " and _space_before(k, spacing, opts, _in_number(chars, k)):
-            tokens.append([])
+        if prev != " ":
+            kind = _space_before(k, spacing, opts, _in_number(chars, k))
+            if kind:
+                tokens.append([])
+                soft.append(kind in ("gap", "net"))
         tokens[-1].append(k)
-    return tokens
+    return tokens, soft
 
 
 def _in_number(chars: list[str], k: int) -> bool:
-    """Characters k-1, k sit right after the separator of a decimal number ("12.|50").
+    """Characters k-1, k sit beside the separator of a number: a decimal point
+    ("12.|50", "12|.50") or a comma grouping thousands ("1,|250.00").
 
-    A point or comma is narrow, so the ink gap after it looks as wide as a word
-    break; inside a number it never is one.
+    A point or comma is narrow and, in the monospaced fonts of receipts, sits
+    in a whole character cell: the ink gap beside it looks as wide as a word
+    break, and the network's space class often rises a little there. Inside a
+    number it never is one. A comma followed by other than three digits may
+    well end a number in a list or a date ("18, 20", "OCT 3, 2016").
     """
-    return (k >= 2 and chars[k - 1] in ".," and chars[k - 2].isdigit()
-            and chars[k].isdigit())
+    for sep in (k - 1, k):  # the separator after or before the break
+        if (1 <= sep < len(chars) - 1 and chars[sep] in ".,"
+                and chars[sep - 1].isdigit() and chars[sep + 1].isdigit()
+                and (chars[sep] == "." or _three_digits(chars, sep + 1))):
+            return True
+    return False
+
+
+def _space_in_number(chars: list[str], k: int) -> bool:
+    """The emitted space ``chars[k]`` sits beside the separator of an amount
+    ("72.| |00", "191| |.20"): the network's own space there is the same
+    narrow-glyph illusion, and is dropped. Only with at least two decimals
+    after the point: "N0. 1" is more likely "NO. 1" misread than a number."""
+    rest = chars[:k] + chars[k + 1 :]
+    if not 0 < k < len(chars) - 1 or not _in_number(rest, k):
+        return False
+    sep = k - 1 if rest[k - 1] in ".," else k
+    decimals = 0
+    while sep + 1 + decimals < len(rest) and rest[sep + 1 + decimals].isdigit():
+        decimals += 1
+    return decimals >= 2
+
+
+def _three_digits(chars: list[str], i: int) -> bool:
+    """Exactly three digits start at ``i`` (a thousands group)."""
+    j = i
+    while j < len(chars) and chars[j].isdigit():
+        j += 1
+    return j - i == 3
 
 
 def _space_before(k: int, spacing: _Spacing, opts: RecognizeOptions,
-                  in_number: bool = False) -> bool:
-    """Whether a space goes between emitted characters ``k - 1`` and ``k``.
+                  in_number: bool = False) -> str | None:
+    """Whether a space goes between emitted characters ``k - 1`` and ``k``, and
+    why: ``"net"`` (the space class carries probability in the gap), ``"gap"``
+    (only the crop's geometry says so), None (no space).
 
-    ``in_number``: only the network's own space class may split there.
+    ``in_number``: nothing splits there; only a space the network emitted as a
+    character (handled by the caller) does.
     """
-    space = spacing.peaks[k - 1] >= opts.space_prob
     if in_number:
-        return space
+        return None
+    if spacing.peaks[k - 1] >= opts.space_prob:
+        return "net"
     if spacing.blanks:
         # The crop shows the gap: wide for the text's size and wide
         # against this line's usual gap between letters (fonts differ).
         blank = spacing.blanks[k - 1]
-        space |= (blank >= opts.space_ink_ratio * spacing.ink_height
-                  and blank >= opts.space_blank_ratio * max(spacing.usual_blank, 1.0))
+        if len(spacing.blanks) < opts.space_few_gaps:
+            # Too few letters to know the line's usual gap ("1 X"): the text's
+            # size alone decides, with a stricter ratio.
+            if blank >= opts.space_short_ink_ratio * spacing.ink_height:
+                return "gap"
+        elif (blank >= opts.space_ink_ratio * spacing.ink_height
+              and blank >= opts.space_blank_ratio * max(spacing.usual_blank, 1.0)):
+            return "gap"
     elif spacing.pitch > 0:
         gap = int(spacing.gaps[k - 1])
-        space |= gap >= opts.space_min_steps and gap >= opts.space_gap_ratio * spacing.pitch
-    return space
+        if gap >= opts.space_min_steps and gap >= opts.space_gap_ratio * spacing.pitch:
+            return "gap"
+    return None
+
+
+def _rejoin(tokens: list[list[int]], soft: list[bool], chars: list[str],
+            lexicon: Lexicon) -> list[list[int]]:
+    """Take back soft breaks that cut a common word in pieces.
+
+    Along each run of tokens joined by soft breaks, the tokens are grouped so
+    that as few of their letter runs as possible are not words of the lexicon
+    (a break is taken back only between two letters, and a group of several
+    tokens must read as a known word across its joins); ties keep the breaks
+    the geometry put. "INC LUSIVE" (one non-word) becomes "INCLUSIVE" (none);
+    "SUB TOTAL" (two words) stays as read, and so does a name the lexicon does
+    not know ("MA LURI").
+    """
+    out: list[list[int]] = []
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j + 1 < len(tokens) and soft[j] and tokens[j] and tokens[j + 1]:
+            j += 1
+        run = ["".join(chars[k] for k in t) for t in tokens[i : j + 1]]
+        for a, b in _groups(run, lexicon):
+            out.append([k for t in tokens[i + a : i + b] for k in t])
+        i = j + 1
+    return out
+
+
+def _groups(run: list[str], lexicon: Lexicon) -> list[tuple[int, int]]:
+    """The best grouping of ``run``'s tokens as (start, end) ranges (see _rejoin)."""
+    n = len(run)
+    if n == 1 or n > MAX_REJOIN:
+        return [(a, a + 1) for a in range(n)]
+    # best[e]: (non-words, joins, groups) of the best grouping of run[:e]
+    best: list[tuple[int, int, list[tuple[int, int]]] | None] = [(0, 0, [])] + [None] * n
+    for e in range(1, n + 1):
+        for a in range(e - 1, -1, -1):
+            if a < e - 1 and not (run[a][-1].isalpha() and run[a + 1][0].isalpha()):
+                break  # groups grow leftwards only across letter-to-letter breaks
+            text = "".join(run[a:e])
+            if a < e - 1 and not _known(_joined_core(run[a:e]), lexicon):
+                continue
+            prev = best[a]
+            assert prev is not None
+            cand = (prev[0] + _non_words(text, lexicon), prev[1] + (e - 1 - a),
+                    [*prev[2], (a, e)])
+            if best[e] is None or cand[:2] < best[e][:2]:  # type: ignore[index]
+                best[e] = cand
+    final = best[n]
+    assert final is not None
+    return final[2]
+
+
+def _joined_core(parts: list[str]) -> str:
+    """The letters across a group's joins: the first part's last letter run, the
+    middle parts, the last part's first letter run. Empty (no join) where a run
+    belongs to a code or a number ("36G", "I0010", "S.25"), or where a part is
+    a one-letter word ("A RM"): those are not pieces of a word."""
+    head = _HEAD.search(parts[0])
+    tail = _TAIL.match(parts[-1])
+    if head is None or tail is None:
+        return ""
+    if any(len(p) == 1 and p.isalpha() and p.upper() in "AI" for p in parts):
+        return ""
+    return head.group(1) + "".join(parts[1:-1]) + tail.group(1)
+
+
+# A part's letter run at a join, not glued to a digit (a code such as "36G" or
+# "I0010", or an amount misread "S.25").
+_HEAD = re.compile(r"(?:^|[^\w])([^\W\d_]+)$")
+_TAIL = re.compile(r"^([^\W\d_]+)(?![\d]|[.,]\d)")
+
+
+def _non_words(text: str, lexicon: Lexicon) -> int:
+    return sum(not _known(r, lexicon) for r in re.findall(r"[^\W\d_]+", text))
+
+
+def _known(word: str, lexicon: Lexicon) -> bool:
+    """A common word; one or two letters only when very common ("A", "NO")."""
+    if not word:
+        return False
+    o = lexicon.options
+    return lexicon.zipf(word) >= (o.short_min_zipf if len(word) <= 2 else o.known_zipf)
 
 
 def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],

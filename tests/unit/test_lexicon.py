@@ -137,3 +137,46 @@ def test_glyphs_that_normalise_to_several_characters_are_not_corrected():
     probs[7, 9] = 0.3  # a space
     out = decode(probs, charset, RecognizeOptions(), lexicon=Lexicon(("en",)))
     assert out.text == "ffx Time"
+
+
+def _soft_tokens(*pieces: str) -> tuple[list[list[int]], list[bool], list[str]]:
+    """Tokens of ``pieces`` joined by soft breaks (only the geometry put them)."""
+    chars = [c for p in pieces for c in p]
+    tokens, k = [], 0
+    for p in pieces:
+        tokens.append(list(range(k, k + len(p))))
+        k += len(p)
+    return tokens, [True] * (len(pieces) - 1), chars
+
+
+def _rejoined(en: Lexicon, *pieces: str) -> list[str]:
+    from ocrq.stages.recognize import _rejoin
+
+    tokens, soft, chars = _soft_tokens(*pieces)
+    return ["".join(chars[k] for k in t) for t in _rejoin(tokens, soft, chars, en)]
+
+
+def test_a_soft_break_inside_a_common_word_is_taken_back(en):
+    assert _rejoined(en, "INC", "LUSIVE") == ["INCLUSIVE"]
+    assert _rejoined(en, "(INC", "LUSIVE") == ["(INCLUSIVE"]
+    assert _rejoined(en, "U.PR", "ICE") == ["U.PRICE"]
+    assert _rejoined(en, "DESCR", "IPT", "ION") == ["DESCRIPTION"]
+    assert _rejoined(en, "COOK", "IE", "PER") == ["COOKIE", "PER"]
+
+
+def test_soft_breaks_between_words_names_codes_and_amounts_stay(en):
+    assert _rejoined(en, "SUB", "TOTAL") == ["SUB", "TOTAL"]  # two words
+    assert _rejoined(en, "MA", "LURI") == ["MA", "LURI"]  # a name the lexicon lacks
+    assert _rejoined(en, "A", "RM") == ["A", "RM"]  # a one-letter word
+    assert _rejoined(en, "SR", "I00100") == ["SR", "I00100"]  # the start of a code
+    assert _rejoined(en, "RM", "S.25") == ["RM", "S.25"]  # an amount misread
+    assert _rejoined(en, "36G", "JALAN") == ["36G", "JALAN"]
+
+
+def test_a_break_the_network_emitted_is_not_taken_back(en):
+    from ocrq.stages.recognize import _rejoin
+
+    tokens, _, chars = _soft_tokens("INC", "LUSIVE")
+    assert len(_rejoin(tokens, [False], chars, en)) == 2
+    # Switched off per plan with the lexicon (no languages) or RecognizeOptions.rejoin.
+    assert RecognizeOptions().rejoin is True
