@@ -25,15 +25,20 @@ def _started() -> None:
 def _logged(response: Response) -> Response:
     if not request.path.startswith("/v1/"):
         return response  # health checks, metrics scrapes, the page's assets
+    level = logging.DEBUG if request.method in ("GET", "HEAD") else logging.INFO
+    if not log.isEnabledFor(level):
+        return response  # polls at INFO: nothing to build (issue 14: polls/s)
     ms = (time.perf_counter() - g.get("ocrq_started", time.perf_counter())) * 1000
     job: dict[str, object] = {}
     if request.view_args and "job_id" in request.view_args:
         job["job_id"] = request.view_args["job_id"]
-    body = response.get_json(silent=True) if response.is_json else None
-    if request.endpoint == "jobs.create" and isinstance(body, dict):
+    # Only intake's answer is read back (the new job's id): a poll's document may be
+    # a whole result, not worth parsing again for a log line.
+    body = response.get_json(silent=True) if (request.endpoint == "jobs.create"
+                                              and response.is_json) else None
+    if isinstance(body, dict):
         job = {"job_id": body.get("id"), "bid": body.get("bid"), "tid": body.get("tid"),
                "stage": "intake"}
-    level = logging.DEBUG if request.method in ("GET", "HEAD") else logging.INFO
     with logs.job_context(**job):
         log.log(level, "%s %s %d in %.1f ms", request.method, request.path,
                 response.status_code, ms,

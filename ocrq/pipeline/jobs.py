@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 from celery import Celery
@@ -29,6 +30,8 @@ from ocrq.webhooks import check_url
 
 log = logging.getLogger(__name__)
 NAME_MAX = 255  # ocrq_jobs.image_name
+# Job ids whose INSERT failed after their image was stored -> when (the sweeper's).
+IN_DOUBT = "ocrq:intake:doubt"
 
 
 class EnqueueFailed(OcrqError):
@@ -71,16 +74,31 @@ def submit(
     # the caller's bid: the key names the business), only now that the image is
     # valid: a replay carrying junk learns nothing.
     job_id = uuid().replace("-", "")
-    job, created = store.create_job(
-        services.db, id=job_id, bid=plan.bid, tid=plan.tid, status=str(JobStatus.QUEUED),
-        idempotency_key=idempotency_key or None, callback_url=callback_url or None,
-        image_name=name, width=width, height=height, batches_done=0,
-    )
+    # The image is stored before the row exists. A row is never without its image:
+    # when the database commits the INSERT but its reply is lost (MariaDB restarting
+    # mid-COMMIT: the client gets a 503, the row exists), or this process dies before
+    # enqueueing, the sweeper re-drives the queued job from its stored image instead
+    # of failing it `lost` (soak at 9a3a3a5). Redis down here: a 503, nothing written.
+    image_key = services.blobs.put(job_id, data)
+    try:
+        job, created = store.create_job(
+            services.db, id=job_id, bid=plan.bid, tid=plan.tid, status=str(JobStatus.QUEUED),
+            idempotency_key=idempotency_key or None, callback_url=callback_url or None,
+            image_name=name, width=width, height=height, batches_done=0,
+        )
+    except Exception:
+        # The row may exist (its COMMIT's reply lost) or not: the sweeper looks once the
+        # database answers again, and drops the image if there is no row.
+        with contextlib.suppress(Exception):
+            services.redis.zadd(IN_DOUBT, {job_id: time.time()})
+        raise
     if not created:  # a replay, or lost an idempotency race: the other job is the answer
+        with contextlib.suppress(Exception):  # unused; its TTL would drop it anyway
+            services.blobs.delete(image_key)
         return work.document(services, job.id) or {}, False
     # A document: one canvas per page (canvas.start).
     ctx = first_context(services, plan, job, queues, doc_info.sizes if doc_info else ())
-    return _enqueue(services, app, job, ctx, data), True
+    return _enqueue(services, app, job, ctx), True
 
 
 def first_context(services: Services, plan: Plan, job: Job, queues: dict[str, str],
@@ -118,9 +136,8 @@ def _stored_pages(services: Services, job: Job) -> tuple[tuple[int, int], ...]:
     return info.sizes if info else ()
 
 
-def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: bytes
-             ) -> dict[str, Any]:
-    """Store the image, cache the status, start the canvas; the job as accepted.
+def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext) -> dict[str, Any]:
+    """Cache the status, start the canvas (the image is stored); the job as accepted.
 
     Everything after the row exists may fail (Redis or the broker down): the
     job then ends failed, never sits in "queued" forever.
@@ -131,9 +148,8 @@ def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: b
         if ctx.page_sizes:  # a document: the pages read so far, of how many
             flat.update(pages_done=0, pages_total=len(ctx.page_sizes))
         sig, ids = canvas.start(app, ctx)
-        # Image, status and task ids in one round trip, all before the message exists.
+        # Status and task ids in one round trip, both before the message exists.
         pipe = services.redis.pipeline(transaction=False)
-        services.blobs.put(job_id, data, pipe)  # at ctx.image_key
         services.cache.put(job_id, flat, pipe)
         services.cache.add_tasks(job_id, ids, pipe)
         pipe.execute()
@@ -152,6 +168,8 @@ def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: b
         # not this failed one forever.
         with contextlib.suppress(Exception):
             store.release_idempotency_key(services.db, job_id)
+        with contextlib.suppress(Exception):  # nothing will read it
+            services.blobs.delete(ctx.image_key)
         raise err from exc
     return doc
 

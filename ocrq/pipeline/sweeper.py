@@ -10,12 +10,18 @@ limit, a cancel). The sweeper catches what those paths cannot see:
   the job ended and does nothing.
 * **Abandoned at intake.** A job still ``queued`` ``OCRQ_REDRIVE_AFTER_S`` after it
   was created, with no task ever recorded for it, was left by a web process that
-  died between writing the row and enqueueing the job. If its image is still in
-  Redis, the job is re-driven: its first tasks are built and sent, as intake would
-  have done. If the image is gone, nothing can ever run the job, and it is failed
-  with ``lost`` at once. Only jobs younger than the task list's TTL
+  died between writing the row and enqueueing the job, or whose INSERT committed
+  while the database's reply was lost (the client got a 503). Intake stores the
+  image before the row, so it is normally still in Redis, and the job is re-driven:
+  its first tasks are built and sent, as intake would have done. If the image is
+  gone (expired, flushed), nothing can ever run the job, and it is failed with
+  ``lost`` at once. Only jobs younger than the task list's TTL
   (``OCRQ_RESULT_CACHE_TTL_S``) and the deadline are re-driven. After that, a
   missing task list proves nothing, and the deadline decides.
+* **Images without a row.** A submit whose INSERT failed (the database down or
+  restarting) leaves its image and its id in ``IN_DOUBT``; once the database
+  answers, ``OCRQ_REDRIVE_AFTER_S`` later, the image of an id with no row is
+  deleted (a row means the INSERT committed after all: the rule above runs the job).
 * **Lost while running.** A job still ``running`` ``OCRQ_REDRIVE_AFTER_S`` after it
   was created whose image is gone from Redis (flushed) is failed with ``lost``.
 * **Stalled.** A job running longer than a visibility timeout plus a task's time
@@ -48,13 +54,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from celery import Celery
 from redis import Redis
 
 from ocrq.pipeline import canvas, state, work
-from ocrq.pipeline.jobs import first_context
+from ocrq.pipeline.jobs import IN_DOUBT, first_context
 from ocrq.pipeline.state import Services
 from ocrq.pipeline.tasks import enqueue_webhook
 from ocrq.settings import Settings
@@ -84,11 +90,12 @@ class Sweep:
     webhooks: list[str] = field(default_factory=list)  # gave up earlier: sent again
     purged: int = 0
     badcases_purged: int = 0
+    orphans: int = 0  # images of submits that never got a row, deleted
     more: bool = False  # work was left for the next sweep
 
     def __bool__(self) -> bool:
         return bool(self.overdue or self.lost or self.redriven or self.purged
-                    or self.badcases_purged)
+                    or self.badcases_purged or self.orphans)
 
 
 def sweep(services: Services, app: Celery, now: datetime | None = None,
@@ -120,7 +127,9 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
                 out.lost.append(job.id)
         elif _redrive(services, app, job):
             out.redriven.append(job.id)
-    out.more = len(out.overdue) >= PER_SWEEP or len(queued) >= PER_SWEEP
+    out.orphans = _images_without_row(services, now)
+    out.more = (len(out.overdue) >= PER_SWEEP or len(queued) >= PER_SWEEP
+                or out.orphans >= PER_SWEEP)
     if purge:
         out.purged = store.purge(services.db, s.result_retention_days, now,
                                  batch=s.purge_batch, max_batches=PURGE_BATCHES)
@@ -130,6 +139,22 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
                                          batch=s.purge_batch, max_batches=PURGE_BATCHES)
         out.more = out.more or out.badcases_purged >= PURGE_BATCHES * max(1, s.purge_batch)
     return out
+
+
+def _images_without_row(services: Services, now: datetime) -> int:
+    """Submits whose INSERT failed: the image of an id without a row is deleted (the
+    job never existed; the client got a 503). Looked at ``OCRQ_REDRIVE_AFTER_S`` after
+    the failure, so a COMMIT still under way has landed."""
+    r, s = services.redis, services.settings
+    before = now.replace(tzinfo=UTC).timestamp() - s.redrive_after_s
+    done = 0
+    for raw in r.zrangebyscore(IN_DOUBT, 0, before, start=0, num=PER_SWEEP):
+        job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if store.get_job(services.db, job_id) is None:
+            services.blobs.delete(services.blobs.key_for(job_id))
+            done += 1
+        r.zrem(IN_DOUBT, job_id)
+    return done
 
 
 def _lost_while_running(services: Services, app: Celery, before: datetime) -> list[str]:

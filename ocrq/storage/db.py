@@ -48,10 +48,56 @@ def _make_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
         kwargs.update(pool_pre_ping=True, pool_recycle=1800)
+        # The pool's ROLLBACK on every return is skipped when the connection's last
+        # transaction already ended (see _skip_needless_reset): a round trip per
+        # transaction saved.
+        kwargs["pool_reset_on_return"] = None
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        _skip_needless_reset(engine)
     return engine
+
+
+_ENDED = "ocrq_transaction_ended"
+
+
+def _skip_needless_reset(engine: Engine) -> None:
+    """Roll back a connection returned to the pool only when its transaction may
+    still be open (SQLAlchemy's recipe for a custom reset, PoolEvents.reset).
+
+    By default the pool sends ROLLBACK on every return, even right after a COMMIT
+    (SQLAlchemy does not track that for PyMySQL): on MariaDB, one of a submit's
+    four round trips. A connection counts as clean only from a commit or rollback
+    of its Connection until the next statement; a checkout, any statement and any
+    error make it dirty, so raw DBAPI use or a failed COMMIT still gets its ROLLBACK.
+    """
+    def dirty(conn: Any, *_: Any) -> None:
+        conn.info[_ENDED] = False
+
+    def ended(conn: Any) -> None:
+        conn.info[_ENDED] = True
+
+    def error(ctx: Any) -> None:
+        if ctx.connection is not None:
+            ctx.connection.info[_ENDED] = False
+
+    def checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        record.info[_ENDED] = False
+
+    def reset(dbapi_conn: Any, record: Any, state: Any) -> None:
+        if state.terminate_only:
+            return
+        if not record.info.get(_ENDED):
+            dbapi_conn.rollback()
+
+    event.listen(engine, "before_cursor_execute", dirty)
+    event.listen(engine, "commit", ended)
+    event.listen(engine, "rollback", ended)
+    event.listen(engine, "handle_error", error)
+    event.listen(engine.pool, "checkout", checkout)
+    event.listen(engine.pool, "reset", reset)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -6,10 +6,12 @@ reading the row when the cache missed a job's end, and a 503 with Retry-After.""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection
@@ -221,3 +223,103 @@ def test_a_running_job_whose_message_kombu_lost_is_redriven_once(
     finally:
         for job_id in (stalled, busy, queued):
             broker.delete(f"ocrq:sweep:stalled:{job_id}", services.blobs.key_for(job_id))
+
+
+def test_a_job_committed_while_the_database_lost_its_reply_is_redriven(
+        web_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Soak at 9a3a3a5: MariaDB restarted during a submit's COMMIT. The row was
+    # committed, the web got "Lost connection to MySQL server during query" and
+    # answered 503; the client's retry (same Idempotency-Key) replayed the queued
+    # job, which had no image (it was stored after the row) and the sweeper failed
+    # it `lost`. Now the image is stored first and the job is re-driven from it.
+    from datetime import timedelta
+
+    import pymysql
+    from sqlalchemy.exc import OperationalError
+
+    from ocrq.pipeline import sweeper
+    from ocrq.pipeline.app import create_celery_app
+    from ocrq.storage.models import utcnow
+    from tests.fixtures import encode, render_page
+
+    s = web_settings.with_(redrive_after_s=5, job_deadline_s=600)
+    real = store.create_job
+
+    def committed_then_lost(*args: Any, **fields: Any) -> Any:
+        real(*args, **fields)  # committed ...
+        raise OperationalError("COMMIT", {}, pymysql.err.OperationalError(  # ... no reply
+            2013, "Lost connection to MySQL server during query"))
+
+    monkeypatch.setattr(store, "create_job", committed_then_lost)
+    client = create_app(s).test_client()
+    png = encode(render_page(["TOTAL 42.00"]))
+    headers = {"Idempotency-Key": f"lost-reply-{time.time_ns()}"}
+
+    def post() -> Any:
+        return client.post("/v1/jobs", data={"image": (io.BytesIO(png), "p.png")},
+                           content_type="multipart/form-data", headers=headers)
+
+    resp = post()
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    services = Services(s)
+    monkeypatch.setattr(store, "create_job", real)
+    again = post()  # the client's retry: the committed job, replayed
+    assert again.status_code == 200, again.get_data(as_text=True)
+    job_id = again.get_json()["id"]
+    assert again.get_json()["status"] == "queued"
+    assert services.redis.exists(services.blobs.key_for(job_id))  # its image is there
+    app = create_celery_app(s)
+    later = utcnow() + timedelta(seconds=6)
+    try:
+        done = sweeper.sweep(services, app, now=later)
+        assert done.redriven == [job_id] and done.lost == []
+        queued = services.redis.lrange(s.queue_gpu, 0, -1) + services.redis.lrange(
+            s.queue_cpu, 0, -1)
+        assert [json.loads(m)["headers"]["task"] for m in queued] == ["ocrq.detect"]
+        assert store.get_job(services.db, job_id).status == "queued"
+    finally:
+        services.redis.delete(services.blobs.key_for(job_id), services.cache.key(job_id))
+
+
+def test_the_image_of_a_submit_the_database_refused_is_dropped(
+        web_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The other side of storing the image first: an INSERT that never committed
+    # (MariaDB down) leaves an image no job will delete; the sweeper does, once the
+    # database answers and shows no row for it.
+    from datetime import timedelta
+
+    import pymysql
+    from sqlalchemy.exc import OperationalError
+
+    from ocrq.pipeline import jobs, sweeper
+    from ocrq.pipeline.app import create_celery_app
+    from ocrq.storage.models import utcnow
+    from tests.fixtures import encode, render_page
+
+    s = web_settings.with_(redrive_after_s=5, job_deadline_s=600)
+
+    def refused(*_: Any, **__: Any) -> Any:
+        raise OperationalError("INSERT", {}, pymysql.err.OperationalError(
+            2003, "Can't connect to MySQL server"))
+
+    monkeypatch.setattr(store, "create_job", refused)
+    services = Services(s)
+    before = set(services.redis.zrange(jobs.IN_DOUBT, 0, -1))
+    resp = create_app(s).test_client().post(
+        "/v1/jobs", data={"image": (io.BytesIO(encode(render_page(["TOTAL 1.00"]))), "p.png")},
+        content_type="multipart/form-data")
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    [job_id] = {m.decode() for m in set(services.redis.zrange(jobs.IN_DOUBT, 0, -1)) - before}
+    key = services.blobs.key_for(job_id)
+    assert services.redis.exists(key)
+    app = create_celery_app(s)
+    try:
+        sweeper.sweep(services, app)  # too soon: a COMMIT may still land
+        assert services.redis.exists(key)
+        # (>= 1: another test sharing this Redis database may have left one too)
+        assert sweeper.sweep(services, app, now=utcnow() + timedelta(seconds=6)).orphans >= 1
+        assert not services.redis.exists(key)
+        assert services.redis.zscore(jobs.IN_DOUBT, job_id) is None  # looked at once
+    finally:
+        services.redis.delete(key)
+        services.redis.zrem(jobs.IN_DOUBT, job_id)

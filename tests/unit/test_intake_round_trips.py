@@ -4,8 +4,9 @@ MONITOR, filtered to this process's own connections), the connections it opens
 (CLIENT LIST), and the SQL statements it runs (the engine's own events).
 
 bench/load.py measures the rates; these pin the work per request, which is
-what the tuning changed: one Redis round trip for image + status + task ids
-and one for the message, no result-channel subscription, one INSERT, no
+what the tuning changed: the image stored before the row (so a row is never
+without it: the sweeper can re-drive a job whose intake was cut off), one Redis
+round trip for status + task ids and one for the message, no result-channel subscription, one INSERT, no
 database query per poll with API keys.
 """
 
@@ -111,7 +112,8 @@ def test_a_submit_is_one_insert_one_pipeline_and_one_push(
     monitor.seen.clear()
     job_id = submit(client, jpeg)
     names = [words[0].strip('"').upper() for words in monitor.commands(ports)]
-    # Image, status hash + TTL, task ids + TTL (one pipeline), then the message. Before:
+    # Image (before the INSERT), status hash + TTL and task ids + TTL (one pipeline),
+    # then the message. Before:
     # MULTI/EXEC twice, an HGETALL of what was just written, SUBSCRIBE/UNSUBSCRIBE.
     assert names == ["SET", "HSET", "EXPIRE", "SADD", "EXPIRE", "LPUSH"], names
     assert statements == ["INSERT INTO ocrq_jobs"], statements
