@@ -29,6 +29,7 @@ import numpy as np
 from ocrq.models.runtimes.inputs import run_many_images
 from ocrq.models.states import LoadedModel
 from ocrq.stages.ctc import Scores
+from ocrq.stages.currency import places, settle_currency
 from ocrq.stages.lexicon import Glyph, Lexicon, get_lexicon
 from ocrq.stages.segments import blank_runs, space_peaks
 from ocrq.stages.zero_o import settle_word
@@ -62,6 +63,9 @@ class RecognizeOptions:
     # word ("INC LUSIVE", "STAT IONERY": the narrow I and L of monospaced
     # receipt fonts leave wide blanks) is taken back (:func:`_rejoin`).
     rejoin: bool = True
+    # A short code in a currency's place settled to a currency symbol among the
+    # network's runner-ups ("RH13.65" -> "RM13.65": stages/currency.py).
+    currencies: bool = True
     fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (stages/zero_o.py)
     # wordfreq language codes whose common words guide corrections among the
     # network's runner-up glyphs (stages/lexicon.py); () turns that off.
@@ -421,14 +425,24 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
     # for Latin text (（ → (, ： → :) into the ASCII a Latin page printed.
     glyphs = [unicodedata.normalize("NFKC", c) for c in chars]
     words: list[str] = []
-    for token in filter(None, tokens):
-        for word in "".join(glyphs[k] for k in token).split():
+    kept = [t for t in tokens if t]
+    texts = ["".join(glyphs[k] for k in t) for t in kept]
+    for n, token in enumerate(kept):
+        for word in texts[n].split():
             if opts.fix_zero_o:
                 word = settle_word(word)
             # Runner-ups line up with characters only where each glyph is one
             # character ("ﬀ" -> "ff" or a full-width space would shift them).
-            if (lexicon is not None and len(word) == len(token)
-                    and all(len(glyphs[k]) == 1 for k in token) and lexicon.needs(word)):
+            if (lexicon is None or len(word) != len(token)
+                    or not all(len(glyphs[k]) == 1 for k in token)):
+                words.append(word)
+                continue
+            spans = places(word, texts[n + 1] if n + 1 < len(texts) else None,
+                           alone=len(texts) == 1) if opts.currencies else []
+            if spans:
+                word = settle_currency(
+                    _glyphs(scores, steps, idx, token, word, charset, lexicon), spans)
+            if lexicon.needs(word):
                 word = lexicon.correct(_glyphs(scores, steps, idx, token, word, charset, lexicon))
             words.append(word)
     return words

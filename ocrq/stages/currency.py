@@ -1,0 +1,59 @@
+"""A short code beside an amount read as a currency symbol, when the network
+offered the glyphs for it.
+
+The recogniser confuses M with H and N in receipt fonts, so "RM13.65" comes out
+"RH13.65" and a column header "AMT(RM)" as "AMT(RN)". Where a two- or three-
+letter run sits where a currency goes (glued to an amount, right before an
+amount, in parentheses, or alone on its line) and is not a currency already,
+one of its letters is swapped for a runner-up glyph the network gave when that
+makes a currency code or letter symbol of any CLDR locale
+(stages/currencies.py). No glyph the network did not offer is invented, and
+nothing changes away from an amount's place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ocrq.stages.currencies import CURRENCIES
+from ocrq.stages.lexicon import Glyph
+
+AMOUNT = re.compile(r"^[-+]?\d+(?:[.,]\d{3})*[.,]\d{2}$")
+# A letter run in a currency's place inside one token: before an amount
+# ("RH13.65"), or in parentheses ("(RN)", "TAX(RH)").
+_GLUED = re.compile(r"(?<![A-Za-z])([A-Za-z]{2,3})(?=[-+]?\d+(?:[.,]\d{3})*[.,]\d{2}$)")
+_PAREN = re.compile(r"\(([A-Za-z]{2,3})\)")
+_WHOLE = re.compile(r"^([A-Za-z]{2,3})[:.]?$")
+
+
+def places(text: str, next_word: str | None, alone: bool) -> list[tuple[int, int]]:
+    """Spans of ``text`` (one token) in a currency's place that are no currency yet.
+
+    ``next_word``: the line's next token (None at the end); ``alone``: the
+    token is the whole line.
+    """
+    spans = [m.span(1) for m in _GLUED.finditer(text)]
+    spans += [m.span(1) for m in _PAREN.finditer(text)]
+    whole = _WHOLE.match(text)
+    if whole and (alone or (next_word is not None and AMOUNT.match(next_word))):
+        spans.append(whole.span(1))
+    return [(a, b) for a, b in spans if text[a:b].upper() not in CURRENCIES]
+
+
+def settle_currency(glyphs: Sequence[Glyph], spans: Sequence[tuple[int, int]]) -> str:
+    """The token ``glyphs`` spell, each of ``spans`` (from :func:`places`) made a
+    currency by one runner-up glyph where the network offered one."""
+    text = "".join(g.char for g in glyphs)
+    for a, b in spans:
+        best: tuple[float, int, str] | None = None
+        for i in range(a, b):
+            for alt, p in glyphs[i].alternatives:
+                cand = text[a:i] + alt + text[i + 1 : b]
+                if alt.isalpha() and cand.upper() in CURRENCIES and (best is None or p > best[0]):
+                    best = (p, i, alt)
+        if best is not None:
+            _, i, alt = best
+            alt = alt.upper() if text[i].isupper() else alt.lower()
+            text = text[:i] + alt + text[i + 1 :]
+    return text
