@@ -23,7 +23,7 @@ from ocrq.models.states import LoadedModel
 from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
 from ocrq.stages.deskew import estimate_skew, should_deskew, straighten
-from ocrq.stages.detect import DetectOptions, Region, detect
+from ocrq.stages.detect import DetectOptions, Region, detect, grow_to_line, quad_height
 from ocrq.stages.frames import Quad, line_crops, to_submitted
 from ocrq.stages.leaders import leader_dots
 from ocrq.stages.lexicon import get_lexicon
@@ -92,6 +92,9 @@ class EngineOptions:
     # least this confidence: the second look that finds lone digits without
     # adding lines made of noise.
     weak_min_confidence: float = 0.98
+    # ... read at the page's median line height and at least this share of it
+    # wide (0 = as DB boxed it).
+    weak_min_aspect: float = 0.7
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -248,6 +251,21 @@ class Engine:
         weak = [i for i, r in enumerate(regions) if r.weak]
         if not weak:
             return regions, polygons, votes
+        heights = [quad_height(r.polygon) for r in regions if not r.weak]
+        if heights and self.options.weak_min_aspect:
+            # DB's kernel of a thin glyph is a sliver, and its unclipped box
+            # cuts the glyph ("1" read from its middle): read each candidate at
+            # the page's line height, about a character cell wide.
+            line_h = float(np.median(heights))
+            grown = {i: grow_to_line(regions[i].polygon, line_h, self.options.weak_min_aspect)
+                     for i in weak}
+            if not skew:  # on the upright page: inside it, as detect() leaves boxes
+                h, w = upright.shape[:2]
+                grown = {i: np.clip(q, 0, [w - 1, h - 1]).astype(np.float32)
+                         for i, q in grown.items()}
+            regions = [replace(r, polygon=grown[i]) if i in grown else r
+                       for i, r in enumerate(regions)]
+            polygons = [grown.get(i, p) for i, p in enumerate(polygons)]
         crops = line_crops(upright, [regions[i].polygon for i in weak], skew)
         opts = replace(self.options.recognize, languages=())  # the network's own reading
         read = recognize(self.registry.get(ModelKind.STR), crops, opts)

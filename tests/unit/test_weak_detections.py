@@ -46,3 +46,35 @@ def test_weak_candidates_are_kept_only_when_read_confidently(engine: Engine) -> 
     kept, kept_polys, kept_votes = engine._confirm(page, regions, polygons, votes, 0.0)
     assert [r.score for r in kept] == [0.9, 0.4] and kept[1].weak
     assert len(kept_polys) == len(kept_votes) == 2 and kept_votes[1] == (False, 0.9)
+
+
+def test_a_thin_glyph_is_read_at_the_line_height_not_from_its_sliver(engine: Engine) -> None:
+    import copy
+    from dataclasses import replace
+
+    page = np.full((120, 480, 3), 255, np.uint8)
+    line = render_page(["TOTAL 12.50"], size=28, margin=4)
+    one = render_page(["1"], size=28, margin=4)
+    lh, lw = line.shape[:2]
+    page[10 : 10 + lh, 20 : 20 + lw] = line
+    page[70 : 70 + one.shape[0], 40 : 40 + one.shape[1]] = one
+    ink = np.argwhere(page[70 : 70 + one.shape[0], 40 : 40 + one.shape[1]].min(axis=2) < 128)
+    (y0, x0), (y1, x1) = ink.min(axis=0) + [70, 40], ink.max(axis=0) + [70, 40]
+    cy = (y0 + y1) / 2
+    # What DB boxes for a lone "1": a sliver of its stroke, shorter than the glyph.
+    sliver = Region(np.array([[x0, cy - 5], [x1 + 1, cy - 5], [x1 + 1, cy + 5], [x0, cy + 5]],
+                             np.float32), 0.42, weak=True)
+    strong = Region(np.array([[20, 10], [20 + lw, 10], [20 + lw, 10 + lh], [20, 10 + lh]],
+                             np.float32), 0.9)
+    regions = [strong, sliver]
+    votes = [(False, 0.99), (False, 0.99)]
+    as_boxed = copy.copy(engine)
+    as_boxed.options = replace(engine.options, weak_min_aspect=0.0)
+    kept, _, _ = as_boxed._confirm(page, regions, [r.polygon for r in regions], votes, 0.0)
+    assert len(kept) == 1  # read from the sliver, the "1" is not confident
+    kept, polys, _ = engine._confirm(page, regions, [r.polygon for r in regions], votes, 0.0)
+    assert len(kept) == 2 and kept[1].weak
+    grown = kept[1].polygon
+    assert grown[:, 1].max() - grown[:, 1].min() >= 0.95 * lh  # the line's height
+    assert grown[:, 1].min() <= y0 and grown[:, 1].max() >= y1  # the whole glyph
+    assert np.array_equal(polys[1], grown)
