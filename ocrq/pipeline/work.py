@@ -42,6 +42,8 @@ def _iso(dt: datetime | None) -> str | None:
 
 # --- reading side (web and webhooks) -------------------------------------------------
 RECHECK_S = 10.0  # an unfinished cached job is compared with its row at most this often
+RESUME_AFTER_S = 10.0  # a finisher cut off this long ago is done by the next one (_resume)
+RESUME_KEY_TTL_S = 3600
 
 
 def document(services: Services, job_id: str) -> dict[str, Any] | None:
@@ -262,9 +264,22 @@ def finish(state: Services, job_id: str, status: JobStatus, *,
     if not retry_io(lambda: store.finish_job(state.db, job_id, status, error=error,
                                              document=document, **fields),
                     f"finishing job {job_id}", retry_for_s):
-        return False  # already terminal (e.g. cancelled while running)
-    finished_at = now_iso()
+        # Already terminal (e.g. cancelled while running), or ended by an earlier run of
+        # this very step that was killed before its second half.
+        try:
+            return _resume(state, job_id, status, retry_for_s)
+        except Exception as exc:  # a mend, not the end itself: never fails the caller
+            log.warning("job %s: could not look at its earlier end: %s", job_id, exc)
+            return False
+    _after_finish(state, job_id, status, now_iso(), error, document, fields, retry_for_s)
+    job_finished(state, job_id, status)
+    return True
 
+
+def _after_finish(state: Services, job_id: str, status: JobStatus, finished_at: str | None,
+                  error: dict[str, Any] | None, document: dict[str, Any] | None,
+                  fields: dict[str, Any], retry_for_s: float) -> None:
+    """finish's second half, once the row is terminal."""
     def after() -> None:
         badcases.keep(state, job_id, status, error=error, document=document)  # needs the image
         state.blobs.delete(state.blobs.key_for(job_id))
@@ -275,7 +290,35 @@ def finish(state: Services, job_id: str, status: JobStatus, *,
                            error=error, result=document, **fields)
 
     retry_io(after, f"caching the end of job {job_id}", retry_for_s)
-    job_finished(state, job_id, status)
+
+
+def _resume(state: Services, job_id: str, status: JobStatus, retry_for_s: float) -> bool:
+    """The row refused the end: True (the caller goes on: its webhook) only when an
+    earlier finisher of this job, ending it the same way, was cut off between its two
+    halves, and this call did the second half for it.
+
+    Seen in the soak (at a836797): a worker SIGKILLed after reorder's COMMIT, before
+    the cache, the image, the webhook. Its message came back after the visibility
+    timeout and ran again; the row refused, and the job kept its image, a cache entry
+    saying running and no webhook. Such a finisher is told apart from a live one by
+    the cache (not terminal), the row (this status, ended ``RESUME_AFTER_S`` ago or
+    more: a live finisher's second half takes milliseconds) and a key taken once.
+    """
+    if state.cache.status(job_id) in TERMINAL or state.cache.get(job_id) is None:
+        return False  # its finisher got through (or nothing is cached to mend)
+    job = store.get_job(state.db, job_id)
+    if job is None or job.status != str(status) or job.finished_at is None:
+        return False
+    age_s = (datetime.now(UTC).replace(tzinfo=None) - job.finished_at).total_seconds()
+    if age_s < RESUME_AFTER_S or not state.redis.set(
+            f"ocrq:finish:resumed:{job_id}", "1", nx=True, ex=RESUME_KEY_TTL_S):
+        return False
+    document = store.get_result(state.db, job_id) if status is JobStatus.SUCCEEDED else None
+    log.warning("job %s ended %.0f s ago but its finisher stopped before the rest: done now",
+                job_id, age_s)
+    _after_finish(state, job_id, status, _iso(job.finished_at), job.error, document,
+                  {"batches_done": job.batches_done, "batches_total": job.batches_total},
+                  retry_for_s)
     return True
 
 

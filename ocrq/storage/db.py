@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -73,15 +74,22 @@ def _skip_needless_reset(engine: Engine) -> None:
     of its Connection until the next statement; a checkout, any statement and any
     error make it dirty, so raw DBAPI use or a failed COMMIT still gets its ROLLBACK.
     """
+    def mark(conn: Any, value: bool) -> None:
+        # An invalidated Connection (its server went away mid-statement) raises on
+        # .info; raising from an event would replace the real error (a 503) with
+        # PendingRollbackError (a 500). Its DBAPI connection is discarded anyway.
+        if conn is not None and not conn.invalidated:
+            with contextlib.suppress(Exception):  # never mask the statement's own error
+                conn.info[_ENDED] = value
+
     def dirty(conn: Any, *_: Any) -> None:
-        conn.info[_ENDED] = False
+        mark(conn, False)
 
     def ended(conn: Any) -> None:
-        conn.info[_ENDED] = True
+        mark(conn, True)
 
     def error(ctx: Any) -> None:
-        if ctx.connection is not None:
-            ctx.connection.info[_ENDED] = False
+        mark(ctx.connection, False)
 
     def checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
         record.info[_ENDED] = False

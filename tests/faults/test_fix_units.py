@@ -323,3 +323,52 @@ def test_the_image_of_a_submit_the_database_refused_is_dropped(
     finally:
         services.redis.delete(key)
         services.redis.zrem(jobs.IN_DOUBT, job_id)
+
+
+def test_a_finisher_killed_after_its_commit_is_completed_by_the_next_run(
+        web_settings: Settings) -> None:
+    # Soak at a836797: a worker SIGKILLed right after reorder committed the job's end,
+    # before the cache, the image and the webhook. The message came back (visibility
+    # timeout) and ran again; the row refused the end and nothing else happened: no
+    # webhook, the image left, the cache saying running.
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ocrq.storage import Job
+    from ocrq.storage.models import utcnow
+
+    services = Services(web_settings)
+
+    def cut_off(age_s: float) -> str:
+        job_id = f"cut{time.time_ns()}"
+        job, _ = store.create_job(services.db, id=job_id, bid="b", tid="t", status="running",
+                                  image_name="p.png", width=1, height=1, batches_done=0)
+        services.blobs.put(job_id, b"png")
+        services.cache.put(job_id, work.flat_from_row(job, None))
+        # The first run's first half, then the kill: the row ended age_s ago.
+        assert store.finish_job(services.db, job_id, JobStatus.SUCCEEDED,
+                                document={"text": "A"}, batches_done=1, batches_total=1)
+        with services.db.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(
+                finished_at=utcnow() - timedelta(seconds=age_s)))
+        return job_id
+
+    old, fresh = cut_off(work.RESUME_AFTER_S + 20), cut_off(0)
+    try:
+        # The redelivered step ends the job again: the row refuses; the rest is done.
+        assert work.finish(services, old, JobStatus.SUCCEEDED, document={"text": "A"})
+        assert services.cache.status(old) == "succeeded"
+        assert services.cache.get(old)["result"] == {"text": "A"}  # type: ignore[index]
+        assert not services.redis.exists(services.blobs.key_for(old))
+        assert store.get_result(services.db, old) == {"text": "A"}  # one result row
+        assert not work.finish(services, old, JobStatus.SUCCEEDED)  # done once
+        # Ended just now: its finisher may be in its second half; not this call's job.
+        assert not work.finish(services, fresh, JobStatus.SUCCEEDED)
+        assert services.redis.exists(services.blobs.key_for(fresh))
+        # Another end (a late failure of a succeeded job) is refused as before.
+        assert not work.finish(services, cut_off(60), JobStatus.FAILED, error={"code": "x"})
+    finally:
+        for job_id in (old, fresh):
+            services.redis.delete(services.blobs.key_for(job_id), services.cache.key(job_id),
+                                  f"ocrq:finish:resumed:{job_id}")

@@ -92,3 +92,26 @@ def test_open_transaction_is_rolled_back_on_return(db: Database, sent: list[str]
     with db.session() as s:  # the ORM's commit: ended, no ROLLBACK on return
         s.execute(select(Job.id)).all()
     assert sent == ["PING", "SELECT", "COMMIT"]
+
+
+def test_a_connection_lost_mid_insert_is_still_a_connection_error(db: Database) -> None:
+    # Soak at a836797: MariaDB restarted during a submit's INSERT; the reset tracking
+    # read .info of the invalidated Connection in the rollback event, and the web
+    # answered 500 (PendingRollbackError) instead of 503 (a retry).
+    from ocrq.pipeline.retry import transient
+
+    store.create_job(db, **new_job("warm"))
+    with db.engine.connect() as conn:
+        conn_id = conn.execute(text("SELECT CONNECTION_ID()")).scalar_one()
+        conn.commit()
+    killer = pymysql.connect(**MARIADB)
+    with killer.cursor() as c:  # the pooled connection dies under the next INSERT
+        c.execute(f"KILL {int(conn_id)}")
+    killer.close()
+    db.engine.pool._pre_ping = False  # type: ignore[attr-defined]  # reach the INSERT
+    with pytest.raises(Exception) as err:
+        store.create_job(db, **new_job("lost"))
+    assert transient(err.value), repr(err.value)
+    db.engine.pool._pre_ping = True  # type: ignore[attr-defined]
+    job, created = store.create_job(db, **new_job("after"))  # the pool recovers
+    assert created and job.id == "after"
