@@ -92,6 +92,10 @@ class EngineOptions:
     # least this confidence: the second look that finds lone digits without
     # adding lines made of noise.
     weak_min_confidence: float = 0.98
+    # ... or at least this, where it sits on the row of a line found outright (a
+    # quantity beside its item, the colon of "key : value") and reads as a
+    # letter, digit or colon, not as what a speck or a rule's end reads as.
+    weak_row_min_confidence: float = 0.6
     # ... read at the page's median line height and at least this share of it
     # wide (0 = as DB boxed it).
     weak_min_aspect: float = 0.7
@@ -118,6 +122,17 @@ def _costed(step: Callable[..., StepResult]) -> Callable[..., StepResult]:
         return replace(result, cost=m.cost)
 
     return costed
+
+
+def _on_a_row(quad: np.ndarray, rows: Sequence[tuple[float, float]]) -> bool:
+    """``quad`` shares at least 60% of its height with one of the (top, bottom) ``rows``."""
+    lo, hi = float(quad[:, 1].min()), float(quad[:, 1].max())
+    return any(min(hi, b) - max(lo, a) >= 0.6 * (hi - lo) for a, b in rows)
+
+
+def _glyph_like(text: str) -> bool:
+    """A letter, a digit or a colon: a speck or a rule's end reads as ".", ",", "-"."""
+    return any(c.isalnum() for c in text) or text.strip() == ":"
 
 
 class Engine:
@@ -269,8 +284,14 @@ class Engine:
         crops = line_crops(upright, [regions[i].polygon for i in weak], skew)
         opts = replace(self.options.recognize, languages=())  # the network's own reading
         read = recognize(self.registry.get(ModelKind.STR), crops, opts)
+        rows = [(float(r.polygon[:, 1].min()), float(r.polygon[:, 1].max()))
+                for r in regions if not r.weak]
+        keep_weak = {i for i, r in zip(weak, read, strict=True)
+                     if r.confidence >= self.options.weak_min_confidence
+                     or (r.confidence >= self.options.weak_row_min_confidence
+                         and _glyph_like(r.text) and _on_a_row(regions[i].polygon, rows))}
         drop = {i for i, r in zip(weak, read, strict=True)
-                if not r.text.strip() or r.confidence < self.options.weak_min_confidence}
+                if not r.text.strip() or i not in keep_weak}
         keep = [i for i in range(len(regions)) if i not in drop]
         return ([regions[i] for i in keep], [polygons[i] for i in keep],
                 [votes[i] for i in keep] if votes else votes)

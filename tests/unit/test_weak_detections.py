@@ -78,3 +78,38 @@ def test_a_thin_glyph_is_read_at_the_line_height_not_from_its_sliver(engine: Eng
     assert grown[:, 1].max() - grown[:, 1].min() >= 0.95 * lh  # the line's height
     assert grown[:, 1].min() <= y0 and grown[:, 1].max() >= y1  # the whole glyph
     assert np.array_equal(polys[1], grown)
+
+
+def test_on_its_row_a_less_confident_glyph_is_kept_off_it_not(engine: Engine) -> None:
+    import copy
+    from dataclasses import replace
+
+    from ocrq.engine import _glyph_like, _on_a_row
+
+    rows = [(10.0, 40.0)]
+    assert _on_a_row(np.float32([[0, 12], [9, 12], [9, 38], [0, 38]]), rows)
+    assert not _on_a_row(np.float32([[0, 30], [9, 30], [9, 60], [0, 60]]), rows)
+    assert _glyph_like("1") and _glyph_like(":") and _glyph_like("x")
+    assert not _glyph_like(".") and not _glyph_like("-") and not _glyph_like("'")
+
+    page = np.full((140, 480, 3), 255, np.uint8)
+    line = render_page(["TOTAL 12.50"], size=28, margin=4)
+    one = render_page(["1"], size=28, margin=4)
+    lh, lw = line.shape[:2]
+    page[10 : 10 + lh, 120 : 120 + lw] = line
+    strong = Region(np.array([[120, 10], [120 + lw, 10], [120 + lw, 10 + lh], [120, 10 + lh]],
+                             np.float32), 0.9)
+    # Only the row rule may keep a candidate here (no read reaches 1.01).
+    strict = copy.copy(engine)
+    strict.options = replace(engine.options, weak_min_confidence=1.01)
+    kept_counts = []
+    for y in (10, 90):  # on the line's row, then below it
+        pg = page.copy()
+        pg[y : y + one.shape[0], 40 : 40 + one.shape[1]] = one
+        box = np.array([[40, y], [40 + one.shape[1], y], [40 + one.shape[1], y + one.shape[0]],
+                        [40, y + one.shape[0]]], np.float32)
+        regions = [strong, Region(box, 0.42, weak=True)]
+        kept, _, _ = strict._confirm(pg, regions, [r.polygon for r in regions],
+                                     [(False, 0.99)] * 2, 0.0)
+        kept_counts.append(len(kept))
+    assert kept_counts == [2, 1]
