@@ -33,7 +33,7 @@ from pathlib import Path
 from _common import REPO  # noqa: F401  first: checks that ocrq is installed
 from _service import line_image
 
-from ocrq.chaos.driver import Chaos, MemoryLimit
+from ocrq.chaos.driver import Chaos, MemoryLimit, Supervisor
 from ocrq.chaos.rig import Audit, Rig
 from ocrq.engine import Engine
 from ocrq.images import decode_image
@@ -91,6 +91,8 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         chaos = Chaos(rig, seed=args.seed)
         oom = MemoryLimit(chaos, 150 * 2**20)
         oom.start()
+        supervisor = Supervisor(chaos)  # compose's restart: unless-stopped
+        supervisor.start()
         ids, expected, events = [], {}, []
         bad = rig.submit(poison(), "poison.png")
         t0 = time.monotonic()
@@ -121,6 +123,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             left = str(exc)
         done = time.monotonic() - t0
         oom.stop()
+        supervisor.stop()
         rig.wait_webhooks([bad, *ids], timeout_s=120)
         may_fail = flushed(rig, ids) if args.flush else {}
         audit = rig.audit([bad, *ids], expected, {bad: "worker_lost", **may_fail})
@@ -130,14 +133,15 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
 
 def report(args: argparse.Namespace, audit: Audit, chaos: Chaos, oom: MemoryLimit,
            events: list[tuple[float, str]], submitted: float, done: float, left: str) -> None:
-    kinds = {k: sum(1 for x in chaos.kills if x.what == k) for k in ("child", "worker", "oom")}
+    kinds = {k: sum(1 for x in chaos.kills if x.what == k)
+             for k in ("child", "worker", "oom", "exited")}
     rows = [
         ("jobs (+1 poison)", f"{args.jobs} (+1)"),
         ("submitted in / all terminal after", f"{submitted:.0f} s / {done:.0f} s"),
         ("statuses", ", ".join(f"{k} {v}" for k, v in sorted(audit.statuses.items()))),
         ("failure codes", ", ".join(f"{k} {v}" for k, v in sorted(audit.errors.items())) or "-"),
-        ("kills: children / whole workers / memory limit",
-         f"{kinds['child']} / {kinds['worker']} / {kinds['oom']}"),
+        ("kills: children / whole workers / memory limit (+ nodes exited, restarted)",
+         f"{kinds['child']} / {kinds['worker']} / {kinds['oom']} (+ {kinds['exited']})"),
         ("faults (s after the first submit)", "; ".join(f"{n} at {t:.0f}" for t, n in events)),
         ("webhook POSTs received / duplicates (same event id)",
          f"{audit.webhooks} / {audit.duplicate_webhooks}"),

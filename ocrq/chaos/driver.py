@@ -5,7 +5,8 @@ Kills pick their victim at random (seeded) among the processes under the
 rig's worker nodes (a prefork child, which Celery replaces; a GPU worker's
 tensor server, which its worker restarts; a threads-pool worker's one process,
 which takes its node with it) or a whole worker node, which the driver starts
-again as its supervisor would. :class:`MemoryLimit` SIGKILLs any
+again as its supervisor would. :class:`Supervisor` restarts a node that exited
+on its own, as the deployment's restart policy does. :class:`MemoryLimit` SIGKILLs any
 worker process whose resident memory grows past its limit: a page too large
 for the worker's memory kills it each time it is decoded, as in production.
 """
@@ -28,7 +29,7 @@ from ocrq.chaos.rig import Rig
 @dataclass
 class Kill:
     at: float  # time.monotonic()
-    what: str  # "child" | "worker"
+    what: str  # "child" | "worker" | "oom" | "exited" (restarted by the Supervisor)
     target: str  # node name
     pid: int
 
@@ -66,12 +67,13 @@ class Chaos:
         if not candidates:
             return None
         node, victim = self.random.choice(candidates)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim.pid, signal.SIGKILL)
-        kill = Kill(time.monotonic(), "child", node, victim.pid)
-        self.kills.append(kill)
-        if self._is_node(node, victim.pid):  # its one process was the node: gone with it
-            self._restart(node)
+        with self.lock:  # the Supervisor must not see the node gone before its restart
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim.pid, signal.SIGKILL)
+            kill = Kill(time.monotonic(), "child", node, victim.pid)
+            self.kills.append(kill)
+            if self._is_node(node, victim.pid):  # its one process was the node: gone with it
+                self._restart(node)
         return kill
 
     def kill_worker(self, node: str | None = None) -> Kill:
@@ -139,12 +141,41 @@ class MemoryLimit(threading.Thread):
                             self._kill(node, p.pid)
 
     def _kill(self, node: str, pid: int) -> None:
-        was_node = self.chaos._is_node(node, pid)
-        os.kill(pid, signal.SIGKILL)
-        self.killed.append(pid)
-        self.chaos.kills.append(Kill(time.monotonic(), "oom", node, pid))
-        if was_node:  # the node itself: started again
-            self.chaos._restart(node)
+        with self.chaos.lock:
+            was_node = self.chaos._is_node(node, pid)
+            os.kill(pid, signal.SIGKILL)
+            self.killed.append(pid)
+            self.chaos.kills.append(Kill(time.monotonic(), "oom", node, pid))
+            if was_node:  # the node itself: started again
+                self.chaos._restart(node)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class Supervisor(threading.Thread):
+    """Starts again a worker node that exited on its own, as the deployment's
+    ``restart: unless-stopped`` (compose) does; each is recorded as an "exited" kill.
+
+    Celery's main process exits ("Unrecoverable error: WorkerLostError('Could not
+    start worker processes')") when a pool child is SIGKILLed while its pool starts.
+    In a soak run at e70ed6a that left the cpu queue without a worker, and intake
+    refused every job (503 no_live_worker) until the run gave up.
+    """
+
+    def __init__(self, chaos: Chaos, period_s: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.chaos, self.period_s = chaos, period_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.period_s):
+            with self.chaos.lock:  # kills and their restarts happen under it
+                for name, proc in list(self.chaos.rig.cluster.processes.items()):
+                    if proc.worker is not None and not proc.running():
+                        self.chaos.kills.append(Kill(time.monotonic(), "exited", name,
+                                                     proc.pid))
+                        self.chaos._restart(name)
 
     def stop(self) -> None:
         self.stopped.set()
