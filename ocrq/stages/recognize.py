@@ -32,6 +32,7 @@ from ocrq.stages.ctc import Scores
 from ocrq.stages.currency import places, settle_currency
 from ocrq.stages.lexicon import Glyph, Lexicon, get_lexicon
 from ocrq.stages.segments import blank_runs, space_peaks
+from ocrq.stages.uncovered import recover
 from ocrq.stages.zero_o import settle_word
 
 # Longest run of soft-broken tokens regrouped (the search is quadratic in it).
@@ -63,6 +64,9 @@ class RecognizeOptions:
     # word ("INC LUSIVE", "STAT IONERY": the narrow I and L of monospaced
     # receipt fonts leave wide blanks) is taken back (:func:`_rejoin`).
     rejoin: bool = True
+    # A blob of ink no emitted character sits on gets the best non-blank class
+    # there when it holds at least this probability (stages/uncovered.py); 1 = off.
+    uncovered_min_prob: float = 0.3
     # A short code in a currency's place settled to a currency symbol among the
     # network's runner-ups ("RH13.65" -> "RM13.65": stages/currency.py).
     currencies: bool = True
@@ -195,10 +199,17 @@ def decode(
     keep = idx != 0
     keep[1:] &= idx[1:] != idx[:-1]
     steps = np.flatnonzero(keep)
+    stride = width / len(idx) if width else 0.0
+    if ink is not None and opts.uncovered_min_prob < 1.0:
+        found = recover(scores, steps, ink.columns, stride, charset, opts.uncovered_min_prob)
+        if found:
+            idx, best = idx.copy(), best.copy()
+            for t, c, p in found:
+                idx[t], best[t] = c, p
+            steps = np.sort(np.concatenate([steps, [t for t, _, _ in found]])).astype(steps.dtype)
     if steps.size == 0:
         return Recognized("", 0.0)
     chars = [charset[k] if k < len(charset) else "" for k in idx[steps]]
-    stride = width / len(idx) if width else 0.0
     spacing = _spacing(steps, chars, ink, stride, scores.space)
     tokens, soft = _tokens(chars, spacing, opts)
     if lexicon is not None and opts.rejoin:
