@@ -17,11 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ocrq.plugins import Plugin, StageInput, StageSpec
-from ocrq.suite.checkbox_cv import Box, detect, ink_mask
+from ocrq.suite.checkbox_cv import Box, detect, form_ink
 from ocrq.suite.params import params_model
 
 # Tuned on generated forms (tests/unit/test_checkbox.py: boxes ticked with a
@@ -129,7 +128,23 @@ def label_text(box: Box, ln: Line, p: dict[str, Any]) -> str:
     return " ".join(words)
 
 
-def is_glyph(box: Box, ink: np.ndarray, lines: list[Line], p: dict[str, Any]) -> bool:
+def _stem(box: Box, ink: np.ndarray) -> bool:
+    """A side that runs on past the top or the bottom for a third of the box: the
+    stem of "d", "b", "p", "q" beside its bowl (a box's sides stop at its corners)."""
+    reach = max(2, box.h // 3)
+    above, below = slice(max(0, box.y - reach), box.y), slice(box.y + box.h,
+                                                             box.y + box.h + reach)
+    for col in (box.x, box.x + box.w - 1):
+        near = slice(max(0, col - 1), col + 2)
+        for rows in (above, below):
+            run = ink[rows, near] > 0
+            if len(run) == reach and bool(run.any(axis=1).all()):
+                return True
+    return False
+
+
+def is_glyph(box: Box, fill: float, ink: np.ndarray, lines: list[Line],
+             p: dict[str, Any]) -> bool:
     """An outline that is a letter: inside a recognised line, with ink right next
     to it on the row (within a word). Square letters ("a", "e", "o" thickened by a
     scan) are lower-case sized: a box in the line is as tall as its capitals."""
@@ -138,6 +153,9 @@ def is_glyph(box: Box, ink: np.ndarray, lines: list[Line], p: dict[str, Any]) ->
     if not holding or (box.shape == "box" and box.h >= float(p["glyph_height"]) * min(
             ln.y1 - ln.y0 for ln in holding)):
         return False
+    # an empty bowl with a stem: "d", "b", "p", "q" (a tick out of a box fills it)
+    if box.shape == "box" and fill < float(p["ticked_fill"]) and _stem(box, ink):
+        return True
     gap = max(2, int(round(float(p["glyph_gap"]) * box.side)))
     top, bottom = max(0, box.y - box.h // 2), box.y + box.h + box.h // 2
     strips = [ink[top:bottom, max(0, box.x - gap):max(0, box.x - 1)] > 0,
@@ -153,12 +171,11 @@ def run_checkbox(page: StageInput) -> dict[str, Any]:
     h, w = page.image.shape[:2]
     width, height = (h, w) if rotation in (90, 270) else (w, h)
     lines = upright_lines(page)
-    gray = cv2.cvtColor(page.image, cv2.COLOR_BGR2GRAY)
-    ink = ink_mask(gray, p)
+    ink, rules = form_ink(page.image, p)  # rules beside a box are no letters' ink either
     threshold = float(p["ticked_fill"])
     out = []
-    for box, fill in detect(page.image, p):
-        if is_glyph(box, ink, lines, p):
+    for box, fill in detect(ink, rules, p):
+        if is_glyph(box, fill, ink, lines, p):
             continue
         corners = np.array([[box.x, box.y], [box.x + box.w, box.y],
                             [box.x + box.w, box.y + box.h], [box.x, box.y + box.h]], np.float64)

@@ -1,20 +1,30 @@
 """Classic-CV checkbox and radio-button finding for the ``checkbox`` stage
-(ocrq/suite/checkbox.py): every number comes from the ``chk`` model's parameters.
+(ocrq/suite/checkbox.py): every tuned number comes from the ``chk`` model's
+parameters (the shares named below are "most", not tuned: the pinned parameters
+of installed repositories stay valid).
 
 Square outlines have four straight inked sides and square corners; they are
 found on horizontal/vertical stroke maps, so a tick or a cross through a box
-does not break them. Round outlines are circular, convex and inked all around.
-A box is ticked when enough ink is inside it, its border left out.
+does not break them. Table rules are taken out first (boxes touch them); a box
+whose side lay on a rule gets that side back from the rule. Round outlines are
+circular, convex and inked all around. A box is ticked when enough ink is
+inside it, its border left out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+
+# "mostly paper inside": a corner pixel may be missing (_corners) on such an outline
+HOLLOW = 0.5
+# "mostly inked": the row beside a rule goes with the rule (without_rules)
+RULE_EDGE = 0.5
 
 
 @dataclass(frozen=True)
@@ -96,27 +106,82 @@ def refine(ink: np.ndarray, x: int, y: int, w: int, h: int, band: int
     return x0 + left, y0 + top, right - left + 1, bottom - top + 1
 
 
-def _corners(patch: np.ndarray, frac: float) -> bool:
-    """Ink near all four corners: a box has square corners, ``o``, ``O``, ``D`` do not."""
+def _corners(patch: np.ndarray, frac: float, hollow: bool) -> bool:
+    """Ink near all four corners: a box has square corners, ``o``, ``O``, ``D`` do not.
+    On a ``hollow`` outline a corner may miss its own pixel when both sides run up
+    to it: blur and JPEG take that pixel where the light outer edges of a small
+    printed box meet (a dot or a blurred letter is a blob with rounded corners)."""
     c = max(1, int(round(frac * min(patch.shape))))
-    return all(q.any() for q in (patch[:c, :c], patch[:c, -c:], patch[-c:, :c], patch[-c:, -c:]))
+    qs = (patch, patch[:, ::-1], patch[::-1], patch[::-1, ::-1])  # each corner at q[0, 0]
+    return all(q[:c, :c].any() or (hollow and q[0, 1] and q[1, 0]) for q in qs)
 
 
-def _square_at(ink: np.ndarray, cand: tuple[int, int, int, int], k: int, lo: int, hi: int,
+def _inner_ink(patch: np.ndarray, band: int) -> float:
+    """Ink share inside the outline's band."""
+    inner = patch[band:-band, band:-band]
+    return float(inner.mean()) if inner.size else 1.0
+
+
+def _square_on(ink: np.ndarray, cand: tuple[int, int, int, int], k: int, lo: int, hi: int,
                p: dict[str, Any]) -> Box | None:
     band = max(2, int(round(float(p["side_band"]) * min(cand[2:]))))
     x, y, w, h = refine(ink, *cand, band)
-    if not (max(lo, 1.1 * k) <= min(w, h) and max(w, h) <= min(hi, 1.8 * k + 2)
+    # sides at least k long are what the scale's opening kept (refine may trim the
+    # candidate's light rim below 1.1 k, where the next scale down may have merged it)
+    if not (max(lo, k) <= min(w, h) and max(w, h) <= min(hi, 1.8 * k + 2)
             and max(w, h) <= float(p["max_aspect"]) * min(w, h)):
         return None
     patch = ink[y:y + h, x:x + w] > 0
     cover = min(sides(patch, band))
-    if cover < float(p["side_cover"]) or not _corners(patch, float(p["corner"])):
+    if cover < float(p["side_cover"]):
+        return None
+    hollow = _inner_ink(patch, band) < HOLLOW
+    if not _corners(patch, float(p["corner"]), hollow):
         return None
     return Box(x, y, w, h, "box", round(cover, 3))
 
 
-def find_squares(ink: np.ndarray, p: dict[str, Any]) -> list[Box]:
+def _square_at(ink: np.ndarray, rules: np.ndarray, cand: tuple[int, int, int, int], k: int,
+               lo: int, hi: int, p: dict[str, Any]) -> Box | None:
+    """The box at a candidate; failing that, near a table rule, the box short of one
+    side: that side lay on the rule and went with it (:func:`without_rules`), so
+    the rule's pixels around the candidate are put back; the other three sides
+    must stand alone."""
+    box = _square_on(ink, cand, k, lo, hi, p)
+    if box is not None:
+        return box
+    x, y, w, h = cand
+    m = max(w, h) // 2 + 2
+    x0, y0 = max(0, x - m), max(0, y - m)
+    near = rules[y0:y + h + m, x0:x + w + m]
+    if not near.any():
+        return None
+    b = max(2, int(round(float(p["side_band"]) * min(w, h))))
+    cover = sides(ink[y:y + h, x:x + w] > 0, b)
+    if sum(c >= float(p["side_cover"]) for c in cover) != 3:
+        return None  # a box short of one side, or none
+    # the weak side (top, bottom, left, right) starts a band further out: refine
+    # looks inwards from there and meets the rule's rows first
+    weak = int(np.argmin(cover))
+    grow = [(0, -b, 0, b), (0, 0, 0, b), (-b, 0, b, 0), (0, 0, b, 0)][weak]
+    local = ink[y0:y + h + m, x0:x + w + m]
+    gx, gy = max(0, x - x0 + grow[0]), max(0, y - y0 + grow[1])
+    gw = min(local.shape[1], x - x0 + w + grow[0] + grow[2]) - gx
+    gh = min(local.shape[0], y - y0 + h + grow[1] + grow[3]) - gy
+    box = _square_on(local, (gx, gy, gw, gh), k, lo, hi, p)
+    if box is not None:  # the side was there, a pixel or two out of the candidate
+        return dataclasses.replace(box, x=box.x + x0, y=box.y + y0)
+    box = _square_on(local | near, (gx, gy, gw, gh), k, lo, hi, p)
+    if box is None:
+        return None
+    box = dataclasses.replace(box, x=box.x + x0, y=box.y + y0)
+    band = max(2, int(round(float(p["side_band"]) * box.side)))
+    own = sides(ink[box.y:box.y + box.h, box.x:box.x + box.w] > 0, band)
+    # the rule gave exactly the missing side: three sides of its own
+    return box if sum(c >= float(p["side_cover"]) for c in own) == 3 else None
+
+
+def find_squares(ink: np.ndarray, rules: np.ndarray, p: dict[str, Any]) -> list[Box]:
     """Outlines with four straight inked sides and square corners. Candidates are
     the components of the horizontal+vertical stroke map at a scale near their
     size (largest first, so a box's inner fill is not taken for a box): a tick
@@ -132,7 +197,7 @@ def find_squares(ink: np.ndarray, p: dict[str, Any]) -> list[Box]:
             x, y, w, h, _area = (int(v) for v in stats[i])
             if min(w, h) < 1.1 * k - 2 or max(w, h) > 1.8 * k + 2:
                 continue
-            box = _square_at(ink, (x, y, w, h), k, lo, hi, p)
+            box = _square_at(ink, rules, (x, y, w, h), k, lo, hi, p)
             if box and not any(_overlaps(box, b) or _inside(box, b) for b in found):
                 found.append(box)
     return found
@@ -140,12 +205,13 @@ def find_squares(ink: np.ndarray, p: dict[str, Any]) -> list[Box]:
 
 def _ring(ink: np.ndarray, box: Box) -> float:
     """Share of 48 points on the outline's circle with ink within 2 px."""
-    near = cv2.dilate(ink, np.ones((5, 5), np.uint8))
-    cx, cy, r = box.x + box.w / 2, box.y + box.h / 2, box.side / 2 - 1.5
+    x0, y0 = max(0, box.x - 3), max(0, box.y - 3)  # the box's window, not the page
+    near = cv2.dilate(ink[y0:box.y + box.h + 3, x0:box.x + box.w + 3], np.ones((5, 5), np.uint8))
+    cx, cy, r = box.x + box.w / 2 - x0, box.y + box.h / 2 - y0, box.side / 2 - 1.5
     hits = 0
     for a in np.linspace(0, 2 * math.pi, 48, endpoint=False):
         px, py = int(round(cx + r * math.cos(a))), int(round(cy + r * math.sin(a)))
-        hits += bool(0 <= py < ink.shape[0] and 0 <= px < ink.shape[1] and near[py, px])
+        hits += bool(0 <= py < near.shape[0] and 0 <= px < near.shape[1] and near[py, px])
     return hits / 48
 
 
@@ -191,27 +257,50 @@ def _inside(a: Box, b: Box) -> bool:
             and a.y + a.h <= b.y + b.h + 1)
 
 
+def _within(a: Box, b: Box) -> bool:
+    """``a`` inside ``b`` and clear of its outline all round."""
+    return (a.x > b.x + 1 and a.y > b.y + 1 and a.x + a.w < b.x + b.w - 1
+            and a.y + a.h < b.y + b.h - 1)
+
+
 def _overlaps(a: Box, b: Box) -> bool:
     ix = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
     iy = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
     return ix > 0 and iy > 0 and ix * iy > 0.3 * min(a.w * a.h, b.w * b.h)
 
 
-def without_rules(ink: np.ndarray, longest: int) -> np.ndarray:
+def without_rules(ink: np.ndarray, longest: int) -> tuple[np.ndarray, np.ndarray]:
     """Ink less the straight rules longer than any box (a form's table lines), which
-    boxes often touch; a box's own sides are shorter and stay."""
+    boxes often touch; a box's own sides are shorter and stay. And the rules."""
     n = longest + 2
-    rules = (cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, n), np.uint8))
-             | cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((n, 1), np.uint8)))
-    return ink & ~rules
+
+    def rule(along: tuple[int, int], across: tuple[int, int]) -> np.ndarray:
+        found = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones(along, np.uint8))
+        # its blurred edge, a pixel beside it: inked in pieces, too broken to be a
+        # rule itself, yet its pieces would join the boxes along the rule; a box's
+        # own side there is short and leaves that edge mostly paper
+        edge = cv2.dilate(found, np.ones(across, np.uint8)) & ink & ~found
+        dense = cv2.boxFilter(edge, cv2.CV_32F, along[::-1]) >= RULE_EDGE * 255
+        return found | (edge & np.where(dense, 255, 0).astype(np.uint8))
+
+    rules = rule((1, n), (3, 1)) | rule((n, 1), (1, 3))
+    return ink & ~rules, rules
 
 
-def detect(image: np.ndarray, p: dict[str, Any]) -> list[tuple[Box, float]]:
-    """Boxes and circles with their interior fill, nested and duplicate ones dropped."""
+def form_ink(image: np.ndarray, p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The page's ink less its table rules (what boxes are found and told from
+    letters on), and the rules."""
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    ink = without_rules(ink_mask(gray, p), side_limits(gray.shape, p)[1])
-    squares = find_squares(ink, p)
-    circles = [c for c in find_circles(ink, p) if not any(_overlaps(c, s) for s in squares)]
+    return without_rules(ink_mask(gray, p), side_limits(gray.shape, p)[1])
+
+
+def detect(ink: np.ndarray, rules: np.ndarray, p: dict[str, Any]) -> list[tuple[Box, float]]:
+    """Boxes and circles on :func:`form_ink` with their interior fill, nested and
+    duplicate ones dropped."""
+    squares = find_squares(ink, rules, p)
+    # a square clear of a circle's outline is a ticked radio button's dot: the circle stays
+    circles = [c for c in find_circles(ink, p)
+               if not any(_overlaps(c, s) and not _within(s, c) for s in squares)]
     boxes = [b for b in squares + circles
              if not any(o is not b and _inside(b, o) for o in squares + circles)]
     return [(b, fill_ratio(ink, b, p)) for b in sorted(boxes, key=lambda b: (b.y, b.x))]

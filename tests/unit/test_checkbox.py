@@ -26,6 +26,7 @@ from ocrq.models.repository import ModelRepository
 from ocrq.plugin_stages import run_stages
 from ocrq.settings import Settings
 from ocrq.suite.checkbox import PARAMS, PARAMS_SHA256
+from ocrq.suite.checkbox_cv import detect, form_ink
 from tests.fixtures import _font, add_noise, jpeg_roundtrip
 
 WORDS = ["Married", "Single", "Yes", "No", "Other", "Owner", "Tenant", "Vacant", "Daily",
@@ -103,6 +104,54 @@ def synthetic_form(seed: int, width: int = 1100, rows: int = 9
     return jpeg_roundtrip(add_noise(bgr, float(rng.uniform(2, 12)), seed), 70), truths
 
 
+def ruled_form(seed: int, width: int = 900, rows: int = 12
+               ) -> tuple[np.ndarray, list[Truth]]:
+    """A dense ruled table, like a US appraisal form: boxes of 11-16 px that nearly
+    fill their cells, touching the rule above or below or the cell's left rule, or
+    with their bottom side on the rule itself. Drawn 4 times larger and shrunk, as a
+    print is scanned: outlines get light rims, small boxes lose corner pixels."""
+    rng = np.random.default_rng(seed)
+    s, side = 4, int(rng.integers(11, 17))
+    row_h, rule = side + int(rng.integers(2, 5)), int(rng.choice([1, 2]))
+    border = float(rng.uniform(1.0, 1.75))
+    font = _font("DejaVuSans", int(side * 0.95) * s)
+    height = row_h * (rows + 2)
+    page = Image.new("L", (width * s, height * s), 255)
+    draw = ImageDraw.Draw(page)
+    cols = [20, width // 2, width - 20]
+    for r in range(1, rows + 2):  # the table's rules
+        draw.rectangle([cols[0] * s, row_h * r * s, cols[-1] * s, (row_h * r + rule) * s - 1], 0)
+    for x in cols:
+        draw.rectangle([x * s, row_h * s, (x + rule) * s - 1, row_h * (rows + 1) * s], 0)
+    truths: list[Truth] = []
+    for r in range(1, rows + 1):
+        top, bottom = row_h * r + rule, row_h * (r + 1)  # the cell between two rules
+        for c0, c1 in zip(cols[:-1], cols[1:], strict=False):
+            x = c0 + rule + (0 if rng.random() < 0.3 else int(rng.integers(3, 8)))
+            while x + side * 8 < c1:
+                where = str(rng.choice(["above", "below", "middle", "on"]))
+                y = {"above": top, "below": bottom - side, "middle": (top + bottom - side) // 2,
+                     "on": bottom + rule - side}[where]
+                t = Truth(x, y, side, "box", bool(rng.random() < 0.3), str(rng.choice(WORDS)))
+                truths.append(t)
+                x0, y0, x1, y1 = x * s, y * s, (x + side) * s - 1, (y + side) * s - 1
+                b = int(border * s)
+                draw.rectangle([x0, y0, x1, y1], 0)
+                draw.rectangle([x0 + b, y0 + b, x1 - b, y1 - b], 255)
+                if t.ticked:  # a cross
+                    a0, a1 = x0 + 0.2 * side * s, x0 + 0.8 * side * s
+                    b0, b1 = y0 + 0.2 * side * s, y0 + 0.8 * side * s
+                    draw.line([a0, b0, a1, b1], 0, int(1.6 * s))
+                    draw.line([a1, b0, a0, b1], 0, int(1.6 * s))
+                tx = x + side + side // 2
+                draw.text((tx * s, (top + bottom) / 2 * s), t.label, font=font, fill=0, anchor="lm")
+                x = tx + int(font.getlength(t.label) / s) + 2 * side
+    img = cv2.resize(np.asarray(page), (width, height), interpolation=cv2.INTER_AREA)
+    img = cv2.GaussianBlur(img, (3, 3), rng.uniform(0.3, 0.7))
+    bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    return jpeg_roundtrip(add_noise(bgr, float(rng.uniform(2, 8)), seed), 75), truths
+
+
 def score(boxes: list[dict[str, Any]], truths: list[Truth]) -> dict[str, int]:
     """Truths matched at IoU >= 0.5 (greedily), and of those: right state, right label."""
     used: set[int] = set()
@@ -141,6 +190,28 @@ def test_generated_forms_boxes_found_ticked_and_labelled(engine: Engine, seed: i
     assert s["matched"] >= 0.9 * s["truths"], s
     assert s["found"] - s["matched"] <= 1, s  # letters are not taken for boxes
     assert s["state"] >= 0.95 * s["matched"] and s["label"] >= 0.9 * s["matched"], s
+
+
+@pytest.mark.parametrize("seed", [0, 1])  # boxes 16 px (rules 2 px) and 13 px
+def test_small_boxes_touching_table_rules_are_found(engine: Engine, seed: int) -> None:
+    img, truths = ruled_form(seed)
+    s = score(_boxes(engine, img), truths)
+    # a side on a rule, a corner pixel lost to the scan: the box is still found
+    assert s["matched"] >= 0.93 * s["truths"], s
+    assert s["found"] - s["matched"] <= 1, s
+    assert s["state"] >= 0.95 * s["matched"] and s["label"] >= 0.9 * s["matched"], s
+
+
+def test_a_side_on_a_rule_comes_back_but_a_rule_makes_no_box_alone() -> None:
+    img = np.full((120, 400), 255, np.uint8)
+    cv2.rectangle(img, (10, 60), (390, 61), 0, -1)  # a table rule, 2 px
+    cv2.rectangle(img, (100, 47), (113, 61), 0, 1)  # its bottom side is the rule
+    img[47:60, 200:213], img[49:58, 202:211] = 0, 255  # 2 px sides, resting on the rule...
+    img[47, 200] = 255  # ...a corner pixel lost
+    cv2.line(img, (300, 47), (300, 60), 0, 1)  # a "U" open at the top, on the rule
+    cv2.line(img, (313, 47), (313, 60), 0, 1)
+    found = detect(*form_ink(img, PARAMS), PARAMS)
+    assert [(b.x, b.y, b.w, b.h) for b, _ in found] == [(100, 47, 14, 15), (200, 47, 13, 13)]
 
 
 def test_the_chk_model_materialises_with_its_pinned_sha256(tmp_path: Path) -> None:
