@@ -60,7 +60,8 @@ def recover(scores: Scores, steps: np.ndarray, columns: np.ndarray, stride: floa
             totals: dict[str, float] = {}
             first: dict[str, int] = {}
             for c in scores.runners(np.array([t]), 0.01, k)[0]:
-                if c == 0 or c == space or not 0 < c < len(charset) or charset[c].isalnum():
+                if (c == 0 or c == space or not 0 < c < len(charset)
+                        or charset[c].isalnum() or not charset[c].strip()):
                     continue  # letters and digits: a wide glyph's other half
                 key = twins.get(c, charset[c])
                 totals[key] = totals.get(key, 0.0) + scores.prob(t, c)
