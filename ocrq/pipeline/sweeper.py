@@ -199,7 +199,7 @@ def _after_data_loss(services: Services, app: Celery, now: datetime) -> list[str
                                 now - window, before, PER_SWEEP):
         if r.sadd(RESENT, job.id):
             r.expire(RESENT, RECOVER_S)
-            enqueue_webhook(app, job.id, s.queue_webhooks)
+            enqueue_webhook(app, job.id, s.queue_webhooks, services)
             out.append(job.id)
     if out:
         log.warning("sweep: Redis lost its data; %d webhooks sent again", len(out))
@@ -261,7 +261,7 @@ def _redrive_webhooks(services: Services, app: Celery) -> list[str]:
         if n > s.webhook_rounds:
             log.warning("webhook for job %s: %d rounds given up; not sent again", job_id, n - 1)
             continue
-        enqueue_webhook(app, job_id, s.queue_webhooks)
+        enqueue_webhook(app, job_id, s.queue_webhooks, services)
         out.append(job_id)
     if out:
         log.warning("sweep: %d webhooks that gave up sent again", len(out))
@@ -346,7 +346,7 @@ def _fail(services: Services, app: Celery, job: Job, code: str, message: str) ->
         return False  # it ended meanwhile
     log.warning("job %s failed by the sweeper: %s", job.id, code)
     if job.callback_url:
-        enqueue_webhook(app, job.id, services.settings.queue_webhooks)
+        enqueue_webhook(app, job.id, services.settings.queue_webhooks, services)
     return True
 
 

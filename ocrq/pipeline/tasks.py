@@ -32,6 +32,7 @@ def _may_run(task: Task, job_id: str, stage: str) -> bool:
     nothing to do and must not leave a start counter behind."""
     state = get_state()
     if retry_io(lambda: work.ended(state, job_id), f"{stage} of job {job_id}"):
+        resend_final_webhook(task.app, state, job_id)
         return False
     error = retry_io(lambda: work.redelivery_error(state, task.request.id, job_id, stage),
                      f"{stage} of job {job_id}")
@@ -122,7 +123,7 @@ def _next(app: Any, state: Any, ctx: JobContext, doc: dict[str, Any], index: int
         state.cache.add_tasks(ctx.job_id, [sig.id])
         sig.apply_async()
     elif ctx.callback:
-        enqueue_webhook(app, ctx.job_id, state.settings.queue_webhooks)
+        enqueue_webhook(app, ctx.job_id, state.settings.queue_webhooks, state)
 
 
 @shared_task(name=T.JOB_FAILED.value, ignore_result=True)
@@ -163,8 +164,30 @@ def fail_job(app: Any, job_id: str, error: dict[str, Any]) -> None:
     state = get_state()
     if work.finish(state, job_id, JobStatus.FAILED, error=error) and retry_io(
             lambda: work.has_callback(state, job_id), f"webhook of job {job_id}"):
-        enqueue_webhook(app, job_id, state.settings.queue_webhooks)
+        enqueue_webhook(app, job_id, state.settings.queue_webhooks, state)
 
 
-def enqueue_webhook(app: Any, job_id: str, queue: str) -> None:
+def enqueue_webhook(app: Any, job_id: str, queue: str, state: Any = None) -> None:
     app.signature(T.WEBHOOK.value, args=(job_id, 1), queue=queue).apply_async()
+    # Recorded after the send: a kill in between makes a late copy send it again (a
+    # duplicate, told apart by its event id), never leaves the job without one.
+    try:
+        work.webhook_enqueued(state or get_state(), job_id)
+    except Exception as exc:  # Redis down: at worst a late copy sends a duplicate
+        log.warning("job %s: webhook not recorded as sent: %s", job_id, exc)
+
+
+def resend_final_webhook(app: Any, state: Any, job_id: str) -> bool:
+    """A late copy of a step found its job over. If that step ended the job and its
+    worker was killed after the cache said so but before the webhook went (soak at
+    aba7c2e: the redelivered reorder returned at once, and the job never got its
+    final webhook), nothing else sends it: this does. True when it sent one."""
+    try:
+        if not work.final_webhook_missing(state, job_id):
+            return False
+        log.warning("job %s ended without its final webhook on its way: sent now", job_id)
+        enqueue_webhook(app, job_id, state.settings.queue_webhooks, state)
+        return True
+    except Exception as exc:  # a mend: never fails the late copy
+        log.warning("job %s: final webhook not looked at: %s", job_id, exc)
+        return False

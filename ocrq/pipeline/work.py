@@ -339,6 +339,25 @@ def time_limit_error(task: str | None, limit_s: float) -> dict[str, Any]:
 
 
 # --- webhooks --------------------------------------------------------------------------
+def _sent_key(job_id: str) -> str:
+    return f"ocrq:webhook:sent:{job_id}"
+
+
+def webhook_enqueued(state: Services, job_id: str) -> None:
+    """Note that the job's final webhook is on its way (for as long as its status)."""
+    state.redis.set(_sent_key(job_id), "1", ex=max(1, state.settings.result_cache_ttl_s))
+
+
+def final_webhook_missing(state: Services, job_id: str) -> bool:
+    """Whether the job ended (succeeded or failed) with a callback and no final webhook
+    was ever enqueued for it (a cancel sends none)."""
+    if state.redis.exists(_sent_key(job_id)):
+        return False
+    job = store.get_job(state.db, job_id)
+    return (job is not None and bool(job.callback_url)
+            and job.status in (str(JobStatus.SUCCEEDED), str(JobStatus.FAILED)))
+
+
 def has_callback(state: Services, job_id: str) -> bool:
     """Whether the job has a callback_url: from its row, which outlives any cache entry."""
     job = store.get_job(state.db, job_id)

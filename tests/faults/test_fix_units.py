@@ -372,3 +372,45 @@ def test_a_finisher_killed_after_its_commit_is_completed_by_the_next_run(
         for job_id in (old, fresh):
             services.redis.delete(services.blobs.key_for(job_id), services.cache.key(job_id),
                                   f"ocrq:finish:resumed:{job_id}")
+
+
+def test_a_late_copy_sends_the_final_webhook_a_killed_finisher_did_not(
+        web_settings: Settings) -> None:
+    # Soak at aba7c2e: reorder's worker was SIGKILLed after the job's end was cached
+    # and before its webhook was sent; the redelivered reorder saw the job ended and
+    # returned, and the job never got its final webhook.
+    from ocrq.pipeline import tasks
+    from ocrq.pipeline.app import create_celery_app
+
+    services = Services(web_settings)
+    app = create_celery_app(web_settings)
+    queue = web_settings.queue_webhooks
+
+    def ended(status: JobStatus, callback: bool = True) -> str:
+        job_id = f"late{time.time_ns()}"
+        store.create_job(services.db, id=job_id, bid="b", tid="t", status="running",
+                         image_name="p.png", width=1, height=1, batches_done=0,
+                         callback_url="http://127.0.0.1:9/hook" if callback else None)
+        assert work.finish(services, job_id, status, error=None)
+        return job_id
+
+    def sent() -> list[str]:
+        return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0]
+                for m in services.redis.lrange(queue, 0, -1)]
+
+    cut_off, cancelled = ended(JobStatus.SUCCEEDED), ended(JobStatus.CANCELLED)
+    no_hook, sent_by_finisher = ended(JobStatus.SUCCEEDED, callback=False), ended(
+        JobStatus.FAILED)
+    try:
+        assert tasks.resend_final_webhook(app, services, cut_off)  # the killed one's
+        assert not tasks.resend_final_webhook(app, services, cut_off)  # once
+        assert not tasks.resend_final_webhook(app, services, cancelled)  # a cancel: none
+        assert not tasks.resend_final_webhook(app, services, no_hook)
+        assert sent() == [cut_off]
+        # A job whose finisher sent it: nothing more.
+        tasks.enqueue_webhook(app, sent_by_finisher, queue, services)
+        assert not tasks.resend_final_webhook(app, services, sent_by_finisher)
+        assert sorted(sent()) == sorted([cut_off, sent_by_finisher])
+    finally:
+        for job_id in (cut_off, cancelled, no_hook, sent_by_finisher):
+            services.redis.delete(f"ocrq:webhook:sent:{job_id}", services.cache.key(job_id))
