@@ -450,9 +450,11 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                 continue
             spans = places(word, texts[n + 1] if n + 1 < len(texts) else None,
                            alone=len(texts) == 1) if opts.currencies else []
-            if spans:
-                word = settle_currency(
-                    _glyphs(scores, steps, idx, token, word, charset, lexicon), spans)
+            for a, b in spans:  # runner-ups looked up for the span's few glyphs only
+                part = settle_currency(
+                    _glyphs(scores, steps, idx, token[a:b], word[a:b], charset, lexicon),
+                    [(0, b - a)])
+                word = word[:a] + part + word[b:]
             if lexicon.needs(word):
                 word = lexicon.correct(_glyphs(scores, steps, idx, token, word, charset, lexicon))
             words.append(word)
