@@ -23,7 +23,7 @@ from ocrq.models.states import LoadedModel
 from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
 from ocrq.stages.deskew import estimate_skew, should_deskew, straighten
-from ocrq.stages.detect import DetectOptions, Region, detect, grow_to_line, quad_height
+from ocrq.stages.detect import DetectOptions, Region, detect
 from ocrq.stages.frames import Quad, line_crops, to_submitted
 from ocrq.stages.leaders import leader_dots
 from ocrq.stages.lexicon import get_lexicon
@@ -35,6 +35,7 @@ from ocrq.stages.rotate import (
     lines_run_sideways,
     rotate_image,
 )
+from ocrq.stages.second_look import WeakRules, confirm
 
 
 @dataclass(frozen=True)
@@ -122,17 +123,6 @@ def _costed(step: Callable[..., StepResult]) -> Callable[..., StepResult]:
         return replace(result, cost=m.cost)
 
     return costed
-
-
-def _on_a_row(quad: np.ndarray, rows: Sequence[tuple[float, float]]) -> bool:
-    """``quad`` shares at least 60% of its height with one of the (top, bottom) ``rows``."""
-    lo, hi = float(quad[:, 1].min()), float(quad[:, 1].max())
-    return any(min(hi, b) - max(lo, a) >= 0.6 * (hi - lo) for a, b in rows)
-
-
-def _glyph_like(text: str) -> bool:
-    """A letter, a digit or a colon: a speck or a rule's end reads as ".", ",", "-"."""
-    return any(c.isalnum() for c in text) or text.strip() == ":"
 
 
 class Engine:
@@ -261,40 +251,14 @@ class Engine:
     def _confirm(self, upright: np.ndarray, regions: list[Region], polygons: list[np.ndarray],
                  votes: list[tuple[bool, float]], skew: float
                  ) -> tuple[list[Region], list[np.ndarray], list[tuple[bool, float]]]:
-        """Weak detections kept only where recognition reads them confidently (on the
-        crops it will read); the lists filtered alike."""
-        weak = [i for i, r in enumerate(regions) if r.weak]
-        if not weak:
+        """Weak detections kept only where recognition reads them well enough (on
+        the crops it will read; stages/second_look.py); the lists filtered alike."""
+        if not any(r.weak for r in regions):
             return regions, polygons, votes
-        heights = [quad_height(r.polygon) for r in regions if not r.weak]
-        if heights and self.options.weak_min_aspect:
-            # DB's kernel of a thin glyph is a sliver, and its unclipped box
-            # cuts the glyph ("1" read from its middle): read each candidate at
-            # the page's line height, about a character cell wide.
-            line_h = float(np.median(heights))
-            grown = {i: grow_to_line(regions[i].polygon, line_h, self.options.weak_min_aspect)
-                     for i in weak}
-            if not skew:  # on the upright page: inside it, as detect() leaves boxes
-                h, w = upright.shape[:2]
-                grown = {i: np.clip(q, 0, [w - 1, h - 1]).astype(np.float32)
-                         for i, q in grown.items()}
-            regions = [replace(r, polygon=grown[i]) if i in grown else r
-                       for i, r in enumerate(regions)]
-            polygons = [grown.get(i, p) for i, p in enumerate(polygons)]
-        crops = line_crops(upright, [regions[i].polygon for i in weak], skew)
-        opts = replace(self.options.recognize, languages=())  # the network's own reading
-        read = recognize(self.registry.get(ModelKind.STR), crops, opts)
-        rows = [(float(r.polygon[:, 1].min()), float(r.polygon[:, 1].max()))
-                for r in regions if not r.weak]
-        keep_weak = {i for i, r in zip(weak, read, strict=True)
-                     if r.confidence >= self.options.weak_min_confidence
-                     or (r.confidence >= self.options.weak_row_min_confidence
-                         and _glyph_like(r.text) and _on_a_row(regions[i].polygon, rows))}
-        drop = {i for i, r in zip(weak, read, strict=True)
-                if not r.text.strip() or i not in keep_weak}
-        keep = [i for i in range(len(regions)) if i not in drop]
-        return ([regions[i] for i in keep], [polygons[i] for i in keep],
-                [votes[i] for i in keep] if votes else votes)
+        o = self.options
+        rules = WeakRules(o.weak_min_confidence, o.weak_row_min_confidence, o.weak_min_aspect)
+        return confirm(upright, regions, polygons, votes, skew,
+                       self.registry.get(ModelKind.STR), o.recognize, rules)
 
     def _directions(self, upright: np.ndarray, regions: Sequence[Region],
                     models: dict[str, int], skew: float) -> list[tuple[bool, float]]:

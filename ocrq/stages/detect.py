@@ -186,18 +186,10 @@ def _quad_height(q: np.ndarray) -> float:
     return float(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
 
 
+
+def quad_width(q: np.ndarray) -> float:
+    return _quad_width(q)
+
+
 def quad_height(q: np.ndarray) -> float:
     return _quad_height(q)
-
-
-def grow_to_line(q: np.ndarray, line_h: float, min_aspect: float) -> np.ndarray:
-    """A weak candidate's quad grown about its centre, along its own axes, to at
-    least the page's line height and ``min_aspect`` of it in width."""
-    q = np.asarray(q, np.float32)
-    c = q.mean(axis=0)
-    ux = (q[1] - q[0]) / max(float(np.linalg.norm(q[1] - q[0])), 1e-6)
-    uy = (q[3] - q[0]) / max(float(np.linalg.norm(q[3] - q[0])), 1e-6)
-    half_w = max(_quad_width(q), min_aspect * line_h) / 2
-    half_h = max(_quad_height(q), line_h) / 2
-    return np.array([c - ux * half_w - uy * half_h, c + ux * half_w - uy * half_h,
-                     c + ux * half_w + uy * half_h, c - ux * half_w + uy * half_h], np.float32)

@@ -150,7 +150,7 @@ def _soft_tokens(*pieces: str) -> tuple[list[list[int]], list[bool], list[str]]:
 
 
 def _rejoined(en: Lexicon, *pieces: str) -> list[str]:
-    from ocrq.stages.recognize import _rejoin
+    from ocrq.stages.rejoin import rejoin as _rejoin
 
     tokens, soft, chars = _soft_tokens(*pieces)
     return ["".join(chars[k] for k in t) for t in _rejoin(tokens, soft, chars, en)]
@@ -174,7 +174,7 @@ def test_soft_breaks_between_words_names_codes_and_amounts_stay(en):
 
 
 def test_a_break_the_network_emitted_is_not_taken_back(en):
-    from ocrq.stages.recognize import _rejoin
+    from ocrq.stages.rejoin import rejoin as _rejoin
 
     tokens, _, chars = _soft_tokens("INC", "LUSIVE")
     assert len(_rejoin(tokens, [False], chars, en)) == 2

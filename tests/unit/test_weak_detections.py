@@ -84,7 +84,8 @@ def test_on_its_row_a_less_confident_glyph_is_kept_off_it_not(engine: Engine) ->
     import copy
     from dataclasses import replace
 
-    from ocrq.engine import _glyph_like, _on_a_row
+    from ocrq.stages.second_look import glyph_like as _glyph_like
+    from ocrq.stages.second_look import on_a_row as _on_a_row
 
     rows = [(10.0, 40.0)]
     assert _on_a_row(np.float32([[0, 12], [9, 12], [9, 38], [0, 38]]), rows)
