@@ -6,8 +6,8 @@ MONITOR, filtered to this process's own connections), the connections it opens
 bench/load.py measures the rates; these pin the work per request, which is
 what the tuning changed: the image stored before the row (so a row is never
 without it: the sweeper can re-drive a job whose intake was cut off), one Redis
-round trip for status + task ids and one for the message, no result-channel subscription, one INSERT, no
-database query per poll with API keys.
+round trip for status + task ids and one for the message, no result-channel
+subscription, one INSERT, no database query per poll with API keys.
 """
 
 from __future__ import annotations
