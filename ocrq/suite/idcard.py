@@ -2,8 +2,10 @@
 
 - Model kind ``idd``: the card finder's parameters, a JSON "weights" file made
   by code (suite/params.py) and pinned by its sha256. The classic CV of
-  idcard_cv.py reads every number from it, so a better-tuned or a learned
-  finder's parameters replace it with ``ocrq models import idd FILE``.
+  idcard_cv.py reads every number from it, and the candidate scorer's weights
+  (``ranker``: a two-layer perceptron trained on generated cards by
+  idcard_rank_train.py, stored in idcard_ranker.json) are part of it, so a
+  better-tuned or retrained finder replaces it with ``ocrq models import idd FILE``.
 - Stage ``idcard`` (result field ``card``): the card's quadrilateral on the
   image as submitted, a perspective-corrected crop of it, OCR of the crop
   (through the same engine) and the fields read from that (idcard_fields.py:
@@ -16,6 +18,8 @@ never on the real ID cards of the dev set.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -51,6 +55,9 @@ PARAMS: dict[str, Any] = {
     "grow_share": 0.2,  # a side may move out by this share of the card's other side
     "grow_support": 0.6,  # to an edge along this share of its length
     "grow_top": 8,  # candidates tried grown
+    "grow_to_aspect": 1.1,  # or as far as a card's proportions need, times this
+    "strip_ratio": 3.2,  # and strips up to this long/short, if supported this well
+    "strip_support": 0.7,
     "enclose_support": 0.9,  # a quad holding the winner, as well supported (share)
     "enclose_area": 1.4,  # and at most this much larger, is the card instead
     "outer_share": 0.5,  # refine: outermost edge at least this share of the strongest
@@ -61,8 +68,14 @@ PARAMS: dict[str, Any] = {
     # found (or with none found) is taken to be the card itself, already cropped.
     "frame_ratio": [1.45, 1.75],
     "outside_text": 0.12,  # share of the page's characters
+    "region_colours": 10,  # k-means colours of the whole image, one mask each
+    "ranker_top": 40,  # candidates the learned scorer sees (idcard_rank.py)
+    "ranker_dedupe_px": 3,  # at work_side: closer in every corner is the same quad
 }
-PARAMS_SHA256 = "70155114554ae13668e8b83b3b42662a3967c0a4dbb9dc9224eb65ede3e9e29c"
+# The candidate scorer's weights (idcard_rank.py), trained by idcard_rank_train.py.
+PARAMS["ranker"] = json.loads(
+    Path(__file__).with_name("idcard_ranker.json").read_text(encoding="utf-8"))
+PARAMS_SHA256 = "060828a6a7f5c5c69a6f69ffbce758f475af6f2860aa07075bf6ddcfc6893a2c"
 
 
 def crop_card(image: np.ndarray, corners: np.ndarray, p: dict[str, Any]) -> np.ndarray:

@@ -1,14 +1,19 @@
 """Finding a card's quadrilateral on a photo or scan: classic CV (issue 13).
 
 1. Candidates, on a copy at ``work_side`` px: outlines of closed edge maps
-   (colour gradient) and of Otsu masks of several channels, each reduced to
-   four corners (convex hull -> polygon, else its rotated rectangle).
+   (colour gradient), of the not-background mask, of each k-means colour of the
+   image and of Otsu masks of several channels, each reduced to four corners
+   (convex hull -> polygon, else its rotated rectangle), snapped to the edges
+   near them.
 2. Each candidate is scored by edge support: the share of points along its
    sides (corners left out: cards have rounded corners) with a strong gradient
-   across the side. A card's outline wins over its own photo box or title
-   band because, of the quads that score nearly as well as the best, the
-   largest is kept.
-3. The winner's sides are refined on a larger copy (``refine_side`` px): along
+   across the side. The best, and strips too long for a card (its ground between
+   a title band and a zone's strip the colour of the table), are also tried with
+   sides grown out to the next straight edge (idcard_grow.py).
+3. One candidate is picked: by a small learned scorer when the parameters carry
+   one (``ranker``, idcard_rank.py), else by the hand-written rule (support x
+   shape x area, then the largest well-supported quad holding the winner).
+4. The winner's sides are refined on a larger copy (``refine_side`` px): along
    each side the strongest gradient across it is sought near the line, and a
    line is fitted (Huber) to those points; the corners are where the lines
    meet, i.e. the corners of the card rectangle, not of its rounded outline.
@@ -26,6 +31,7 @@ import cv2
 import numpy as np
 
 from ocrq.suite.idcard_grow import corners_of, enclosing, grown, side_points
+from ocrq.suite.idcard_rank import Candidate, ranked
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,23 @@ def not_background(lab: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
     return far.astype(np.uint8) * 255
 
 
+def colour_regions(lab: np.ndarray, k: int) -> list[np.ndarray]:
+    """One mask per k-means colour of the image: a card lying across several shapes
+    of background clutter merges with them in every edge map and Otsu mask, but its
+    ground is a colour of its own."""
+    if k < 2:
+        return []
+    sample = lab[::4, ::4].reshape(-1, 3).astype(np.float32)
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)  # the same image gives the same regions
+    _, _, centres = cv2.kmeans(sample, k, None, crit, 1, cv2.KMEANS_PP_CENTERS)
+    flat = lab.reshape(-1, 3).astype(np.float32)
+    # |x - c|^2 without the |x|^2 every centre shares: one product, not k copies.
+    label = np.argmin((centres * centres).sum(axis=1) - 2 * flat @ centres.T, axis=1)
+    label = label.reshape(lab.shape[:2])
+    return [(label == i).astype(np.uint8) * 255 for i in range(k)]
+
+
 def candidates(lab: np.ndarray, mag: np.ndarray, p: Mapping[str, Any]) -> list[np.ndarray]:
     h, w = mag.shape
     min_area = float(p["min_area"]) * h * w
@@ -115,6 +138,8 @@ def candidates(lab: np.ndarray, mag: np.ndarray, p: Mapping[str, Any]) -> list[n
     for q in p["edge_quantiles"]:
         edges = (mag > np.quantile(mag, q)).astype(np.uint8) * 255
         out += _quads_of(cv2.morphologyEx(edges, cv2.MORPH_CLOSE, k), min_area)
+    for mask in colour_regions(cv2.GaussianBlur(lab, (0, 0), 2), int(p["region_colours"])):
+        out += _quads_of(cv2.morphologyEx(mask, cv2.MORPH_OPEN, k), min_area)
     for ch in cv2.split(lab):
         blur = cv2.GaussianBlur(ch, (0, 0), 2)
         _, otsu = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -129,7 +154,6 @@ def support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str, An
     """Per side: share of sample points with a strong gradient across the side
     within ``support_px`` of it."""
     h, w = gx.shape
-    mag = np.hypot(gx, gy)
     strong = float(p["strong_gradient"])
     reach = int(p["support_px"])
     out = []
@@ -149,8 +173,9 @@ def support(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str, An
             q = np.round(pts + s * normal).astype(int)
             ok = (q[:, 0] >= 0) & (q[:, 0] < w) & (q[:, 1] >= 0) & (q[:, 1] < h)
             qx, qy = np.clip(q[:, 0], 0, w - 1), np.clip(q[:, 1], 0, h - 1)
-            across = gx[qy, qx] * normal[0] + gy[qy, qx] * normal[1]
-            edge = ok & (np.abs(across) >= strong) & (np.abs(across) >= 0.7 * mag[qy, qx])
+            sx, sy = gx[qy, qx], gy[qy, qx]
+            across = sx * normal[0] + sy * normal[1]
+            edge = ok & (np.abs(across) >= strong) & (np.abs(across) >= 0.7 * np.hypot(sx, sy))
             rise |= edge & (across > 0)
             fall |= edge & (across < 0)
         out.append(float(max(rise.mean(), fall.mean())))
@@ -218,41 +243,75 @@ def _scaled(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
 
 
+def _score(sides: list[float]) -> float:
+    return 0.5 * float(np.mean(sides)) + 0.5 * min(sides)
+
+
+def search(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str, Any]
+           ) -> list[Candidate]:
+    """Every plausible quad on the work copy, snapped to its edges, with its sides'
+    support; the best ``grow_top`` also tried grown out to the next edge, and so
+    are well-supported strips too long for a card (a card's ground between its
+    title band and its zone's strip, both the colour of what lies around it)."""
+    mag = np.hypot(gx, gy)
+    found: list[Candidate] = []
+    strips: list[Candidate] = []
+    for quad in candidates(lab, mag, p):
+        quad = order_corners(refine(order_corners(quad), gx, gy, int(p["snap_px"]), p))
+        if _plausible(quad, mag.shape, p):
+            found.append(Candidate(quad, support(quad, gx, gy, p), False))
+        elif _plausible(quad, mag.shape, {**p, "ratio_hi": p["strip_ratio"]}):
+            strips.append(Candidate(quad, support(quad, gx, gy, p), False))
+    found.sort(key=lambda c: -_score(c.sides))
+    strips = [c for c in strips if _score(c.sides) >= float(p["strip_support"])]
+    for c in found[:int(p["grow_top"])] + strips:
+        for big in grown(c.quad, gx, gy, p):
+            big = order_corners(big)
+            if _plausible(big, mag.shape, p):
+                found.append(Candidate(big, support(big, gx, gy, p), True))
+    return found
+
+
+def _by_rule(found: list[Candidate], best: float, shape: tuple[int, int],
+             p: Mapping[str, Any]) -> np.ndarray:
+    """Support, times how card-like the proportions are, times a little of the area:
+    the card's outline beats its own photo box or title band, whose edges are as
+    clean, and a large clean rectangle of another shape behind it."""
+    scored = [(_score(c.sides), c.quad) for c in found]
+    scored = [(s, q) for s, q in scored if s >= float(p["keep_share"]) * best]
+    area = float(shape[0] * shape[1])
+    top, quad = max(scored, key=lambda t: t[0] * _shape_prior(t[1], p) * (
+        cv2.contourArea(t[1].astype(np.float32)) / area) ** float(p["area_power"]))
+    return enclosing(quad, top, scored, p)
+
+
 def find_quad(image: np.ndarray, p: Mapping[str, Any]) -> Quad | None:
     """The card's corners on ``image`` (BGR), or None when no outline holds up."""
     small, scale = _scaled(image, int(p["work_side"]))
     lab = cv2.cvtColor(small, cv2.COLOR_BGR2LAB)
     gx, gy = _colour_gradient(lab)
-    mag = np.hypot(gx, gy)
-    scored = []
-    for quad in candidates(lab, mag, p):
-        quad = order_corners(refine(order_corners(quad), gx, gy, int(p["snap_px"]), p))
-        if _plausible(quad, mag.shape, p):
-            s = support(quad, gx, gy, p)
-            scored.append((0.5 * float(np.mean(s)) + 0.5 * min(s), quad))
-    scored.sort(key=lambda t: -t[0])
-    for _, quad in scored[:int(p["grow_top"])]:
-        for big in grown(quad, gx, gy, p):
-            big = order_corners(big)
-            if _plausible(big, mag.shape, p):
-                s = support(big, gx, gy, p)
-                scored.append((0.5 * float(np.mean(s)) + 0.5 * min(s), big))
-    best = max((s for s, _ in scored), default=0.0)
+    found = search(lab, gx, gy, p)
+    best = max((_score(c.sides) for c in found), default=0.0)
     if best < float(p["min_support"]):
         return None
-    scored = [(s, q) for s, q in scored if s >= float(p["keep_share"]) * best]
-    area = float(mag.shape[0] * mag.shape[1])
-    # Support, times how card-like the proportions are, times a little of the area:
-    # the card's outline beats its own photo box or title band, whose edges are as
-    # clean, and a large clean rectangle of another shape behind it.
-    top, quad = max(scored, key=lambda t: t[0] * _shape_prior(t[1], p) * (
-        cv2.contourArea(t[1].astype(np.float32)) / area) ** float(p["area_power"]))
-    quad = enclosing(quad, top, scored, p)
+    if p.get("ranker"):
+        quad = ranked(found, lab, gx, gy, p)[0][1].quad
+    else:
+        quad = _by_rule(found, best, gx.shape, p)
+    return finish(image, quad, scale, p)
+
+
+def finish(image: np.ndarray, quad: np.ndarray, scale: float, p: Mapping[str, Any]) -> Quad:
+    """The chosen quad's sides refined on the larger copy; confidence is their support."""
     big, big_scale = _scaled(image, int(p["refine_side"]))
     bgx, bgy = _colour_gradient(cv2.cvtColor(big, cv2.COLOR_BGR2LAB))
-    quad = quad * (big_scale / scale)
+    return refined(quad * (big_scale / scale), bgx, bgy, big_scale, p)
+
+
+def refined(quad: np.ndarray, bgx: np.ndarray, bgy: np.ndarray, big_scale: float,
+            p: Mapping[str, Any]) -> Quad:
     for reach in p["refine_reach"]:
         quad = refine(quad, bgx, bgy, int(reach), p)
     quad = order_corners(quad)
     conf = support(quad, bgx, bgy, {**p, "support_px": 2})
-    return Quad(quad / big_scale, round(0.5 * float(np.mean(conf)) + 0.5 * min(conf), 3))
+    return Quad(quad / big_scale, round(_score(conf), 3))

@@ -69,8 +69,12 @@ def outer_lines(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str
     out: list[tuple[np.ndarray, np.ndarray] | None] = []
     for i, (a, d) in enumerate(lines_of(quad)):
         normal = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6)  # into the quad
-        reach = int(float(p["grow_share"]) * float(np.hypot(*(quad[(i + 2) % 4]
-                                                              - quad[(i + 1) % 4]))))
+        across = float(np.hypot(*(quad[(i + 2) % 4] - quad[(i + 1) % 4])))
+        along = float(np.hypot(*d))
+        # A quad too narrow for a card's proportions may lack a band this wide: the
+        # side may move out as far as the card's shape allows.
+        missing = along / float(p["aspect"]) - across
+        reach = int(max(float(p["grow_share"]) * across, float(p["grow_to_aspect"]) * missing))
         pts = side_points(a, a + d, int(p["samples"]), float(p["corner_skip"]))
         offs = np.arange(3, max(reach, 4))
         q = pts[:, None, :] - offs[None, :, None] * normal[None, None, :]

@@ -15,7 +15,7 @@ from ocrq.evaluation.idcard_eval import corner_error
 from ocrq.models.builtin import catalog
 from ocrq.plans import InvalidPlans, Plans
 from ocrq.plugin_stages import run_stages
-from ocrq.suite import idcard, idcard_synth, mrz
+from ocrq.suite import idcard, idcard_rank, idcard_rank_train, idcard_synth, mrz
 from ocrq.suite.idcard_cv import find_quad
 from tests.fixtures import render_page
 
@@ -67,16 +67,50 @@ def test_the_model_is_its_parameters_pinned_by_sha256() -> None:
 
 
 def test_generated_cards_are_found_within_2pct_of_the_diagonal() -> None:
-    """Ten cards (seeds 101-110): every one found, at least 8 within 2% of the diagonal.
-    The issue's target is 95%; the finder reaches about 85-90% on generated sets
-    (BENCHMARKS.md), so this guards what it does, not the target."""
+    """Ten cards (seeds 101-110): every one found, at least 9 within 2% of the diagonal
+    (nine are at this commit, seed 109 is 3.3%). The issue's target
+    is 95%; the finder reaches about 93-96% on generated sets (BENCHMARKS.md), so
+    this guards what it does, not the target."""
     errors = []
     for seed in range(101, 111):
         sample = idcard_synth.generate(np.random.default_rng(seed))
         quad = find_quad(sample.image, idcard.PARAMS)
         assert quad is not None, seed
         errors.append(corner_error(quad.corners, sample.corners))
-    assert sum(e <= 0.02 for e in errors) >= 8, [round(e, 4) for e in errors]
+    assert sum(e <= 0.02 for e in errors) >= 9, [round(e, 4) for e in errors]
+
+
+def test_without_a_scorer_the_rule_picks_the_card() -> None:
+    """Parameters whose ``ranker`` is empty fall back to the hand-written rule (same
+    candidates), which still finds these three cards."""
+    rule = {**idcard.PARAMS, "ranker": {}}
+    for seed in (101, 102, 103):
+        sample = idcard_synth.generate(np.random.default_rng(seed))
+        quad = find_quad(sample.image, rule)
+        assert quad is not None and corner_error(quad.corners, sample.corners) <= 0.02, seed
+
+
+def test_the_scorer_training_learns_which_candidate_is_the_card() -> None:
+    """The listwise fit (idcard_rank_train.train) on made-up candidates whose third
+    number says which is the card: the scorer it returns picks that one on fresh
+    cards, the same weights on every run (fixed torch seed)."""
+    rng = np.random.default_rng(0)
+
+    def cards(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
+        for _ in range(n):
+            x = rng.normal(0, 1, (12, 5))
+            errors = np.full(12, 0.3)
+            errors[int(np.argmax(x[:, 2]))] = 0.005
+            out.append((x, errors))
+        return out
+
+    train = cards(60)
+    net = idcard_rank_train.train(train, good=0.015, hidden=4, epochs=600, seed=0)
+    assert net == idcard_rank_train.train(train, good=0.015, hidden=4, epochs=600, seed=0)
+    test = cards(40)
+    picked = [e[int(np.argmax(idcard_rank.scores_of(x, net)))] for x, e in test]
+    assert sum(e <= 0.02 for e in picked) >= 36
 
 
 def test_a_blank_page_has_no_card() -> None:
