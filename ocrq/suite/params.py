@@ -6,10 +6,13 @@ weight file, so better-tuned numbers, or a learned model, replace them with
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from ocrq.plugins import ModelSpec
+
+log = logging.getLogger(__name__)
 
 
 def params_model(name: str, role: str, params: dict[str, Any], sha256: str,
@@ -22,8 +25,13 @@ def params_model(name: str, role: str, params: dict[str, Any], sha256: str,
     def load(path: Path) -> dict[str, Any]:
         loaded = dict(json.loads(path.read_text(encoding="utf-8")))
         missing = sorted(set(params) - set(loaded))
-        if missing:  # an imported file must say every number the detector reads
-            raise ValueError(f"{name} parameters lack {', '.join(missing)}")
+        if missing:
+            # A file written by an older ocrq (a repository's version 1 from before
+            # a parameter was added) still loads: the numbers it lacks are this
+            # ocrq's own, and the log says which.
+            log.warning("%s parameters from %s lack %s: ocrq's built-in values used",
+                        name, path, ", ".join(missing))
+            loaded = {**{k: params[k] for k in missing}, **loaded}
         return loaded
 
     return ModelSpec(name=name, role=role, sha256=sha256, input={}, package="ocrq",

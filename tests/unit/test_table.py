@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,8 @@ def test_the_stage_escapes_what_recognition_read(engine: Engine) -> None:
     assert any(c["text"] == "<script>alert(1)</script>" for c in table["cells"])
 
 
-def test_the_tcd_model_materialises_with_its_pinned_sha256(tmp_path: Path) -> None:
+def test_the_tcd_model_materialises_with_its_pinned_sha256(tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     spec = catalog().kinds["tcd"]
     assert catalog().origin["kind:tcd"] == "ocrq-suite-table"
     assert catalog().stages["table"].models == ("tcd",)
@@ -161,10 +163,14 @@ def test_the_tcd_model_materialises_with_its_pinned_sha256(tmp_path: Path) -> No
                                                               ).encode())
     with pytest.raises(ModelIntegrityError, match="sha256"):
         ModelRepository(tmp_path / "other").ensure_defaults([tuned])
+    # A file from an older ocrq (fewer parameters) loads with this ocrq's values
+    # for the ones it lacks, and says so; the ones it has are its own.
     partial = tmp_path / "partial.json"
-    partial.write_text(json.dumps({"format": "ocrq-table-cv/1"}))
-    with pytest.raises(ValueError, match="tcd parameters lack"):
-        spec.load(partial)
+    partial.write_text(json.dumps({"format": "ocrq-table-cv/1", "split_gap": 0.9}))
+    with caplog.at_level(logging.WARNING, logger="ocrq.suite.params"):
+        loaded = spec.load(partial)
+    assert loaded == {**PARAMS, "split_gap": 0.9}
+    assert "tcd parameters" in caplog.text and "lack" in caplog.text
 
 
 def test_ocrq_run_tid_table_json(tmp_path: Path, model_root: Path) -> None:
