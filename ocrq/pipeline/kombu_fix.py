@@ -12,19 +12,10 @@ killed the CPU worker of the fault suite, tests/faults/test_redis_blink.py).
 built with, so the close still reaches the broker when it is back, and raises
 a connection error (ignored by the close; the messages stay in kombu's unacked
 set until the visibility timeout restores them) when there is nothing to use.
-
-It also makes the channel reuse one Redis client over its connection pool.
-kombu builds a new ``redis.Redis`` for every publish (``conn_or_acquire``), and
-the constructor fills its response-callback tables each time: about a tenth of
-the web's CPU per submit (cProfile, issue 14). A client holds no connection of
-its own (every command takes one from the pool) and is thread-safe, so one per
-channel, rebuilt whenever the channel's pool is, sends exactly the same commands.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -51,17 +42,5 @@ def install() -> None:
         self.__dict__[saved] = dict(params)
         return dict(params)
 
-    @contextmanager
-    def conn_or_acquire(self: Any, client: Any = None) -> Iterator[Any]:
-        if client:
-            yield client
-            return
-        pool = self.pool  # (re)built on first use, as _create_client would
-        cached = self.__dict__.get("_ocrq_client")
-        if cached is None or cached.connection_pool is not pool:
-            cached = self.__dict__["_ocrq_client"] = self._create_client()
-        yield cached
-
     channel._connparams = _connparams
-    channel.conn_or_acquire = conn_or_acquire
     channel._ocrq_fixed = True

@@ -51,7 +51,6 @@ heartbeat continues the work.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -60,6 +59,7 @@ from celery import Celery
 from redis import Redis
 
 from ocrq.pipeline import canvas, state, work
+from ocrq.pipeline import sweeper_hooks as hooks
 from ocrq.pipeline.jobs import IN_DOUBT, first_context
 from ocrq.pipeline.state import Services
 from ocrq.pipeline.tasks import enqueue_webhook
@@ -74,10 +74,6 @@ SWEEP_LOCK = "ocrq:sweep:lock"
 PURGE_LOCK = "ocrq:sweep:purge"
 PER_SWEEP = 200  # jobs failed or re-driven per sweep (the heartbeat thread waits on it)
 PURGE_BATCHES = 10  # batches of OCRQ_PURGE_BATCH per sweep
-ALIVE = "ocrq:sweep:alive"  # no TTL: missing means Redis lost its data
-RECOVER, RESENT = "ocrq:sweep:recover", "ocrq:sweep:resent"
-RECOVER_S = 120  # sweeps in this long after a data loss look for lost webhooks
-RECOVER_WINDOW_S = 900  # jobs finished this long before it
 
 
 @dataclass
@@ -106,13 +102,13 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
     now = now or utcnow()
     out = Sweep()
     # First: a job failed below has no attempt yet, and its webhook is on its way.
-    out.webhooks = _after_data_loss(services, app, now)
+    out.webhooks = hooks.after_data_loss(services, app, now, PER_SWEEP)
     for job in store.overdue(services.db, now - timedelta(seconds=s.job_deadline), PER_SWEEP):
         if _fail(services, app, job, "deadline_exceeded", _overdue_message(job, s.job_deadline)):
             out.overdue.append(job.id)
     out.lost += _lost_while_running(services, app, now - timedelta(seconds=s.redrive_after_s))
     out.redriven += _stalled(services, app, now)
-    out.webhooks += _redrive_webhooks(services, app)
+    out.webhooks += hooks.redrive_webhooks(services, app, PER_SWEEP)
     # The job's task list lives this long: an older job without one may have had tasks.
     window = min(s.job_deadline, s.result_cache_ttl_s)
     queued = store.queued_between(services.db, now - timedelta(seconds=window),
@@ -175,37 +171,6 @@ def _lost_while_running(services: Services, app: Celery, before: datetime) -> li
     return lost
 
 
-def _after_data_loss(services: Services, app: Celery, now: datetime) -> list[str]:
-    """Webhooks whose messages Redis lost (flushed, failed over without its data).
-
-    A key without a TTL marks a Redis that kept its data since the last sweep; when
-    it is missing, for the next few sweeps every job finished in the last
-    ``RECOVER_WINDOW_S`` with a callback and no attempt recorded gets its webhook
-    (once per job). Only then: the query reads recent rows, not every sweep.
-    """
-    r = services.redis
-    if r.set(ALIVE, "1", nx=True):  # it was missing (or this Redis is new)
-        r.set(RECOVER, now.isoformat(), ex=RECOVER_S)
-    detected = r.get(RECOVER)
-    if detected is None:
-        return []
-    # A webhook sent after the loss was seen went to the live Redis (its queues were
-    # declared again before this tick): only jobs that finished before are in doubt.
-    before = datetime.fromisoformat(detected.decode())  # type: ignore[union-attr]
-    s = services.settings
-    window = timedelta(seconds=RECOVER_WINDOW_S)
-    out = []
-    for job in store.unreported(services.db, now - window - timedelta(seconds=s.job_deadline),
-                                now - window, before, PER_SWEEP):
-        if r.sadd(RESENT, job.id):
-            r.expire(RESENT, RECOVER_S)
-            enqueue_webhook(app, job.id, s.queue_webhooks, services)
-            out.append(job.id)
-    if out:
-        log.warning("sweep: Redis lost its data; %d webhooks sent again", len(out))
-    return out
-
-
 def _stalled(services: Services, app: Celery, now: datetime) -> list[str]:
     """Running jobs started longer ago than a visibility timeout plus a task's time
     limit, image still there: re-driven from their first step, once.
@@ -244,28 +209,6 @@ def _stage_queues_empty(s: Settings) -> bool:
         return not any(broker.llen(q) for q in (s.queue_gpu, s.queue_cpu))
     finally:
         broker.close()
-
-
-def _redrive_webhooks(services: Services, app: Celery) -> list[str]:
-    """Webhooks that gave up ``OCRQ_WEBHOOK_REDRIVE_AFTER_S`` ago start a new round
-    of attempts, up to ``OCRQ_WEBHOOK_ROUNDS`` rounds: a receiver down for longer
-    than one round's retry window still gets every final webhook once it is back."""
-    s = services.settings
-    if s.webhook_rounds <= 1:
-        return []
-    out = []
-    for job_id in services.cache.webhooks_gave_up_before(
-            time.time() - s.webhook_redrive_after_s, PER_SWEEP):
-        n = services.cache.webhook_round(job_id, s.webhook_rounds * s.webhook_redrive_after_s
-                                         + 86400)
-        if n > s.webhook_rounds:
-            log.warning("webhook for job %s: %d rounds given up; not sent again", job_id, n - 1)
-            continue
-        enqueue_webhook(app, job_id, s.queue_webhooks, services)
-        out.append(job_id)
-    if out:
-        log.warning("sweep: %d webhooks that gave up sent again", len(out))
-    return out
 
 
 def redeclare_queues(app: Celery) -> None:

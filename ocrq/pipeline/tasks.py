@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from ocrq.names import Step
 from ocrq.names import Task as T
-from ocrq.pipeline import canvas, stage_work, work
+from ocrq.pipeline import canvas, hooks, stage_work, work
 from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
 from ocrq.pipeline.retry import retry_io
 from ocrq.pipeline.state import get_state
@@ -148,7 +148,7 @@ def job_failed(request: Any, exc: BaseException, traceback: Any, job_id: str) ->
 @shared_task(name=T.WEBHOOK.value, ignore_result=True, bind=True, acks_late=True)
 def webhook(self: Task, job_id: str, attempt: int = 1) -> None:
     state = get_state()
-    delay = retry_io(lambda: work.webhook_attempt(state, job_id, attempt, self.request.id),
+    delay = retry_io(lambda: hooks.webhook_attempt(state, job_id, attempt, self.request.id),
                      f"webhook of job {job_id}")
     if delay is not None:  # a new message per attempt: each one is recorded on its own
         self.apply_async((job_id, attempt + 1), countdown=delay,
@@ -163,7 +163,7 @@ def fail_job(app: Any, job_id: str, error: dict[str, Any]) -> None:
     """
     state = get_state()
     if work.finish(state, job_id, JobStatus.FAILED, error=error) and retry_io(
-            lambda: work.has_callback(state, job_id), f"webhook of job {job_id}"):
+            lambda: hooks.has_callback(state, job_id), f"webhook of job {job_id}"):
         enqueue_webhook(app, job_id, state.settings.queue_webhooks, state)
 
 
@@ -172,7 +172,7 @@ def enqueue_webhook(app: Any, job_id: str, queue: str, state: Any = None) -> Non
     # Recorded after the send: a kill in between makes a late copy send it again (a
     # duplicate, told apart by its event id), never leaves the job without one.
     try:
-        work.webhook_enqueued(state or get_state(), job_id)
+        hooks.webhook_enqueued(state or get_state(), job_id)
     except Exception as exc:  # Redis down: at worst a late copy sends a duplicate
         log.warning("job %s: webhook not recorded as sent: %s", job_id, exc)
 
@@ -183,7 +183,7 @@ def resend_final_webhook(app: Any, state: Any, job_id: str) -> bool:
     aba7c2e: the redelivered reorder returned at once, and the job never got its
     final webhook), nothing else sends it: this does. True when it sent one."""
     try:
-        if not work.final_webhook_missing(state, job_id):
+        if not hooks.final_webhook_missing(state, job_id):
             return False
         log.warning("job %s ended without its final webhook on its way: sent now", job_id)
         enqueue_webhook(app, job_id, state.settings.queue_webhooks, state)

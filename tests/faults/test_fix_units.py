@@ -118,14 +118,14 @@ def test_the_api_answers_503_with_retry_after_while_redis_is_down(
 
 def test_after_redis_lost_its_data_finished_jobs_get_their_lost_webhooks(
         web_settings: Settings) -> None:
-    from ocrq.pipeline import sweeper
+    from ocrq.pipeline import sweeper, sweeper_hooks
     from ocrq.pipeline.app import create_celery_app
     from ocrq.storage.models import utcnow
 
     services = Services(web_settings.with_(job_deadline_s=600))
     app = create_celery_app(services.settings)
     broker = services.redis  # broker and store share db 14 here
-    keys = (sweeper.ALIVE, sweeper.RECOVER, sweeper.RESENT)
+    keys = (sweeper_hooks.ALIVE, sweeper_hooks.RECOVER, sweeper_hooks.RESENT)
 
     def finished(status: JobStatus, callback: bool, attempted: bool = False) -> str:
         job_id = f"lost{time.time_ns()}"
@@ -150,7 +150,7 @@ def test_after_redis_lost_its_data_finished_jobs_get_their_lost_webhooks(
     finished(JobStatus.SUCCEEDED, callback=True, attempted=True)  # on its way already
     try:
         broker.delete(*keys)  # another test's sweeps on this db may have left them
-        broker.set(sweeper.ALIVE, "1")  # Redis kept its data: nothing is looked for
+        broker.set(sweeper_hooks.ALIVE, "1")  # Redis kept its data: nothing is looked for
         assert sweeper.sweep(services, app).webhooks == []
         broker.delete(*keys)  # ... and now it lost it (flushed)
         assert sorted(sweeper.sweep(services, app).webhooks) == sorted([lost, failed])

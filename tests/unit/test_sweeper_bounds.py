@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from ocrq.pipeline import work
+from ocrq.pipeline import hooks, work
 from ocrq.pipeline.app import create_celery_app
 from ocrq.pipeline.jobs import submit
 from ocrq.pipeline.state import Services
@@ -77,8 +77,8 @@ def test_webhook_attempt_counter_goes_after_the_attempt(services: Services,
     ok_job, bad_job = "ab" * 16, "cd" * 16
     new_job(services, ok_job, receiver)
     new_job(services, bad_job, "http://127.0.0.1:9/closed")  # refused: a retry is due
-    assert work.webhook_attempt(services, ok_job, 1, "hook-task-ok") is None
-    assert work.webhook_attempt(services, bad_job, 1, "hook-task-bad") is not None
+    assert hooks.webhook_attempt(services, ok_job, 1, "hook-task-ok") is None
+    assert hooks.webhook_attempt(services, bad_job, 1, "hook-task-bad") is not None
     assert [d.ok for d in store.deliveries(services.db, ok_job)] == [True]
     assert counter(services, "hook-task-ok")[0] is False
     assert counter(services, "hook-task-bad")[0] is False  # the retry is a new message
