@@ -4,7 +4,7 @@
   by code (suite/params.py) and pinned by its sha256. The classic CV of
   idcard_cv.py reads every number from it, and the candidate scorer's weights
   (``ranker``: a two-layer perceptron trained on generated cards by
-  idcard_rank_train.py, stored in idcard_ranker.json) are part of it, so a
+  idcard_rank_train.py, stored in idcard_ranker.py) are part of it, so a
   better-tuned or retrained finder replaces it with ``ocrq models import idd FILE``.
 - Stage ``idcard`` (result field ``card``): the card's quadrilateral on the
   image as submitted, a perspective-corrected crop of it, OCR of the crop
@@ -18,8 +18,6 @@ never on the real ID cards of the dev set.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -29,6 +27,7 @@ from ocrq.plugins import Plugin, StageInput, StageSpec
 from ocrq.suite.checkbox import Line, to_upright, upright_lines
 from ocrq.suite.idcard_cv import Quad, find_quad
 from ocrq.suite.idcard_fields import extract
+from ocrq.suite.idcard_ranker import RANKER
 from ocrq.suite.params import params_model
 
 PARAMS: dict[str, Any] = {
@@ -72,9 +71,9 @@ PARAMS: dict[str, Any] = {
     "ranker_top": 40,  # candidates the learned scorer sees (idcard_rank.py)
     "ranker_dedupe_px": 3,  # at work_side: closer in every corner is the same quad
 }
-# The candidate scorer's weights (idcard_rank.py), trained by idcard_rank_train.py.
-PARAMS["ranker"] = json.loads(
-    Path(__file__).with_name("idcard_ranker.json").read_text(encoding="utf-8"))
+# The candidate scorer's weights (idcard_rank.py), trained by idcard_rank_train.py:
+# a Python literal, so importing the plug-in reads no file.
+PARAMS["ranker"] = RANKER
 PARAMS_SHA256 = "060828a6a7f5c5c69a6f69ffbce758f475af6f2860aa07075bf6ddcfc6893a2c"
 
 

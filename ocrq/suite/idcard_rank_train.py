@@ -7,7 +7,7 @@ shortlisted candidate by the corner error its refined quad would have. A
 two-layer perceptron is fitted listwise (softmax over one image's candidates,
 the target spread over those within ``--good`` of the diagonal) with a fixed
 torch seed, on the CPU in a few minutes, and written as JSON
-(idcard_ranker.json) that idcard.py folds into the ``idd`` parameters.
+(idcard_ranker.py) that idcard.py folds into the ``idd`` parameters.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import textwrap
 from pathlib import Path
 
 import cv2
@@ -22,10 +23,11 @@ import numpy as np
 
 from ocrq.evaluation.idcard_eval import corner_error
 from ocrq.suite import idcard_synth
+from ocrq.suite.idcard import PARAMS
 from ocrq.suite.idcard_cv import _colour_gradient, _scaled, refined, search
 from ocrq.suite.idcard_rank import Candidate, features, shortlist
 
-OUT = Path(__file__).with_name("idcard_ranker.json")
+OUT = Path(__file__).with_name("idcard_ranker.py")
 
 
 Example = tuple[np.ndarray, list[Candidate], np.ndarray]
@@ -96,9 +98,14 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], good: float, hidden: int,
             "b2": round(float(b2[0]), 5)}
 
 
-def main(argv: list[str] | None = None) -> None:
-    from ocrq.suite.idcard import PARAMS
+def literal(net: dict) -> str:
+    """``net`` as a Python literal in lines under 100 characters (JSON's numbers
+    and lists are Python's)."""
+    return "\n".join(textwrap.wrap(json.dumps(net, sort_keys=True), 90,
+                                    break_long_words=False, break_on_hyphens=False))
 
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--count", type=int, default=400)
@@ -118,7 +125,10 @@ def main(argv: list[str] | None = None) -> None:
             with args.cache.open("wb") as f:
                 pickle.dump(data, f)
     net = train(featurised(data, p), args.good, args.hidden, args.epochs, seed=0)
-    args.out.write_text(json.dumps(net, sort_keys=True) + "\n", encoding="utf-8")
+    args.out.write_text(
+        '"""The ``idd`` candidate scorer\'s weights (idcard_rank.py), written by\n'
+        '``python -m ocrq.suite.idcard_rank_train``: do not edit."""\n\n'
+        f"RANKER = {literal(net)}\n", encoding="utf-8")
     print(args.out)
 
 
