@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from ocrq.stages.currencies import CURRENCIES
 from ocrq.stages.lexicon import Glyph
 
-AMOUNT = re.compile(r"^[-+]?\d+(?:[.,]\d{3})*[.,]\d{2}$")
+_AMOUNT = r"[-+]?\d+(?:[.,]\d{3})*[.,]\d{2}"
+AMOUNT = re.compile(f"^{_AMOUNT}$")
 # A letter run in a currency's place inside one token: before an amount
 # ("RH13.65"), or in parentheses ("(RN)", "TAX(RH)").
-_GLUED = re.compile(r"(?<![A-Za-z])([A-Za-z]{2,3})(?=[-+]?\d+(?:[.,]\d{3})*[.,]\d{2}$)")
+_GLUED = re.compile(f"(?<![A-Za-z])([A-Za-z]{{2,3}})(?={_AMOUNT}$)")
 _PAREN = re.compile(r"\(([A-Za-z]{2,3})\)")
 _WHOLE = re.compile(r"^([A-Za-z]{2,3})[:.]?$")
 
@@ -41,19 +42,18 @@ def places(text: str, next_word: str | None, alone: bool) -> list[tuple[int, int
     return [(a, b) for a, b in spans if text[a:b].upper() not in CURRENCIES]
 
 
-def settle_currency(glyphs: Sequence[Glyph], spans: Sequence[tuple[int, int]]) -> str:
-    """The token ``glyphs`` spell, each of ``spans`` (from :func:`places`) made a
-    currency by one runner-up glyph where the network offered one."""
+def settle_currency(glyphs: Sequence[Glyph]) -> str:
+    """The run ``glyphs`` spell (one span from :func:`places`), made a currency by
+    one runner-up glyph where the network offered one."""
     text = "".join(g.char for g in glyphs)
-    for a, b in spans:
-        best: tuple[float, int, str] | None = None
-        for i in range(a, b):
-            for alt, p in glyphs[i].alternatives:
-                cand = text[a:i] + alt + text[i + 1 : b]
-                if alt.isalpha() and cand.upper() in CURRENCIES and (best is None or p > best[0]):
-                    best = (p, i, alt)
-        if best is not None:
-            _, i, alt = best
-            alt = alt.upper() if text[i].isupper() else alt.lower()
-            text = text[:i] + alt + text[i + 1 :]
-    return text
+    best: tuple[float, int, str] | None = None
+    for i, glyph in enumerate(glyphs):
+        for alt, p in glyph.alternatives:
+            cand = text[:i] + alt + text[i + 1 :]
+            if alt.isalpha() and cand.upper() in CURRENCIES and (best is None or p > best[0]):
+                best = (p, i, alt)
+    if best is None:
+        return text
+    _, i, alt = best
+    alt = alt.upper() if text[i].isupper() else alt.lower()
+    return text[:i] + alt + text[i + 1 :]

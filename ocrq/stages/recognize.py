@@ -211,8 +211,7 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                            alone=len(texts) == 1) if opts.currencies else []
             for a, b in spans:  # runner-ups looked up for the span's few glyphs only
                 part = settle_currency(
-                    _glyphs(scores, steps, idx, token[a:b], word[a:b], charset, lexicon),
-                    [(0, b - a)])
+                    _glyphs(scores, steps, idx, token[a:b], word[a:b], charset, lexicon))
                 word = word[:a] + part + word[b:]
             if lexicon.needs(word):
                 word = lexicon.correct(_glyphs(scores, steps, idx, token, word, charset, lexicon))

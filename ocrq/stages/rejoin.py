@@ -42,7 +42,7 @@ def rejoin(tokens: list[list[int]], soft: list[bool], chars: list[str],
 
 
 def _groups(run: list[str], lexicon: Lexicon) -> list[tuple[int, int]]:
-    """The best grouping of ``run``'s tokens as (start, end) ranges (see _rejoin)."""
+    """The best grouping of ``run``'s tokens as (start, end) ranges (see rejoin)."""
     n = len(run)
     if n == 1 or n > MAX_REJOIN:
         return [(a, a + 1) for a in range(n)]

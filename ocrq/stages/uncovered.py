@@ -79,7 +79,7 @@ def recover(scores: Scores, steps: np.ndarray, columns: np.ndarray, stride: floa
 
 
 def _uncovered_ink(steps: np.ndarray, columns: np.ndarray, stride: float, n: int) -> bool:
-    """Whether any step more than one step from every emitted one holds ink: a
+    """Whether any step more than NEAR steps from every emitted one holds ink: a
     cheap test that passes every line with an uncovered blob (and a few more),
     so that most lines skip the blob search."""
     near = np.zeros(n + 2 * NEAR, bool)

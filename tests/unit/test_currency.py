@@ -14,7 +14,11 @@ def glyphs(text: str, alts: dict[int, list[tuple[str, float]]]) -> list[Glyph]:
 
 def settle(text: str, alts: dict[int, list[tuple[str, float]]],
            next_word: str | None = None, alone: bool = False) -> str:
-    return settle_currency(glyphs(text, alts), places(text, next_word, alone))
+    """``text`` with each currency place settled, as decoding does it."""
+    g = glyphs(text, alts)
+    for a, b in places(text, next_word, alone):
+        text = text[:a] + settle_currency(g[a:b]) + text[b:]
+    return text
 
 
 def test_a_code_glued_to_an_amount_or_in_parentheses_becomes_a_currency() -> None:

@@ -10,16 +10,17 @@ CHARSET = ["", "A", "B", ":", "1", " "]  # blank, dictionary..., space last
 
 
 def probs_for(
-    seq: list[tuple[int, int]], steps: int = 40, space_at: int | None = None
+    seq: list[tuple[int, int]], steps: int = 40, space_at: int | None = None,
+    charset: list[str] = CHARSET,
 ) -> np.ndarray:
     """One-hot-ish CTC output: ``seq`` is (step, class) peaks, blank elsewhere."""
-    p = np.full((steps, len(CHARSET)), 0.001, np.float32)
+    p = np.full((steps, len(charset)), 0.001, np.float32)
     p[:, 0] = 0.99
     for t, k in seq:
         p[t] = 0.001
         p[t, k] = 0.95
     if space_at is not None:
-        p[space_at, 5] = 0.2  # below argmax, above the space threshold
+        p[space_at, len(charset) - 1] = 0.2  # below argmax, above the space threshold
     return p
 
 
@@ -112,12 +113,7 @@ def test_a_wide_gap_after_a_decimal_separator_is_no_word_break():
 def test_an_emitted_space_before_a_single_decimal_stands() -> None:
     # "N0. 1" is more likely "NO. 1" misread than an amount.
     charset = ["", "1", "2", ".", " "]
-    seq = [(2, 1), (5, 2), (8, 3), (12, 4), (16, 1)]
-    p = np.full((20, len(charset)), 0.001, np.float32)
-    p[:, 0] = 0.99
-    for t, k in seq:
-        p[t] = 0.001
-        p[t, k] = 0.95
+    p = probs_for([(2, 1), (5, 2), (8, 3), (12, 4), (16, 1)], 20, charset=charset)
     assert decode(p, charset, RecognizeOptions()).text == "12. 1"
     p[19] = 0.001
     p[19, 2] = 0.95  # "12. 12": two decimals, an amount
@@ -127,27 +123,18 @@ def test_an_emitted_space_before_a_single_decimal_stands() -> None:
 def test_a_space_before_the_point_of_an_amount_is_no_word_break() -> None:
     charset = ["", "1", "9", ".", "2", "0", " "]
     # "191 .20" as the network reads it (its own space before the point).
-    seq = [(2, 1), (5, 2), (8, 1), (12, 6), (16, 3), (19, 4), (22, 5)]
-    p = np.full((26, len(charset)), 0.001, np.float32)
-    p[:, 0] = 0.99
-    for t, k in seq:
-        p[t] = 0.001
-        p[t, k] = 0.95
+    p = probs_for([(2, 1), (5, 2), (8, 1), (12, 6), (16, 3), (19, 4), (22, 5)], 26,
+                  charset=charset)
     assert decode(p, charset, RecognizeOptions()).text == "191.20"
 
 
 def test_a_comma_splits_a_list_but_not_a_thousands_group() -> None:
-    charset = ["", "1", "8", "2", "0", ",", " ", "5"]
+    charset = ["", "1", "8", "2", "0", ",", "5", " "]  # space last, as PP-OCR
     def read(digits_after: str) -> str:
         # "18," then a wide gap, then the digits: the space class rises in the gap.
         seq = [(2, 1), (5, 2), (8, 5)] + [(14 + 3 * i, charset.index(c))
                                            for i, c in enumerate(digits_after)]
-        p = np.full((14 + 3 * len(digits_after) + 2, len(charset)), 0.001, np.float32)
-        p[:, 0] = 0.99
-        for t, k in seq:
-            p[t] = 0.001
-            p[t, k] = 0.95
-        p[11, 6] = 0.2
+        p = probs_for(seq, 14 + 3 * len(digits_after) + 2, space_at=11, charset=charset)
         return decode(p, charset, RecognizeOptions()).text
     assert read("20") == "18, 20"  # a list, or a date ("OCT 3, 2016")
     assert read("250") == "18,250"  # thousands
@@ -163,10 +150,6 @@ def test_a_line_too_short_for_a_usual_gap_splits_by_the_text_size() -> None:
         columns[16:22] = True  # the "1"
         columns[22 + blank : 22 + blank + 14] = True  # the "X"
         x_step = (22 + blank + 7) // 8
-        p = np.full((20, len(charset)), 0.001, np.float32)
-        p[:, 0] = 0.99
-        for t, k in ((2, 1), (x_step, 2)):
-            p[t] = 0.001
-            p[t, k] = 0.95
+        p = probs_for([(2, 1), (x_step, 2)], 20, charset=charset)
         r = decode(p, charset, RecognizeOptions(), ink=Ink(columns, height=24.0), width=160)
         assert r.text == want
