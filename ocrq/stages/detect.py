@@ -71,7 +71,7 @@ def _detect_one(model: LoadedModel, image: np.ndarray, opts: DetectOptions) -> l
     regions = _run(model, image, scale, opts)
     strong = [r for r in regions if not r.weak]
     if strong:
-        heights = np.array([_quad_height(r.polygon) for r in strong])
+        heights = np.array([quad_height(r.polygon) for r in strong])
         text_px = float(np.median(heights)) * scale
         if text_px < opts.min_text_px:
             better = scale * opts.target_text_px / max(text_px, 1.0)
@@ -125,9 +125,9 @@ def boxes_from_map(prob: np.ndarray, width: int, height: int, opts: DetectOption
         box[:, 0] = np.clip(box[:, 0] * sx, 0, width - 1)
         box[:, 1] = np.clip(box[:, 1] * sy, 0, height - 1)
         poly = order_quad(box)
-        if _quad_width(poly) <= 3 or _quad_height(poly) <= 3:
+        if quad_width(poly) <= 3 or quad_height(poly) <= 3:
             continue
-        if weak and _quad_width(poly) > opts.weak_max_aspect * _quad_height(poly):
+        if weak and quad_width(poly) > opts.weak_max_aspect * quad_height(poly):
             continue
         out.append(Region(poly.astype(np.float32), float(score), weak))
     return out
@@ -178,18 +178,9 @@ def order_quad(pts: np.ndarray) -> np.ndarray:
     return np.array([tl, tr, br, bl], np.float32)
 
 
-def _quad_width(q: np.ndarray) -> float:
+def quad_width(q: np.ndarray) -> float:
     return float(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[3] - q[2])))
 
 
-def _quad_height(q: np.ndarray) -> float:
-    return float(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
-
-
-
-def quad_width(q: np.ndarray) -> float:
-    return _quad_width(q)
-
-
 def quad_height(q: np.ndarray) -> float:
-    return _quad_height(q)
+    return float(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
