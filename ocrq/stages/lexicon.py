@@ -49,6 +49,16 @@ class LexiconOptions:
     short_min_zipf: float = 5.5  # two-letter words change only into very common ones
     max_swaps: int = 2
     min_alternative: float = 0.02  # runner-up glyphs below this probability are not offered
+    # ... except for a token that is no word at all (a non-word error is itself
+    # evidence of a misread glyph, where a rare real word may be just rare):
+    # there runner-ups down to this probability are tried.
+    nonword_alternative: float = 0.001
+    nonword_zipf: float = 1.0  # below this the read token counts as no word
+    # A token that is a real if uncommon word ("SDN", "BHD" in English lists)
+    # changes only where the network nearly chose the other glyph: frequency
+    # alone would turn every rare word into its common neighbour ("SON").
+    real_word_zipf: float = 2.0
+    real_word_ratio: float = 0.25  # runner-up / chosen probability needed then
     alternatives: int = 4  # runner-ups looked at per character
 
 
@@ -105,7 +115,11 @@ class Lexicon:
             return text
         core, digits, z0 = found
         opts = self.options
-        letters = {i: [(a, p) for a, p in word[i].alternatives if a.isalpha()] for i in core}
+        floor = opts.nonword_alternative if z0 < opts.nonword_zipf else opts.min_alternative
+        ratio = opts.real_word_ratio if z0 >= opts.real_word_zipf else 0.0
+        letters = {i: [(a, p) for a, p in word[i].alternatives
+                       if a.isalpha() and p >= max(floor, ratio * word[i].prob)]
+                   for i in core}
         slots = [i for i in core if letters[i]]
         if any(d not in slots for d in digits):
             return text  # a digit becomes a letter only if the network offered one
@@ -130,7 +144,10 @@ class Lexicon:
 
 
 def _same_case(alt: str, chars: list[str], i: int) -> str:
-    """Case the swapped-in letter like its neighbours (the lexicon is case-free)."""
+    """Case the swapped-in letter like the letter it replaces, else like its
+    neighbours (the lexicon is case-free)."""
+    if chars[i].isalpha():
+        return alt.upper() if chars[i].isupper() else alt.lower()
     near = [chars[j] for j in (i - 1, i + 1) if 0 <= j < len(chars) and chars[j].isalpha()]
     if near and all(c.isupper() for c in near):
         return alt.upper()

@@ -15,6 +15,7 @@ currency's place (stages/currency.py) and look-alike glyphs
 
 from __future__ import annotations
 
+import functools
 import math
 import unicodedata
 from collections import defaultdict
@@ -28,7 +29,8 @@ from ocrq.models.runtimes.inputs import run_many_images
 from ocrq.models.states import LoadedModel
 from ocrq.stages.ctc import Scores
 from ocrq.stages.currency import places, settle_currency
-from ocrq.stages.lexicon import Glyph, Lexicon, get_lexicon
+from ocrq.stages.lexicon import Glyph, Lexicon, LexiconOptions, get_lexicon
+from ocrq.stages.numbers import settle_number
 from ocrq.stages.rejoin import rejoin
 from ocrq.stages.spacing import Ink, ink_profile, measure, split_tokens
 from ocrq.stages.uncovered import recover
@@ -66,6 +68,9 @@ class RecognizeOptions:
     # A short code in a currency's place settled to a currency symbol among the
     # network's runner-ups ("RH13.65" -> "RM13.65": stages/currency.py).
     currencies: bool = True
+    # Look-alike letters in numbers and a misread '@' before a price or rate,
+    # settled among the network's runner-ups (stages/numbers.py).
+    numbers: bool = True
     fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (stages/zero_o.py)
     # wordfreq language codes whose common words guide corrections among the
     # network's runner-up glyphs (stages/lexicon.py); () turns that off.
@@ -190,10 +195,14 @@ def decode(
 def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
            tokens: list[list[int]], charset: list[str], opts: RecognizeOptions,
            lexicon: Lexicon | None) -> list[str]:
-    """The tokens' words, settled (0/O) and corrected against the lexicon."""
+    """The tokens' words, settled (0/O, currencies, numbers) and corrected
+    against the lexicon."""
     # NFKC folds the full-width punctuation the Chinese dictionary often picks
     # for Latin text (（ → (, ： → :) into the ASCII a Latin page printed.
     glyphs = [unicodedata.normalize("NFKC", c) for c in chars]
+    # A token's glyphs with the network's runner-ups, looked up only where needed.
+    runners = functools.partial(_glyphs, scores, steps, idx, charset=charset,
+                                options=lexicon.options if lexicon else LexiconOptions())
     words: list[str] = []
     kept = [t for t in tokens if t]
     texts = ["".join(glyphs[k] for k in t) for t in kept]
@@ -203,18 +212,18 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                 word = settle_word(word)
             # Runner-ups line up with characters only where each glyph is one
             # character ("ﬀ" -> "ff" or a full-width space would shift them).
-            if (lexicon is None or len(word) != len(token)
-                    or not all(len(glyphs[k]) == 1 for k in token)):
+            if len(word) != len(token) or not all(len(glyphs[k]) == 1 for k in token):
                 words.append(word)
                 continue
-            spans = places(word, texts[n + 1] if n + 1 < len(texts) else None,
-                           alone=len(texts) == 1) if opts.currencies else []
-            for a, b in spans:  # runner-ups looked up for the span's few glyphs only
-                part = settle_currency(
-                    _glyphs(scores, steps, idx, token[a:b], word[a:b], charset, lexicon))
-                word = word[:a] + part + word[b:]
-            if lexicon.needs(word):
-                word = lexicon.correct(_glyphs(scores, steps, idx, token, word, charset, lexicon))
+            if lexicon is not None and opts.currencies:
+                for a, b in places(word, texts[n + 1] if n + 1 < len(texts) else None,
+                                   alone=len(texts) == 1):
+                    # runner-ups looked up for the span's few glyphs only
+                    word = word[:a] + settle_currency(runners(token[a:b], word[a:b])) + word[b:]
+            if opts.numbers and any(c.isdigit() for c in word):
+                word = settle_number(runners(token, word))
+            if lexicon is not None and lexicon.needs(word):
+                word = lexicon.correct(runners(token, word))
             words.append(word)
     return words
 
@@ -226,13 +235,13 @@ def _glyphs(
     token: list[int],
     word: str,
     charset: list[str],
-    lexicon: Lexicon,
+    options: LexiconOptions,
 ) -> list[Glyph]:
     """The token's characters with their probability and the network's runners-up
     (the most probable first, at most ``alternatives`` of them)."""
     at = steps[token]
-    k = lexicon.options.alternatives + 1  # the top k, the chosen one included
-    runners = scores.runners(at, lexicon.options.min_alternative, k)
+    k = options.alternatives + 1  # the top k, the chosen one included
+    runners = scores.runners(at, min(options.min_alternative, options.nonword_alternative), k)
     out = []
     for step, cands, ch in zip(at, runners, word, strict=True):
         chosen = idx[step]

@@ -180,3 +180,21 @@ def test_a_break_the_network_emitted_is_not_taken_back(en):
     assert len(_rejoin(tokens, [False], chars, en)) == 2
     # Switched off per plan with the lexicon (no languages) or RecognizeOptions.rejoin.
     assert RecognizeOptions().rejoin is True
+
+
+def test_a_non_word_takes_a_runner_up_the_network_hardly_offered(en):
+    # "Fayment" is no word at all: a P at 0.002 is evidence enough.
+    assert en.correct(word("Fayment", {0: [("f", 0.026), ("P", 0.002)]}, prob=0.97)) \
+        == "Payment"  # the replaced letter's case is kept
+    # Below the non-word floor, nothing is tried.
+    assert en.correct(word("Fayment", {0: [("P", 0.0005)]}, prob=0.97)) == "Fayment"
+    # A rare real word does not get that: it needs the floor of ordinary words.
+    assert en.correct(word("Tine", {2: [("m", 0.01)]}, prob=0.98)) == "Tine"
+
+
+def test_a_rare_real_word_changes_only_where_the_network_nearly_chose_otherwise(en):
+    # "SDN" (an abbreviation the English list knows, rarely) read with D 0.886
+    # and O 0.081: "SON" is far more common, but the network was sure.
+    assert en.correct(word("SDN", {1: [("O", 0.081)]}, prob=0.886)) == "SDN"
+    # The same word with a real doubt at that glyph does change.
+    assert en.correct(word("SDN", {1: [("O", 0.4)]}, prob=0.55)) == "SON"
