@@ -23,7 +23,7 @@ def rejoin(tokens: list[list[int]], soft: list[bool], chars: list[str],
     Along each run of tokens joined by soft breaks, the tokens are grouped so
     that as few of their letter runs as possible are not words of the lexicon
     (a break is taken back only between two letters, and a group of several
-    tokens must read as a known word across its joins); ties keep the breaks
+    tokens must read as an attested word across its joins); ties keep the breaks
     the geometry put. "INC LUSIVE" (one non-word) becomes "INCLUSIVE" (none);
     "SUB TOTAL" (two words) stays as read, and so does a name the lexicon does
     not know ("MA LURI").
@@ -53,7 +53,7 @@ def _groups(run: list[str], lexicon: Lexicon) -> list[tuple[int, int]]:
             if a < e - 1 and not (run[a][-1].isalpha() and run[a + 1][0].isalpha()):
                 break  # groups grow leftwards only across letter-to-letter breaks
             text = "".join(run[a:e])
-            if a < e - 1 and not _known(_joined_core(run[a:e]), lexicon):
+            if a < e - 1 and not _attested(_joined_core(run[a:e]), lexicon):
                 continue
             prev = best[a]
             assert prev is not None
@@ -96,3 +96,10 @@ def _known(word: str, lexicon: Lexicon) -> bool:
         return False
     o = lexicon.options
     return lexicon.zipf(word) >= (o.short_min_zipf if len(word) <= 2 else o.known_zipf)
+
+
+def _attested(word: str, lexicon: Lexicon) -> bool:
+    """A word a group may join into: a common one, or a rarer one of more than
+    three letters ("RETURNABL E" -> "RETURNABLE"): joining never adds a
+    non-word, as the grouping still counts them (``_known``)."""
+    return bool(word) and (_known(word, lexicon) or (len(word) > 3 and lexicon.zipf(word) >= 1.5))

@@ -162,6 +162,8 @@ def test_a_soft_break_inside_a_common_word_is_taken_back(en):
     assert _rejoined(en, "U.PR", "ICE") == ["U.PRICE"]
     assert _rejoined(en, "DESCR", "IPT", "ION") == ["DESCRIPTION"]
     assert _rejoined(en, "COOK", "IE", "PER") == ["COOKIE", "PER"]
+    # A rarer word (zipf 1.5-3) joins too where its pieces are no words.
+    assert _rejoined(en, "RETURNABL", "E,") == ["RETURNABLE,"]
 
 
 def test_soft_breaks_between_words_names_codes_and_amounts_stay(en):
