@@ -4,7 +4,7 @@ offered the glyphs for it.
 The recogniser confuses M with H and N in receipt fonts, so "RM13.65" comes out
 "RH13.65" and a column header "AMT(RM)" as "AMT(RN)". Where a two- or three-
 letter run sits where a currency goes (glued to an amount, right before an
-amount, in parentheses, or alone on its line) and is not a currency already,
+amount, in parentheses, alone on its line, or ending a line of words) and is not a currency already,
 one of its letters is swapped for a runner-up glyph the network gave when that
 makes a currency code or letter symbol of any CLDR locale
 (stages/currencies.py). No glyph the network did not offer is invented, and
@@ -28,16 +28,19 @@ _PAREN = re.compile(r"\(([A-Za-z]{2,3})\)")
 _WHOLE = re.compile(r"^([A-Za-z]{2,3})[:.]?$")
 
 
-def places(text: str, next_word: str | None, alone: bool) -> list[tuple[int, int]]:
+def places(text: str, next_word: str | None, alone: bool, label: bool = False
+           ) -> list[tuple[int, int]]:
     """Spans of ``text`` (one token) in a currency's place that are no currency yet.
 
     ``next_word``: the line's next token (None at the end); ``alone``: the
-    token is the whole line.
+    token is the whole line; ``label``: the token ends a line after other
+    words and is no common word itself ("CHANGE RH", "ROUNDING RN": the
+    amount stands in a box of its own to the right).
     """
     spans = [m.span(1) for m in _GLUED.finditer(text)]
     spans += [m.span(1) for m in _PAREN.finditer(text)]
     whole = _WHOLE.match(text)
-    if whole and (alone or (next_word is not None and AMOUNT.match(next_word))):
+    if whole and (alone or label or (next_word is not None and AMOUNT.match(next_word))):
         spans.append(whole.span(1))
     return [(a, b) for a, b in spans if text[a:b].upper() not in CURRENCIES]
 

@@ -101,6 +101,11 @@ class Lexicon:
         z0 = self.zipf(text[i0:i1])  # "mp3", "1st" and "co2" are words too
         return None if z0 >= self.options.known_zipf else (core, digits, z0)
 
+    def common(self, word: str) -> bool:
+        """A common word: two letters or fewer only when very common ("NO", "OF")."""
+        o = self.options
+        return self.zipf(word) >= (o.short_min_zipf if len(word) <= 2 else o.known_zipf)
+
     def needs(self, text: str) -> bool:
         """Whether ``text`` (one token) is a candidate for correction at all."""
         return self._core(text) is not None

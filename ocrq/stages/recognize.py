@@ -216,8 +216,10 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                 words.append(word)
                 continue
             if lexicon is not None and opts.currencies:
-                for a, b in places(word, texts[n + 1] if n + 1 < len(texts) else None,
-                                   alone=len(texts) == 1):
+                last = n + 1 == len(texts)
+                label = last and n > 0 and not lexicon.common(word)
+                for a, b in places(word, None if last else texts[n + 1],
+                                   alone=len(texts) == 1, label=label):
                     # runner-ups looked up for the span's few glyphs only
                     word = word[:a] + settle_currency(runners(token[a:b], word[a:b])) + word[b:]
             if opts.numbers and any(c.isdigit() for c in word):

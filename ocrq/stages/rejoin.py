@@ -92,10 +92,7 @@ def _non_words(text: str, lexicon: Lexicon) -> int:
 
 def _known(word: str, lexicon: Lexicon) -> bool:
     """A common word; one or two letters only when very common ("A", "NO")."""
-    if not word:
-        return False
-    o = lexicon.options
-    return lexicon.zipf(word) >= (o.short_min_zipf if len(word) <= 2 else o.known_zipf)
+    return bool(word) and lexicon.common(word)
 
 
 def _attested(word: str, lexicon: Lexicon) -> bool:
