@@ -51,3 +51,17 @@ class ModelLoadError(OcrqError):
 
 class UnknownRuntime(OcrqError):
     code = "unknown_runtime"
+
+
+class BackendUnavailable(OcrqError):
+    """A backend a step needs is down for now (the GPU worker's tensor server killed or
+    restarting): the step gives its message back to be tried again later instead of
+    failing its job or spending its time limit waiting (ocrq/pipeline/retry.py)."""
+
+    code = "backend_unavailable"
+
+    def __init__(self, message: str, *, during_call: bool = False, **details: object) -> None:
+        super().__init__(message, **details)
+        # True: the backend died while serving this step's request (the step may be
+        # what kills it, a poison page): the give-back counts as a lost delivery.
+        self.during_call = during_call

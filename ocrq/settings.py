@@ -66,6 +66,21 @@ class Settings:
     tensor_timeout_s: float = 60.0  # one request to the tensor server, sent to answered
     tensor_max_bytes: int = 512 * 1024 * 1024  # one request's array, at most
     tensor_max_models: int = 16  # on the server; unreferenced ones beyond it unloaded (LRU)
+    # The tensor server gone (killed, restarting; issue 14): a model call waits this
+    # long for it to come back (the GPU worker caps it at a third of the soft time
+    # limit), then its step gives its message back (below) instead of spending its
+    # time limit. Restart delays of a server that keeps dying: seconds, the last repeats.
+    tensor_wait_s: float = 10.0
+    tensor_restart_backoff_s: str = "1,2,5,10,30"
+    # A step whose backend is unavailable (ocrq.errors.BackendUnavailable) goes back
+    # to its queue, tried again after giveback_backoff_s (doubling, at most
+    # giveback_backoff_max_s), not counted as a lost delivery; after giveback_attempts
+    # tries or giveback_deadline_s from its first give-back, its job fails with the
+    # backend's code (tensor_server_down).
+    giveback_backoff_s: float = 2.0
+    giveback_backoff_max_s: float = 30.0
+    giveback_attempts: int = 40
+    giveback_deadline_s: float = 600.0
     # Languages (wordfreq codes, comma-separated) whose common words guide the
     # correction of look-alike glyphs in recognised words; "none" turns it off.
     lexicon: str = "en"

@@ -39,6 +39,7 @@ from typing import Any
 
 from ocrq.errors import OcrqError
 from ocrq.models.serving.client import LOAD_TIMEOUT_S, hello
+from ocrq.pipeline.app import CeleryConfig
 from ocrq.settings import Settings
 from workers.common import THREADS_POOL, parser, run_worker, split_threads
 from workers.tensor_server import cuda_available
@@ -48,6 +49,7 @@ DEFAULT_BATCH_WAIT_MS = 3.0
 GPU_WORKER_MODES = ("server", "inprocess")
 HELLO_TIMEOUT_S = 120.0  # the server answers HELLO before it loads any model
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # restarts of a server that keeps dying
+WAIT_SHARE = 3  # a model call waits for a gone server a third of the soft limit at most
 STABLE_S = 60.0  # up this long: the next death starts the backoff over
 STOP_GRACE_S = 15.0
 
@@ -55,9 +57,11 @@ STOP_GRACE_S = 15.0
 class ServerProcess:
     """The tensor server child: started, waited for, supervised, stopped."""
 
-    def __init__(self, socket_path: str, hello_timeout_s: float = HELLO_TIMEOUT_S) -> None:
+    def __init__(self, socket_path: str, hello_timeout_s: float = HELLO_TIMEOUT_S,
+                 backoff_s: Sequence[float] = BACKOFF_S) -> None:
         self.socket_path = socket_path
         self.hello_timeout_s = hello_timeout_s
+        self.backoff_s = tuple(backoff_s) or BACKOFF_S
         self.popen: subprocess.Popen[bytes] | None = None
         self.facts: dict[str, Any] = {}
         self.restarts = 0
@@ -106,7 +110,7 @@ class ServerProcess:
                 return
             if time.monotonic() - started > STABLE_S:
                 failures = 0
-            delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
+            delay = self.backoff_s[min(failures, len(self.backoff_s) - 1)]
             failures += 1
             log.error("tensor server exited with %s; restarting in %.0f s", rc, delay)
             if self._stop.wait(delay):
@@ -154,16 +158,20 @@ def run_with_server(s: Settings, args: argparse.Namespace) -> None:
         args.concurrency = os.cpu_count() or 1
     own_dir = "" if s.tensor_socket else tempfile.mkdtemp(prefix="ocrq-tensor-")  # 0700
     socket_path = s.tensor_socket or str(Path(own_dir) / "tensor.sock")
-    server = ServerProcess(socket_path)
+    server = ServerProcess(socket_path, backoff_s=restart_backoff(s))
     try:
         facts = server.start()
         # The feeders' models are RemoteRuntimes: no batching wait here (the server
         # merges), no buckets here (the server's policy comes with each LOAD).
         feeders = s.with_(runtime="remote", tensor_socket=socket_path,
                           device=str(facts.get("device", "cpu")), batch_wait_ms=0.0,
-                          shape_buckets="off", fp16=bool(facts.get("fp16", False)))
-        # Children read the socket through Settings.from_env() in load_runtime.
+                          shape_buckets="off", fp16=bool(facts.get("fp16", False)),
+                          tensor_wait_s=feeder_wait_s(s))
+        # Children read the socket through Settings.from_env() in load_runtime; and how
+        # long a call waits for a server gone (then its step is given back: well
+        # within the step's soft time limit, which a soak run saw it spend).
         os.environ["OCRQ_TENSOR_SOCKET"] = socket_path
+        os.environ["OCRQ_TENSOR_WAIT_S"] = str(feeder_wait_s(s))
         # A feeder preloads its models in worker_process_init: LOADs that may wait
         # for the server's first load (every bucket warmed, on a GPU) while Celery
         # would kill a child not up within 4 s.
@@ -173,6 +181,24 @@ def run_with_server(s: Settings, args: argparse.Namespace) -> None:
         server.stop()
         if own_dir:
             shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def restart_backoff(s: Settings) -> tuple[float, ...]:
+    """OCRQ_TENSOR_RESTART_BACKOFF_S: "1,2,5,10,30" -> the delays (the last repeats)."""
+    try:
+        delays = tuple(float(x) for x in s.tensor_restart_backoff_s.split(",") if x.strip())
+    except ValueError:
+        delays = ()
+    if not delays or min(delays) < 0:
+        raise SystemExit("OCRQ_TENSOR_RESTART_BACKOFF_S must be seconds separated by commas, "
+                         f"not {s.tensor_restart_backoff_s!r}")
+    return delays
+
+
+def feeder_wait_s(s: Settings) -> float:
+    """How long a feeder's model call waits for the tensor server to come back."""
+    soft = float(CeleryConfig(s).task_soft_time_limit)
+    return round(max(0.1, min(s.tensor_wait_s, soft / WAIT_SHARE)), 3)
 
 
 def run_inprocess(s: Settings, args: argparse.Namespace) -> None:

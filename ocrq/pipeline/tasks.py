@@ -9,21 +9,24 @@ is not here: see workers/lifecycle.py.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from celery import Task, current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
+from ocrq.errors import BackendUnavailable
 from ocrq.names import Step
 from ocrq.names import Task as T
 from ocrq.pipeline import canvas, hooks, stage_work, work
 from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
-from ocrq.pipeline.retry import retry_io
+from ocrq.pipeline.retry import back_again, give_back, retry_io
 from ocrq.pipeline.state import get_state
 from ocrq.storage import JobStatus
 
 log = logging.getLogger(__name__)
 STAGE = {"bind": True, "acks_late": True}
+R = TypeVar("R")
 
 
 def _may_run(task: Task, job_id: str, stage: str) -> bool:
@@ -48,7 +51,7 @@ def rotate(self: Task, msg: dict[str, Any]) -> dict[str, Any] | None:
         return None
     # Every step below runs again after a Redis, broker or database blink (retry_io):
     # a restart of a few seconds costs a retry, not the job.
-    out = retry_io(lambda: work.rotate(get_state(), ctx), f"rotate of job {ctx.job_id}")
+    out = _run(self, ctx.job_id, Step.ROTATE, lambda: work.rotate(get_state(), ctx))
     return None if out is None else out.to_message()
 
 
@@ -59,7 +62,7 @@ def detect(self: Task, msg: dict[str, Any] | None) -> None:
     ctx = JobContext.from_message(msg)
     if not _may_run(self, ctx.job_id, Step.DETECT):
         return
-    retry_io(lambda: _detect(self, ctx), f"detect of job {ctx.job_id}")
+    _run(self, ctx.job_id, Step.DETECT, lambda: _detect(self, ctx))
 
 
 def _detect(self: Task, ctx: JobContext) -> None:
@@ -85,8 +88,9 @@ def recognize(self: Task, msg: dict[str, Any], polygons: list[Any], flipped: lis
     ref = RecognitionRef.from_message(msg)
     if not _may_run(self, ref.job_id, Step.RECOGNIZE):
         return BatchResult.skipped(index).to_message()
-    return retry_io(lambda: work.recognize(get_state(), ref, polygons, flipped, index),
-                    f"recognize of job {ref.job_id}").to_message()
+    out = _run(self, ref.job_id, Step.RECOGNIZE,
+               lambda: work.recognize(get_state(), ref, polygons, flipped, index))
+    return (out or BatchResult.skipped(index)).to_message()  # None: its job failed
 
 
 @shared_task(name=T.REORDER.value, ignore_result=True, **STAGE)
@@ -96,7 +100,7 @@ def reorder(self: Task, results: list[dict[str, Any]], msg: dict[str, Any]) -> N
         return
     state = get_state()
     batches = [BatchResult.from_message(r) for r in results]
-    doc = retry_io(lambda: work.reorder(state, batches, ctx), f"reorder of job {ctx.job_id}")
+    doc = _run(self, ctx.job_id, Step.REORDER, lambda: work.reorder(state, batches, ctx))
     if doc is not None:  # apart: a retry of reorder would find the job ended, no webhook
         retry_io(lambda: _next(self.app, state, ctx, doc, 0), f"webhook of job {ctx.job_id}")
 
@@ -108,12 +112,40 @@ def stage(self: Task, msg: dict[str, Any], doc: dict[str, Any], index: int) -> N
     if not _may_run(self, ctx.job_id, ctx.stages[index]):
         return
     state = get_state()
-    out = retry_io(lambda: stage_work.run(state, ctx, doc, index),
-                   f"{ctx.stages[index]} of job {ctx.job_id}")
+    out = _run(self, ctx.job_id, ctx.stages[index],
+               lambda: stage_work.run(state, ctx, doc, index))
     if out is not None:  # the context may have grown: a branch (``then``) added stages
         ctx, done = out
         retry_io(lambda: _next(self.app, state, ctx, done, index + 1),
                  f"next step of job {ctx.job_id}")
+
+
+def _run(task: Task, job_id: str, stage: str, step: Callable[[], R]) -> R | None:
+    """``step()`` through blinks (retry_io). While a backend it needs is down (the
+    tensor server), its message goes back to the queue for later (pipeline/retry.py:
+    not counted as a lost delivery, capped, with a deadline); past the cap its job
+    fails with the backend's code, and this returns None."""
+    state = get_state()
+    try:
+        out = retry_io(step, f"{stage} of job {job_id}")
+    except BackendUnavailable as exc:
+        down = exc
+        plan = retry_io(lambda: give_back(state, task.request.id or "", job_id, stage, down,
+                                          int(task.request.retries or 0)),
+                        f"{stage} of job {job_id}")
+        if isinstance(plan, dict):
+            fail_job(task.app, job_id, plan)
+            return None
+        # The same message (same task id: chord, start counter, cancel) after a countdown;
+        # give_back keeps the count (Celery's max_retries=None means its default, 3).
+        raise task.retry(countdown=plan, max_retries=state.settings.giveback_attempts) \
+            from exc
+    if task.request.retries:
+        try:
+            back_again(state, task.request.id or "", job_id)
+        except Exception as exc:  # only a status line: never fails the step that ran
+            log.warning("job %s: its wait for %s not cleared: %s", job_id, stage, exc)
+    return out
 
 
 def _next(app: Any, state: Any, ctx: JobContext, doc: dict[str, Any], index: int) -> None:

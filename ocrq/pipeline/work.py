@@ -96,7 +96,10 @@ def shape(flat: dict[str, Any]) -> dict[str, Any]:
                      "batches_total": flat.get("batches_total"),
                      # A document: its pages read so far, of how many.
                      **({"pages_done": int(flat.get("pages_done") or 0),
-                         "pages_total": flat["pages_total"]} if flat.get("pages_total") else {})},
+                         "pages_total": flat["pages_total"]} if flat.get("pages_total") else {}),
+                     # A step given back while its backend is down (pipeline/retry.py).
+                     **({"waiting": flat["waiting"]} if flat.get("waiting")
+                        and flat["status"] not in TERMINAL else {})},
         "image": {"name": flat.get("image"), "width": flat.get("width"),
                   "height": flat.get("height")},
         "created_at": flat.get("created_at"), "started_at": flat.get("started_at"),

@@ -9,10 +9,14 @@ its Unix socket and the output comes back (``protocol.py``).
 - Thread-safe without serialising: each call takes an idle connection of
   this runtime or opens one (which LOADs the model on it), so concurrent
   calls of one process reach the server side by side and can share a pass.
-- A broken connection (the server restarted) is reopened once, waiting for
-  the new server up to the call's deadline, and the call retried; then the
-  call fails with :class:`TensorServerError`. Every wait has a deadline: a
-  job fails with a reason, it never hangs.
+- A broken connection (the server restarted) is reopened, waiting for the
+  new server up to ``wait_s`` (``OCRQ_TENSOR_WAIT_S``, well under a step's soft
+  time limit), and the call retried. A server that does not come back within
+  the wait, or that dies twice under one call, raises
+  :class:`TensorServerDown`: the step gives its message back and is tried
+  again later (ocrq/pipeline/retry.py); ``during_call`` says whether the server
+  died holding this call's request (a poison page may be what kills it).
+  Every wait has a deadline: a job fails with a reason, it never hangs.
 - When the server's runtime runs at shape buckets, the LOAD answer carries
   the policy and the padding is done here (host work, spread over the
   feeders); the output is cropped back here too.
@@ -21,9 +25,7 @@ its Unix socket and the output comes back (``protocol.py``).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
-import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -34,62 +36,39 @@ import numpy as np
 
 from ocrq.models.runtimes.buckets import Buckets
 from ocrq.models.serving.protocol import (
+    Connection,
     FrameError,
     Op,
     Reply,
-    Request,
     Status,
+    TensorServerDown,
     TensorServerError,
-    recv_reply,
-    send_request,
 )
+from ocrq.settings import Settings
 
 LOAD_TIMEOUT_S = 600.0  # a first LOAD on a GPU builds and warms every bucket shape
 RECONNECT_POLL_S = 0.1
 CONNECT_WAIT_S = 30.0  # the first connection of a runtime: a server busy loading or warming
 MAX_IN_FLIGHT = 8  # one page's batches sent at once (connections per feeder, per model)
-_ids = itertools.count(1)
+MIN_RELOAD_S = 1.0  # a LOAD on a reopened connection gets the wait's rest, at least this
+CALL_TRIES = 3  # a stale idle connection, then fresh ones; two deaths under a call end it
 
 
 class _Broken(Exception):
     """A pipelined call met a broken connection: redo it call by call (with retries)."""
 
+    def __init__(self, in_call: bool) -> None:
+        super().__init__("broken")
+        self.in_call = in_call  # the server died holding a request (sent, not answered)
 
-class Connection:
-    """One socket to the tensor server; one request at a time."""
 
-    def __init__(self, socket_path: str, timeout_s: float) -> None:
-        self.socket_path = socket_path
-        self.timeout_s = timeout_s
-        self.pid = os.getpid()
-        self.max_bytes = 1 << 40  # until the server says (HELLO/LOAD)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.sock.settimeout(timeout_s)
-            self.sock.connect(socket_path)
-        except BaseException:
-            self.sock.close()
-            raise
+class _Lost(Exception):
+    """One call's connection broke: before its request was taken (a stale idle
+    connection, a dead server) or after (the server died holding it)."""
 
-    def call(self, op: Op, path: str = "", array: np.ndarray | None = None,
-             timeout_s: float | None = None) -> Reply:
-        """One request and its reply; raises OSError/TimeoutError/FrameError on the wire."""
-        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
-        return self.receive(op, self.send(op, path, array, deadline), deadline)
-
-    def send(self, op: Op, path: str, array: np.ndarray | None, deadline: float) -> int:
-        rid = next(_ids)
-        send_request(self.sock, Request(op, rid, path, array), deadline)
-        return rid
-
-    def receive(self, op: Op, rid: int, deadline: float) -> Reply:
-        reply = recv_reply(self.sock, self.max_bytes, deadline)
-        if reply.request_id != rid or reply.op != op:
-            raise FrameError(f"reply {reply.op.name} #{reply.request_id} to {op.name} #{rid}")
-        return reply
-
-    def close(self) -> None:
-        self.sock.close()
+    def __init__(self, exc: BaseException, in_call: bool) -> None:
+        super().__init__(str(exc))
+        self.in_call = in_call
 
 
 def _checked(reply: Reply, what: str) -> Reply:
@@ -124,7 +103,8 @@ class RemoteRuntime:
     backend = "remote"
 
     def __init__(self, socket_path: str | Path, weights_path: str | Path, *,
-                 timeout_s: float = 60.0, load_timeout_s: float = LOAD_TIMEOUT_S) -> None:
+                 timeout_s: float = 60.0, load_timeout_s: float = LOAD_TIMEOUT_S,
+                 wait_s: float | None = None) -> None:
         if not str(socket_path):
             raise TensorServerError("runtime=remote needs the tensor server's socket "
                                     "(OCRQ_TENSOR_SOCKET); the GPU worker sets it")
@@ -132,6 +112,8 @@ class RemoteRuntime:
         self.weights_path = str(weights_path)
         self.timeout_s = timeout_s
         self.load_timeout_s = max(load_timeout_s, timeout_s)
+        # How long a call waits for a server that went away (None: OCRQ_TENSOR_WAIT_S).
+        self.wait_s = Settings.from_env().tensor_wait_s if wait_s is None else wait_s
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._idle: list[Connection] = []
@@ -147,26 +129,34 @@ class RemoteRuntime:
         return str(self.facts.get("device", "unknown"))
 
     # --- connections ----------------------------------------------------------
-    def _open(self, wait_s: float) -> Connection:
+    def _open(self, wait_s: float, bounded: bool = False,
+              during_call: bool = False) -> Connection:
         """A new connection with the model LOADed on it. A server that is not
         listening yet, or drops the connection (one dying or restarting), is
-        tried again until ``wait_s`` has passed; then :class:`TensorServerError`."""
+        tried again until ``wait_s`` has passed; then :class:`TensorServerDown`.
+        ``bounded``: the LOAD too gets only the wait's rest (a call inside a step:
+        a restarted server still loading is given back to, not waited for)."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 conn = Connection(self.socket_path, self.timeout_s)
             except OSError as exc:
-                self._wait_or_raise(deadline, exc)
+                self._wait_or_raise(deadline, wait_s, exc, during_call)
                 continue
+            load_s = max(MIN_RELOAD_S, deadline - time.monotonic()) if bounded \
+                else self.load_timeout_s
             try:
-                reply = conn.call(Op.LOAD, self.weights_path, timeout_s=self.load_timeout_s)
+                reply = conn.call(Op.LOAD, self.weights_path, timeout_s=load_s)
             except TimeoutError as exc:
                 conn.close()
-                raise TensorServerError(f"tensor server did not LOAD {self.weights_path} "
-                                        f"within {self.load_timeout_s:.0f} s") from exc
+                what = f"tensor server did not LOAD {self.weights_path} within {load_s:.0f} s"
+                if bounded:  # a server just restarted, loading: worth a try later
+                    raise TensorServerDown(what, socket=self.socket_path,
+                                           during_call=during_call) from exc
+                raise TensorServerError(what) from exc
             except (OSError, FrameError) as exc:
                 conn.close()
-                self._wait_or_raise(deadline, exc)
+                self._wait_or_raise(deadline, wait_s, exc, during_call)
                 continue
             if reply.status == Status.ERROR:
                 conn.close()
@@ -176,10 +166,12 @@ class RemoteRuntime:
             self.buckets = Buckets.from_dict(facts["buckets"]) if facts.get("buckets") else None
             return conn
 
-    def _wait_or_raise(self, deadline: float, exc: Exception) -> None:
+    def _wait_or_raise(self, deadline: float, wait_s: float, exc: Exception,
+                       during_call: bool) -> None:
         if time.monotonic() >= deadline:
-            raise TensorServerError(f"no tensor server at {self.socket_path}: {exc}",
-                                    socket=self.socket_path) from exc
+            raise TensorServerDown(f"no tensor server at {self.socket_path} "
+                                   f"(waited {wait_s:g} s): {exc}",
+                                   socket=self.socket_path, during_call=during_call) from exc
         time.sleep(RECONNECT_POLL_S)
 
     def _take(self) -> Connection | None:
@@ -199,33 +191,55 @@ class RemoteRuntime:
                 return
             self._idle.append(conn)
 
-    def _request(self, op: Op, array: np.ndarray) -> np.ndarray:
-        """One request on an idle connection; one reconnect + retry when it broke."""
+    def _request(self, op: Op, array: np.ndarray, died: int = 0) -> np.ndarray:
+        """One request on an idle connection; reopened and sent again when it broke,
+        up to :data:`CALL_TRIES` times or until the server died under it twice.
+        ``died``: deaths under this request already seen (a pipelined call's)."""
         conn = self._take()
-        for attempt in (1, 2):
+        for _ in range(CALL_TRIES):
             if conn is None:
-                conn = self._open(wait_s=self.timeout_s)
+                conn = self._open(self.wait_s, bounded=True, during_call=died > 0)
             try:
-                reply = conn.call(op, self.weights_path, array)
-            except TimeoutError as exc:  # the server is alive but stuck: do not pile on
-                conn.close()
-                raise TensorServerError(
-                    f"tensor server gave no answer within {self.timeout_s:.0f} s "
-                    f"({op.name} {Path(self.weights_path).parent.parent.name})") from exc
-            except (OSError, FrameError) as exc:  # broken: the server died or restarted
+                reply = self._call(conn, op, array)
+            except _Lost as lost:  # broken: the server died or restarted
                 conn.close()
                 conn = None
-                if attempt == 2:
-                    raise TensorServerError(
-                        f"tensor server connection broken twice ({op.name}): {exc}",
-                        socket=self.socket_path) from exc
+                died += lost.in_call
+                if died >= 2:
+                    raise TensorServerDown(
+                        f"tensor server died twice under one {op.name}: {lost}",
+                        socket=self.socket_path, during_call=True) from lost
                 continue
             self._give(conn)
             out = _checked(reply, op.name).array
             if out is None:
                 raise TensorServerError(f"tensor server answered {op.name} without an array")
             return out
-        raise AssertionError("unreachable")
+        raise TensorServerDown(f"tensor server connection broken {CALL_TRIES} times "
+                               f"({op.name})", socket=self.socket_path, during_call=died > 0)
+
+    def _call(self, conn: Connection, op: Op, array: np.ndarray) -> Reply:
+        """The request and its reply; :class:`_Lost` when the connection broke."""
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            rid = conn.send(op, self.weights_path, array, deadline)
+        except TimeoutError as exc:  # not reading: alive but stuck, do not pile on
+            conn.close()
+            raise self._stuck(op) from exc
+        except (OSError, FrameError) as exc:  # a stale connection: never reached a server
+            raise _Lost(exc, in_call=False) from exc
+        try:
+            return conn.receive(op, rid, deadline)
+        except TimeoutError as exc:
+            conn.close()
+            raise self._stuck(op) from exc
+        except (OSError, FrameError) as exc:  # sent, then broken: it died holding it
+            raise _Lost(exc, in_call=True) from exc
+
+    def _stuck(self, op: Op) -> TensorServerError:
+        return TensorServerError(
+            f"tensor server gave no answer within {self.timeout_s:.0f} s "
+            f"({op.name} {Path(self.weights_path).parent.parent.name})")
 
     # --- the Runtime interface ------------------------------------------------------
     def _pad(self, images: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
@@ -258,8 +272,8 @@ class RemoteRuntime:
             arrays = [p[0] for p in prepared[i : i + MAX_IN_FLIGHT]]
             try:
                 outs += self._pipelined(arrays)
-            except _Broken:  # one by one, each with its reconnect and retry
-                outs += [self._request(Op.RUN_IMAGES, a) for a in arrays]
+            except _Broken as broken:  # one by one, each with its reconnect and retry
+                outs += [self._request(Op.RUN_IMAGES, a, int(broken.in_call)) for a in arrays]
         return [self._crop(o, hw, shw) for o, (_, hw, shw) in zip(outs, prepared, strict=True)]
 
     def _pipelined(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -267,7 +281,7 @@ class RemoteRuntime:
         deadline = time.monotonic() + self.timeout_s
         try:
             for array in arrays:
-                conns.append(self._take() or self._open(wait_s=0.0))
+                conns.append(self._take() or self._open(wait_s=0.0, bounded=True))
                 rids.append(conns[-1].send(op, self.weights_path, array, deadline))
             replies = [c.receive(op, rid, deadline) for c, rid in zip(conns, rids, strict=True)]
         except TimeoutError as exc:
@@ -278,7 +292,8 @@ class RemoteRuntime:
         except (OSError, FrameError, TensorServerError) as exc:
             for c in conns:
                 c.close()
-            raise _Broken from exc
+            # Every request sent, then a reply lost: the server died holding them.
+            raise _Broken(in_call=len(rids) == len(arrays)) from exc
         for c in conns:
             self._give(c)
         outs = [_checked(r, op.name).array for r in replies]

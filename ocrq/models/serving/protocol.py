@@ -18,7 +18,9 @@ that connection only.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import socket
 import struct
 import time
@@ -28,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from ocrq.errors import OcrqError
+from ocrq.errors import BackendUnavailable, OcrqError
 
 MAGIC = b"OQT1"
 MAX_NDIM = 8
 MAX_PATH_BYTES = 4096
 MAX_JSON_BYTES = 1 << 20  # replies with facts or errors are small
+_ids = itertools.count(1)  # request ids of this process
 # magic, op, dtype, ndim, reserved, path length, request id, dims
 REQUEST = struct.Struct("<4sBBBBIQ8I")
 # magic, op, status, dtype, ndim, reserved x3, request id, payload length, dims
@@ -73,6 +76,13 @@ class TensorServerError(OcrqError):
     """The tensor server could not be reached, did not answer in time, or refused."""
 
     code = "tensor_server"
+
+
+class TensorServerDown(TensorServerError, BackendUnavailable):
+    """No tensor server answered within the wait (killed, restarting, in its restart
+    backoff, or still loading after a restart): the step is worth trying later."""
+
+    code = "tensor_server_down"
 
 
 @dataclass(frozen=True)
@@ -249,3 +259,40 @@ def recv_reply(sock: socket.socket, max_bytes: int, deadline: float) -> Reply:
     if array.nbytes != length:
         raise FrameError(f"reply length {length} does not match its dims")
     return Reply(op, rid, status, array, None)
+
+
+class Connection:
+    """A client's socket to the tensor server (client.py); one request at a time."""
+
+    def __init__(self, socket_path: str, timeout_s: float) -> None:
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+        self.pid = os.getpid()
+        self.max_bytes = 1 << 40  # until the server says (HELLO/LOAD)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(timeout_s)
+            self.sock.connect(socket_path)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def call(self, op: Op, path: str = "", array: np.ndarray | None = None,
+             timeout_s: float | None = None) -> Reply:
+        """One request and its reply; raises OSError/TimeoutError/FrameError on the wire."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        return self.receive(op, self.send(op, path, array, deadline), deadline)
+
+    def send(self, op: Op, path: str, array: np.ndarray | None, deadline: float) -> int:
+        rid = next(_ids)
+        send_request(self.sock, Request(op, rid, path, array), deadline)
+        return rid
+
+    def receive(self, op: Op, rid: int, deadline: float) -> Reply:
+        reply = recv_reply(self.sock, self.max_bytes, deadline)
+        if reply.request_id != rid or reply.op != op:
+            raise FrameError(f"reply {reply.op.name} #{reply.request_id} to {op.name} #{rid}")
+        return reply
+
+    def close(self) -> None:
+        self.sock.close()
