@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Table, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.storage.group_commit import GroupCommit
 
 
 class Database:
@@ -16,6 +19,8 @@ class Database:
         self.url = url
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
+        self._groups: dict[str, GroupCommit] = {}
+        self._groups_lock = threading.Lock()
 
     @property
     def engine(self) -> Engine:
@@ -31,6 +36,15 @@ class Database:
         assert self._sessions is not None
         with self._sessions() as s, s.begin():
             yield s
+
+    def grouped(self, table: Table) -> GroupCommit:
+        """The process's group commit of inserts into ``table`` (made on first use)."""
+        group = self._groups.get(table.name)
+        if group is None:
+            with self._groups_lock:
+                group = self._groups.setdefault(table.name,
+                                                GroupCommit(lambda: self.engine, table))
+        return group
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

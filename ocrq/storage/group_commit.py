@@ -1,0 +1,117 @@
+"""Group commit: the new job rows of concurrent submits share one INSERT and one COMMIT.
+
+Every submit must have its row committed before it answers 202. Alone, that is a
+connection check-out (with the pool's ping), an INSERT and a COMMIT per job: three
+round trips and a redo-log flush each, most of MariaDB's work per submit and much
+of the web's. Here the first thread to arrive commits its own row at once (no
+added wait when the intake is idle); threads that arrive while a commit is in
+flight queue their rows, and when it ends one of them (the next leader) inserts
+everything queued, up to ``max_rows``, in one multi-row INSERT and one COMMIT.
+Each thread returns only once the COMMIT that holds its row succeeded, and gets
+that COMMIT's exception if it failed (the caller's lost-COMMIT-reply handling is
+unchanged: the row may or may not exist).
+
+A batch refused for one row's sake (two submits with one Idempotency-Key: a unique
+constraint; a value the column refuses) is redone one row per transaction, so each
+row gets its own answer; a lost connection or a server error fails the whole batch.
+No thread of its own: the waiting request threads take turns (leader/followers).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Table, insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+Row = dict[str, Any]
+
+
+class _Entry:
+    __slots__ = ("done", "error", "lead", "values", "wake")
+
+    def __init__(self, values: Row) -> None:
+        self.values = values
+        self.wake = threading.Event()
+        self.done = False
+        self.lead = False  # woken to commit the queue, not because its row is done
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Inserts into ``table``: :meth:`insert` returns once its row is committed."""
+
+    def __init__(self, engine: Callable[[], Engine], table: Table, max_rows: int = 64) -> None:
+        self._engine = engine
+        self.table = table
+        self.max_rows = max(1, max_rows)
+        self._lock = threading.Lock()
+        self._queue: list[_Entry] = []
+        self._busy = False  # a leader is committing
+        self.batches = 0  # commits made (rows / batches: the group size, for tests)
+        self.rows = 0
+
+    def insert(self, values: Row) -> None:
+        """Insert one row; raises what its COMMIT raised (IntegrityError: this row's)."""
+        me = _Entry(values)
+        with self._lock:
+            self._queue.append(me)
+            lead = not self._busy
+            self._busy = True
+        while not lead:
+            me.wake.wait()
+            me.wake.clear()
+            if me.done:
+                break
+            lead = me.lead
+        if lead:
+            self._lead()
+        if me.error is not None:
+            raise me.error
+
+    def _lead(self) -> None:
+        """Commit what is queued (this thread's row among it), then pass the turn on."""
+        with self._lock:
+            batch, self._queue = self._queue[:self.max_rows], self._queue[self.max_rows:]
+        try:
+            self._commit(batch)
+        finally:
+            with self._lock:
+                nxt = self._queue[0] if self._queue else None
+                self._busy = nxt is not None
+            for e in batch:
+                e.done = True
+                e.wake.set()
+            if nxt is not None:
+                nxt.lead = True
+                nxt.wake.set()
+
+    def _commit(self, batch: list[_Entry]) -> None:
+        try:
+            self._execute([e.values for e in batch])
+            return
+        except OperationalError as exc:  # the connection or the server: the batch's fate
+            shared: Exception | None = exc
+        except Exception as exc:  # noqa: BLE001 - handed to the rows' threads
+            # One row's own fault (a unique key taken, a value refused): unless it is
+            # the only row, each row is tried alone so the others still commit.
+            shared = exc if len(batch) == 1 else None
+        if shared is not None:
+            for e in batch:
+                e.error = shared
+            return
+        for e in batch:
+            try:
+                self._execute([e.values])
+            except Exception as exc:  # noqa: BLE001 - handed to that row's thread
+                e.error = exc
+
+    def _execute(self, rows: list[Row]) -> None:
+        with self._engine().begin() as conn:
+            conn.execute(insert(self.table), rows)
+        self.batches += 1
+        self.rows += len(rows)
+

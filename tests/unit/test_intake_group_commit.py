@@ -1,0 +1,134 @@
+"""Group commit of intake's job rows (ocrq/storage/group_commit.py) on MariaDB.
+
+The table is held by another connection's ``LOCK TABLES ... READ`` (reads go on,
+writes wait) while the submits arrive, so the first one is stuck in its INSERT and the
+rest queue behind it: what happens under load, made certain. Then: every row committed
+before its call returned, the queued rows in one INSERT + one COMMIT, and a row
+refused for its own sake (an Idempotency-Key taken in the same batch, a value
+too long) costs its batch-mates nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pymysql
+import pytest
+from sqlalchemy import event
+
+from ocrq.storage import Database, Job
+from ocrq.storage import jobs as store
+from ocrq.storage.group_commit import GroupCommit
+from tests.databases import MARIADB, throwaway_mariadb
+
+
+@pytest.fixture
+def db() -> Iterator[Database]:
+    with throwaway_mariadb() as url:
+        database = Database(url)
+        store.create_job(database, **new_job("warm"))  # the pool's first connection
+        yield database
+        database.engine.dispose()
+
+
+def new_job(job_id: str, key: str | None = None, name: str = "r.jpg") -> dict[str, Any]:
+    return {"id": job_id, "bid": "b", "tid": "t", "status": "queued", "image_name": name,
+            "width": 10, "height": 20, "idempotency_key": key}
+
+
+def statements(db: Database) -> list[str]:
+    seen: list[str] = []
+    event.listen(db.engine, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_: seen.append(" ".join(sql.split()[:2])))
+    event.listen(db.engine, "commit", lambda _c: seen.append("COMMIT"))
+    return seen
+
+
+def held(db: Database, calls: list[Callable[[], Any]],
+         before_release: Callable[[], None] | None = None) -> list[Any]:
+    """Run ``calls`` in threads while the jobs table is write-locked elsewhere; release
+    it once all but the first wait in the group's queue (after ``before_release``).
+    Each call's result or error."""
+    out: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            out[i] = calls[i]()
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            out[i] = exc
+
+    lock = pymysql.connect(**MARIADB, database=db.engine.url.database)
+    group: GroupCommit = db.grouped(Job.__table__)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    try:
+        with lock.cursor() as cur:
+            cur.execute("LOCK TABLES ocrq_jobs READ")
+        threads[0].start()
+        deadline = time.monotonic() + 20
+        while not group._busy:  # the first is the leader, stuck in its INSERT
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for t in threads[1:]:
+            t.start()
+        while len(group._queue) < len(calls) - 1:
+            assert time.monotonic() < deadline, "the submits did not queue"
+            time.sleep(0.01)
+        if before_release is not None:
+            before_release()
+    finally:
+        with lock.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        lock.close()
+    for t in threads:
+        t.join(timeout=30)
+    return out
+
+
+def test_queued_rows_share_one_insert_and_one_commit(db: Database) -> None:
+    seen = statements(db)
+    calls = [lambda i=i: store.create_job(db, **new_job(f"j{i}")) for i in range(12)]
+    results = held(db, calls)
+    assert all(created for _, created in results), results
+    assert seen.count("INSERT INTO") == 2 and seen.count("COMMIT") == 2, seen
+    ids = {j.id for j, _ in results}
+    assert all(store.get_job(db, f"j{i}") is not None for i in range(12)) and len(ids) == 12
+
+
+def test_a_key_taken_in_the_same_batch_replays_and_the_rest_commit(db: Database) -> None:
+    calls = [lambda: store.create_job(db, **new_job("lead")),
+             lambda: store.create_job(db, **new_job("k1", key="same")),
+             lambda: store.create_job(db, **new_job("k2", key="same")),
+             lambda: store.create_job(db, **new_job("long", name="x" * 300)),
+             lambda: store.create_job(db, **new_job("other"))]
+    lead, k1, k2, long, other = held(db, calls)
+    assert lead[1] and other[1]  # committed despite their batch-mates
+    assert {k1[1], k2[1]} == {True, False} and k1[0].id == k2[0].id  # one wins, one replays
+    assert isinstance(long, Exception) and "long" in str(long).lower()
+    assert store.get_job(db, "long") is None and store.get_job(db, "other") is not None
+
+
+def test_a_lost_connection_fails_its_batch_and_the_next_recovers(db: Database) -> None:
+    from ocrq.pipeline.retry import transient
+
+    killed: list[int] = []
+
+    def kill_the_leader() -> None:  # its connection, waiting on the lock, dies
+        admin = pymysql.connect(**MARIADB)
+        with admin.cursor() as cur:
+            cur.execute("SELECT id FROM information_schema.processlist "
+                        "WHERE info LIKE 'INSERT INTO ocrq_jobs%'")
+            killed.extend(int(r[0]) for r in cur.fetchall())
+            for i in killed:
+                cur.execute(f"KILL {i}")
+        admin.close()
+
+    calls = [lambda: store.create_job(db, **new_job("lost")),
+             *[lambda i=i: store.create_job(db, **new_job(f"n{i}")) for i in range(3)]]
+    results = held(db, calls, before_release=kill_the_leader)
+    assert len(killed) == 1, killed
+    assert isinstance(results[0], Exception) and transient(results[0]), results[0]
+    assert all(r[1] for r in results[1:]), results  # the next batch, a new connection
+    assert store.get_job(db, "lost") is None
