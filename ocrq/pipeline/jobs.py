@@ -20,7 +20,7 @@ from ocrq.documents import inspect as inspect_document
 from ocrq.errors import OcrqError
 from ocrq.images import validate_image
 from ocrq.names import STEPS, Step
-from ocrq.pipeline import canvas, work
+from ocrq.pipeline import canvas, publish, work
 from ocrq.pipeline.messages import JobContext
 from ocrq.pipeline.state import Services
 from ocrq.plans import Plan
@@ -148,17 +148,25 @@ def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext) -> dict
         if ctx.page_sizes:  # a document: the pages read so far, of how many
             flat.update(pages_done=0, pages_total=len(ctx.page_sizes))
         sig, ids = canvas.start(app, ctx)
-        # Status and task ids in one round trip, both before the message exists.
+        # A short argsrepr spares the repr of the whole context; monitors still see the job.
+        argsrepr = f"(job {job_id})"
+        pub = publish.publisher(app, services.settings.redis_url)
+        message = pub.message(sig, argsrepr)
+        # Status and task ids in one round trip, both before the message exists (the
+        # message too, when the broker is the cache's Redis database).
         pipe = services.redis.pipeline(transaction=False)
         services.cache.put(job_id, flat, pipe)
         services.cache.add_tasks(job_id, ids, pipe)
+        pushed = message is not None and pub.push(message, pipe)
         pipe.execute()
         doc = work.shape(flat)  # as accepted (what the cache now holds): a worker may start
-        # The stage tasks keep no result (ignore_result=True where they are defined),
-        # but this process does not know them: said here, the send skips subscribing
-        # to a result channel (two more round trips, and a listener per job). A short
-        # argsrepr spares the repr of the whole context; monitors still see the job.
-        sig.apply_async(ignore_result=True, argsrepr=f"(job {job_id})")
+        if message is not None and not pushed:
+            pub.send(message)
+        elif message is None:
+            # The stage tasks keep no result (ignore_result=True where they are defined),
+            # but this process does not know them: said here, the send skips subscribing
+            # to a result channel (two more round trips, and a listener per job).
+            sig.apply_async(ignore_result=True, argsrepr=argsrepr)
     except Exception as exc:
         err = EnqueueFailed(f"could not enqueue job {job_id}: {exc}", job_id=job_id)
         with contextlib.suppress(Exception):  # the DB row is written first; Redis may be down

@@ -1,0 +1,107 @@
+"""The intake's pre-built first message (ocrq/pipeline/publish.py) is the message
+Celery itself writes for the same signature: both are pushed to a real Redis and
+read back, and compared field by field (only kombu's random delivery tag differs).
+tests/integration/test_intake_fast_path.py has a real worker run such a job."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from redis import Redis
+
+from ocrq.pipeline import canvas, publish
+from ocrq.pipeline.app import create_celery_app
+from ocrq.pipeline.messages import JobContext
+from ocrq.settings import Settings
+from tests.conftest import WEB_REDIS_DB
+
+QUEUES = {"rotate": "gpu", "detect": "gpu", "recognize": "gpu", "reorder": "cpu"}
+
+
+def _ctx(queues: dict[str, str], **extra: Any) -> JobContext:
+    return JobContext(job_id="j1", bid="b1", tid="ocr", image_key="ocrq:img:j1",
+                      name="r.jpg", width=600, height=900, queues=queues, batch_lines=32,
+                      callback=True, **extra)
+
+
+@pytest.fixture
+def web_settings() -> Iterator[Settings]:
+    """Broker and cache in one Redis database (WEB_REDIS_DB), queues of this test's own."""
+    url = f"redis://127.0.0.1:6379/{WEB_REDIS_DB}"
+    prefix = f"pub-{uuid.uuid4().hex[:12]}-"
+    yield Settings(broker_url=url, redis_url=url, queue_gpu=f"{prefix}gpu",
+                   queue_cpu=f"{prefix}cpu", queue_webhooks=f"{prefix}webhooks")
+    redis = Redis.from_url(url)
+    for key in redis.scan_iter(match=f"*{prefix}*"):
+        redis.delete(key)
+    redis.close()
+
+
+@pytest.fixture
+def app(web_settings: Settings) -> Celery:
+    return create_celery_app(web_settings)
+
+
+def _queues(s: Settings) -> dict[str, str]:
+    return {k: s.queue_gpu if v == "gpu" else s.queue_cpu for k, v in QUEUES.items()}
+
+
+def _decoded(raw: bytes) -> dict[str, Any]:
+    msg = json.loads(raw)
+    msg["body"] = json.loads(base64.b64decode(msg["body"]))
+    return dict(msg)
+
+
+def test_the_built_message_is_celerys_own(app: Celery, web_settings: Settings) -> None:
+    s = web_settings
+    broker = Redis.from_url(s.broker_url)
+    sig, _ = canvas.start(app, _ctx(_queues(s), lexicon=("a", "b")))
+    sig.apply_async(ignore_result=True, argsrepr="(job j1)")  # Celery's send
+    pub = publish.publisher(app, s.redis_url)
+    built = pub.message(sig, "(job j1)")
+    assert built is not None and built[0] == s.queue_gpu
+    pipe = broker.pipeline(transaction=False)
+    assert pub.push(built, pipe)  # one Redis database here: it rides the pipeline
+    pipe.execute()
+    theirs, ours = (_decoded(m) for m in reversed(broker.lrange(s.queue_gpu, 0, -1)))
+    assert theirs["properties"].pop("delivery_tag") != ours["properties"].pop("delivery_tag")
+    assert ours == theirs
+    assert ours["headers"]["task"] == "ocrq.detect" and ours["body"][0][0]["job_id"] == "j1"
+    assert ours["body"][2]["errbacks"][0]["kwargs"] == {"job_id": "j1"}
+
+
+def test_what_is_not_one_plain_task_is_left_to_celery(app: Celery,
+                                                      web_settings: Settings) -> None:
+    s = web_settings
+    pub = publish.publisher(app, s.redis_url)
+    chain, _ = canvas.start(app, _ctx({**_queues(s), "rotate": s.queue_cpu}))
+    pages, _ = canvas.start(app, _ctx(_queues(s), page_sizes=((10, 20), (30, 40))))
+    assert pub.message(chain, "x") is None and pub.message(pages, "x") is None
+    amqp = publish.FastPublisher(app, "amqp://guest@127.0.0.1//", s.redis_url)
+    single, _ = canvas.start(app, _ctx(_queues(s)))
+    assert amqp.message(single, "x") is None and pub.message(single, "x") is not None
+
+
+def test_a_broker_in_another_database_gets_its_own_push(app: Celery,
+                                                        web_settings: Settings) -> None:
+    s = web_settings
+    other = s.redis_url.rsplit("/", 1)[0] + "/13"
+    pub = publish.FastPublisher(app, other, s.redis_url)
+    sig, _ = canvas.start(app, _ctx(_queues(s)))
+    built = pub.message(sig, "(job j1)")
+    assert built is not None
+    store = Redis.from_url(s.redis_url)
+    assert not pub.push(built, store.pipeline(transaction=False))
+    pub.send(built)
+    broker = Redis.from_url(other)
+    try:
+        assert _decoded(broker.rpop(s.queue_gpu))["headers"]["id"] == sig.id  # type: ignore[arg-type]
+        assert store.llen(s.queue_gpu) == 0
+    finally:
+        broker.delete(s.queue_gpu)
