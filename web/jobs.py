@@ -12,7 +12,7 @@ import os
 import re
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, jsonify, request, url_for
+from flask import Blueprint, Flask, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ocrq.pipeline import jobs
@@ -38,18 +38,29 @@ LIMITS: dict[str, int] = {
     "callback_url": MAX_URL, "image_url": MAX_URL,
 }
 _JSON_FIELDS = (*LIMITS, "image_base64")
+RAW_FIELDS = ("bid", "tid", "name", "callback_url")  # query parameters of a raw upload
+RAW_TYPES = ("application/pdf",)  # and image/*
 # data:[image/<type>][;param=value]*;base64, (RFC 2397), what a browser's FileReader makes
 # (application/pdf too: a PDF document is a job of pages).
 _DATA_URL = re.compile(r"data:(image/[\w.+-]+|application/pdf)?(;[\w.+-]+=[\w.+-]+)*;base64,",
                        re.IGNORECASE)
 
 
+def raw_upload() -> bool:
+    """The body is the image or document itself (``Content-Type: image/jpeg``...), the
+    fields in the query string: no multipart to parse (issue 14: the cheapest submit)."""
+    mimetype = request.mimetype
+    return mimetype.startswith("image/") or mimetype in RAW_TYPES
+
+
 def _request_fields() -> tuple[dict[str, str], dict[str, object] | None]:
-    """(the text fields, the JSON body or None for multipart).
+    """(the text fields, the JSON body or None for multipart and raw uploads).
 
     Parsed and checked (types, lengths) before any image is read or fetched, so
     a wrong bid costs nothing."""
-    if request.files or request.form:
+    if raw_upload():
+        fields, body = {k: v for k, v in request.args.items() if k in RAW_FIELDS}, None
+    elif request.files or request.form:
         fields, body = {k: v for k, v in request.form.items() if k in LIMITS}, None
     else:
         body = request.get_json(silent=True)
@@ -85,7 +96,12 @@ def _base64(text: str) -> bytes:
 
 
 def _image(fields: dict[str, str], body: dict[str, object] | None) -> tuple[bytes, str]:
-    """(bytes, name) from multipart `image` or JSON image_url / image_base64."""
+    """(bytes, name) from the raw body, multipart `image` or JSON image_url / image_base64."""
+    if body is None and raw_upload():
+        data = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH (a 413)
+        if not data:
+            raise ApiError("bad_request", f"the {request.mimetype} body is empty")
+        return data, fields.get("name") or "image"
     if body is None:
         f = request.files.get("image")
         if f is None:
@@ -127,9 +143,12 @@ def create() -> ResponseReturnValue:
         bid=bid, tid=fields.get("tid") or None,
         callback_url=fields.get("callback_url") or None, idempotency_key=key,
     )
+    # The request's log line names the job (web/request_log.py) without parsing the
+    # answer again.
+    g.ocrq_job = {"job_id": doc["id"], "bid": doc["bid"], "tid": doc["tid"], "stage": "intake"}
     resp = jsonify(doc)
     resp.status_code = 202 if created else 200
-    resp.headers["Location"] = url_for("jobs.get", job_id=doc["id"])
+    resp.headers["Location"] = f"{request.script_root}{bp.url_prefix}/{doc['id']}"
     if not created:
         resp.headers["Idempotent-Replayed"] = "true"
     return resp

@@ -63,8 +63,18 @@ def _submit() -> dict[str, Any]:
         "security": _api_key(),
         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                         "schema": key,
-                        "description": "same key and bid return the same job"}],
+                        "description": "same key and bid return the same job"},
+                       *[{"name": k, "in": "query", "required": False,
+                          "schema": copy.deepcopy(fields.get(k) or _text(k)),
+                          "description": "with a raw body (image/*, application/pdf) "
+                                         "only"}
+                         for k in jobs.RAW_FIELDS]],
         "requestBody": {"required": True, "content": {
+            # The image (or PDF, multi-page TIFF) itself, fields in the query string:
+            # the cheapest submit to parse.
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
             "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
                 "properties": {"image": {"type": "string", "format": "binary"}, **fields}}},
             "application/json": {"schema": {"type": "object", "properties": {

@@ -32,13 +32,11 @@ def _logged(response: Response) -> Response:
     job: dict[str, object] = {}
     if request.view_args and "job_id" in request.view_args:
         job["job_id"] = request.view_args["job_id"]
-    # Only intake's answer is read back (the new job's id): a poll's document may be
-    # a whole result, not worth parsing again for a log line.
-    body = response.get_json(silent=True) if (request.endpoint == "jobs.create"
-                                              and response.is_json) else None
-    if isinstance(body, dict):
-        job = {"job_id": body.get("id"), "bid": body.get("bid"), "tid": body.get("tid"),
-               "stage": "intake"}
+    # Intake's view leaves the new job's id, bid and tid here (issue 14: the answer is
+    # not parsed again for its log line).
+    created = g.get("ocrq_job")
+    if created is not None:
+        job = created
     with logs.job_context(**job):
         log.log(level, "%s %s %d in %.1f ms", request.method, request.path,
                 response.status_code, ms,
