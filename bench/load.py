@@ -1,22 +1,26 @@
 """Intake load: submits/s and polls/s against the web process, no workers (jobs pile up).
 
-    .venv/bin/python bench/load.py [--auth keys] [--server gunicorn --procs 2]
-                                   [--threads 8] [--duration 10] [--connections 16]
+    .venv/bin/python bench/load.py [--auth keys] [--server granian|gunicorn|waitress]
+                                   [--procs 2] [--threads 8] [--raw] [--duration 10]
+                                   [--connections 16]
     .venv/bin/python bench/load.py --jobs 100000     # memory of that many queued jobs
 
 Starts its own deployment through ocrq.localcluster: a private redis-server on
 a free port (broker in db 0, blobs and status cache in db 1, so ``used_memory``
 counts only this run), a throw-away MariaDB database (root on 127.0.0.1, or
-OCRQ_BENCH_MYSQL_URL), the web intake (waitress threads or gunicorn gthread
-processes) and, with ``--consume N``, a CPU worker with N processes.
+OCRQ_BENCH_MYSQL_URL), the web intake (``ocrq serve``'s start_web: granian by
+default, processes x threads) and, with ``--consume N``, a CPU worker with N
+processes.
 
 The load comes from wrk (Debian: ``apt-get install wrk``), a C generator with a
 Lua script, run in its own process: POST /v1/jobs with a 50 KB receipt JPEG
-(multipart) for --duration s, then GET /v1/jobs/<id> cycling over queued jobs.
+(multipart, or with ``--raw`` the JPEG itself as the body) for --duration s, then
+GET /v1/jobs/<id> cycling over queued jobs.
 Its own cost is printed: requests per CPU second of wrk (its rusage) is the rate
 one core of generator could sustain at that mix (its ceiling), to compare with
-the rate it reached. The web's and Redis's CPU milliseconds per request are
-printed too: unlike the rates they hold still when others load the machine.
+the rate it reached. The web's, Redis's and MariaDB's CPU milliseconds per request
+are printed too: unlike the rates they hold still when others load the machine
+(MariaDB's counts whatever else the shared server did meanwhile).
 Memory: Redis ``used_memory`` delta over the jobs created, and MEMORY USAGE of
 one job's keys and of the broker queue.
 Prints one table; run it twice and compare ratios (the machine is shared).
@@ -32,17 +36,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import _common  # noqa: F401  first: checks that ocrq is installed
 
 # isort: split
 import cv2
 import numpy as np
+import psutil
 import pymysql
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-from ocrq.cli.serve import upgrade
+from ocrq.cli.serve import SERVERS, start_web, upgrade
 from ocrq.localcluster import LocalCluster, WorkerSpec, free_port, wait_redis
 from ocrq.models.repository import ModelRepository
 from ocrq.settings import Settings
@@ -50,7 +56,8 @@ from ocrq.storage import Database
 from ocrq.storage.keys import create_key
 from web import create_app
 
-from _wrk import BOUNDARY, Run, poll_lua, submit_lua, wrk  # isort: skip  (bench/ itself)
+from _wrk import (  # isort: skip  (bench/ itself)
+    BOUNDARY, Run, cpu_seconds, poll_lua, submit_lua, wrk)
 
 MYSQL_URL = os.environ.get("OCRQ_BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 
@@ -142,8 +149,8 @@ class Bench:
             "--maxmemory", f"{self.args.redis_max_gb}gb"], service=True)
         wait_redis(s.broker_url)
         a = self.args
-        web = self.cluster.start_web(port=web_port, threads=a.threads, processes=a.procs,
-                                     server=a.server)
+        web = start_web(self.cluster, "127.0.0.1", web_port, server=a.server,
+                        processes=a.procs, threads=a.threads)
         a.web_pid, a.redis_pid = web.pid, redis_proc.pid
         if a.consume:
             ModelRepository(s.model_root).ensure_defaults()
@@ -159,39 +166,65 @@ class Bench:
             cur.execute(f"DROP DATABASE IF EXISTS {self.db_name}")
 
 
+def mariadb_pid() -> int | None:
+    """The MariaDB server's pid, when it runs on this machine (its CPU is counted too:
+    a shared server, so other clients' queries during a run count as well)."""
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] in ("mariadbd", "mysqld"):
+            return int(p.pid)
+    return None
+
+
+def submit_body(image: bytes, raw: bool) -> tuple[bytes, str]:
+    """(body, its Content-Type) of one submit: multipart, or the image itself."""
+    if raw:
+        return image, "image/jpeg"
+    return multipart(image), f"multipart/form-data; boundary={BOUNDARY}"
+
+
 def measure(args: argparse.Namespace, s: Settings, url: str, tmp: Path) -> None:
     token = None
     if args.auth == "keys":
         token = create_key(Database(s.database_url), "default", "bench/load.py")[1]
     image = receipt_jpeg()
     body = tmp / "submit.body"
-    body.write_bytes(multipart(image))
+    data, content_type = submit_body(image, args.raw)
+    body.write_bytes(data)
+    submit = submit_lua(body, token) + f'wrk.headers["Content-Type"] = "{content_type}"\n'
     broker, store = Redis.from_url(s.broker_url), Redis.from_url(s.redis_url)
-    runs = [wrk("healthz", f"{url}/healthz", "", tmp, args)]
+    db_pid, db_cpu = mariadb_pid(), {}
+
+    def run(name: str, path: str, lua: str, **kw: Any) -> Run:
+        c0 = cpu_seconds(db_pid) if db_pid else 0.0
+        r = wrk(name, f"{url}{path}", lua, tmp, args, **kw)
+        db_cpu[name] = (cpu_seconds(db_pid) - c0) if db_pid else 0.0
+        return r
+
+    runs = [run("healthz", "/healthz", "")]
     m0 = memory(broker, store)
     if args.jobs:
         queue = s.queue_gpu  # where a job's first task waits (no worker: the static queue)
-        runs.append(wrk("submit (fill)", f"{url}/v1/jobs", submit_lua(body, token), tmp, args,
+        runs.append(run("submit (fill)", "/v1/jobs", submit,
                         until=lambda: int(broker.llen(queue)) >= args.jobs))  # type: ignore[arg-type]
     else:
-        runs.append(wrk("submit", f"{url}/v1/jobs", submit_lua(body, token), tmp, args))
+        runs.append(run("submit", "/v1/jobs", submit))
     m1 = memory(broker, store)
     ids = job_ids(store, 2000)
     if not ids:
         raise SystemExit(f"no job was queued; web log:\n{(tmp / 'web.log').read_text()[-3000:]}")
-    runs.append(wrk("poll", f"{url}/v1/jobs/", poll_lua(ids, token), tmp, args))
-    report(args, runs, m0, m1, key_bytes(store, ids[0]), len(image))
+    runs.append(run("poll", "/v1/jobs/", poll_lua(ids, token)))
+    report(args, runs, db_cpu, m0, m1, key_bytes(store, ids[0]), len(image))
     if args.inprocess:
-        inprocess(args, s, body.read_bytes(), token, ids[0])
+        inprocess(args, s, data, content_type, token, ids[0])
 
 
-def inprocess(args: argparse.Namespace, s: Settings, body: bytes, token: str | None,
-              job_id: str) -> None:
+def inprocess(args: argparse.Namespace, s: Settings, body: bytes, content_type: str,
+              token: str | None, job_id: str) -> None:
     """CPU ms per submit and per poll in this process (Flask's test client, one thread,
     best of 5 rounds): the web's own work per request, without the server and with
     little of the noise of a shared machine; compare it across trees or changes."""
     client = create_app(s.with_(auth=args.auth)).test_client()
-    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    headers = {"Content-Type": content_type}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     calls = {"submit": lambda: client.post("/v1/jobs", data=body, headers=headers),
@@ -206,19 +239,22 @@ def inprocess(args: argparse.Namespace, s: Settings, body: bytes, token: str | N
         print(f"in-process {name}: {best:.3f} ms CPU (best of 5 x {args.inprocess})")
 
 
-def report(args: argparse.Namespace, runs: list[Run], m0: dict[str, int], m1: dict[str, int],
-           keys: dict[str, int], image_bytes: int) -> None:
+def report(args: argparse.Namespace, runs: list[Run], db_cpu: dict[str, float],
+           m0: dict[str, int], m1: dict[str, int], keys: dict[str, int],
+           image_bytes: int) -> None:
     print(f"\nweb: {args.server}, {args.procs} process(es) x {args.threads} threads; "
           f"auth={args.auth}; consuming worker processes: {args.consume}; "
-          f"wrk -t{args.wrk_threads} -c{args.connections}; receipt {image_bytes} bytes; "
+          f"wrk -t{args.wrk_threads} -c{args.connections}; receipt {image_bytes} bytes "
+          f"({'raw image/jpeg' if args.raw else 'multipart'}); "
           f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'phase':14} {'requests':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'errors':>6} {'web cpu ms/req':>14} {'redis cpu ms/req':>16} "
-          f"{'wrk ceiling/s':>13}")
+          f"{'db cpu ms/req':>13} {'wrk ceiling/s':>13}")
     for r in runs:
         print(f"{r.name:14} {r.requests:>9} {r.rate:>8.0f} {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} "
               f"{r.errors:>6} {r.per_request_ms(r.web_cpu_s):>14.3f} "
-              f"{r.per_request_ms(r.redis_cpu_s):>16.3f} {r.ceiling:>13.0f}")
+              f"{r.per_request_ms(r.redis_cpu_s):>16.3f} "
+              f"{r.per_request_ms(db_cpu.get(r.name, 0.0)):>13.3f} {r.ceiling:>13.0f}")
     jobs = m1["queued"] - m0["queued"]
     if jobs > 0:
         per_job = (m1["used"] - m0["used"]) / jobs
@@ -233,12 +269,14 @@ def report(args: argparse.Namespace, runs: list[Run], m0: dict[str, int], m1: di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    ap.add_argument("--server", choices=("waitress", "gunicorn"), default="waitress")
-    ap.add_argument("--procs", type=int, default=1, help="web processes (gunicorn only)")
+    ap.add_argument("--server", choices=SERVERS, default="granian")
+    ap.add_argument("--procs", type=int, default=1, help="web processes (not waitress)")
     ap.add_argument("--threads", type=int, default=8, help="threads per web process")
     ap.add_argument("--auth", choices=("none", "keys"), default="none")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--raw", action="store_true",
+                    help="submit the JPEG as the body (Content-Type: image/jpeg), not multipart")
     ap.add_argument("--wrk-threads", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=0,
                     help="instead of --duration for submits: queue this many jobs")

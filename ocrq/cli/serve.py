@@ -15,13 +15,31 @@ import platformdirs
 from alembic import command
 from alembic.config import Config
 
-from ocrq.localcluster import LocalCluster, WorkerSpec
+from ocrq.localcluster import LocalCluster, LocalProcess, WorkerSpec
 from ocrq.settings import Settings
 from ocrq.storage import Database
 from ocrq.storage.jobs import purge as purge_jobs
 from ocrq.webhooks import DEFAULT_SECRET
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+SERVERS = ("granian", "gunicorn", "waitress")
+
+
+def granian_argv(host: str, port: int, processes: int, threads: int) -> list[str]:
+    """The intake under granian: ``processes`` x ``threads`` running the Flask app, the
+    HTTP side in Rust (about a third of gunicorn gthread's CPU per request)."""
+    return [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host,
+            "--port", str(port), "--workers", str(processes), "--blocking-threads",
+            str(threads), "--no-access-log", "--factory", "web:create_app"]
+
+
+def start_web(cluster: LocalCluster, host: str, port: int, *, server: str = "granian",
+              processes: int = 1, threads: int = 8) -> LocalProcess:
+    """The web intake on ``cluster``: granian here, gunicorn and waitress by the cluster."""
+    if server == "granian":
+        return cluster.start_process("web", granian_argv(host, port, processes, threads),
+                                     url=f"http://{host}:{port}")
+    return cluster.start_web(host, port, threads, processes=processes, server=server)
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
@@ -89,10 +107,19 @@ def local_secret(s: Settings, data_dir: Path | None = None) -> Settings:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True,
               help="worker processes (each loads the models once)")
-@click.option("--threads", type=int, default=8, show_default=True, help="web server threads")
+@click.option("--server", type=click.Choice(SERVERS), default="granian", show_default=True,
+              help="the web intake's WSGI server")
+@click.option("--web-processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="web processes (granian, gunicorn; waitress runs one)")
+@click.option("--threads", type=int, default=8, show_default=True,
+              help="threads per web process (requests one process serves at once)")
 @click.option("--migrate/--no-migrate", default=True, show_default=True)
-def serve(port: int, host: str, workers: int, threads: int, migrate: bool) -> None:
-    """Run the web intake and the workers here until Ctrl-C."""
+def serve(port: int, host: str, workers: int, server: str, web_processes: int, threads: int,
+          migrate: bool) -> None:
+    """Run the web intake and the workers here until Ctrl-C.
+
+    One web process uses at most about one core; the README's deployment section
+    says what one holds (submits/s, polls/s) and how to size processes x threads."""
     s = local_secret(Settings.from_env())
     if migrate:
         upgrade(s.database_url)
@@ -110,8 +137,9 @@ def serve(port: int, host: str, workers: int, threads: int, migrate: bool) -> No
     code = 0
     try:
         cluster.start_worker(WorkerSpec("cpu", f"serve-{os.getpid()}", queues, workers))
-        cluster.start_web(host, port, threads)
-        click.echo(f"ocrq serving on http://{host}:{port} with {workers} worker processes")
+        start_web(cluster, host, port, server=server, processes=web_processes, threads=threads)
+        click.echo(f"ocrq serving on http://{host}:{port} ({server}, {web_processes} x "
+                   f"{threads} web) with {workers} worker processes")
         while not stop["sig"]:
             dead = cluster.exited()
             if dead:

@@ -76,7 +76,15 @@ class Monitor:
             return
 
     def commands(self, ports: set[int], settle_s: float = 0.3) -> list[list[str]]:
-        time.sleep(settle_s)  # MONITOR lines arrive after the commands ran
+        # MONITOR lines arrive after the commands ran (later on a loaded machine):
+        # until none came for settle_s, 10 s at most.
+        deadline, last, quiet_since = time.monotonic() + 10, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            if len(self.seen) != last:
+                last, quiet_since = len(self.seen), time.monotonic()
+            elif time.monotonic() - quiet_since >= settle_s:
+                break
+            time.sleep(0.05)
         return [words for port, words in self.seen if port in ports]
 
     def close(self) -> None:
