@@ -166,12 +166,18 @@ class Bench:
             cur.execute(f"DROP DATABASE IF EXISTS {self.db_name}")
 
 
-def mariadb_pid() -> int | None:
-    """The MariaDB server's pid, when it runs on this machine (its CPU is counted too:
-    a shared server, so other clients' queries during a run count as well)."""
+def mariadb_pid(port: int) -> int | None:
+    """The pid of the MariaDB server listening on ``port`` here, if any (its CPU is
+    counted too: a shared server, so other clients' queries during a run count too)."""
     for p in psutil.process_iter(["name"]):
-        if p.info["name"] in ("mariadbd", "mysqld"):
-            return int(p.pid)
+        if p.info["name"] not in ("mariadbd", "mysqld"):
+            continue
+        try:
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                   for c in p.net_connections("tcp")):
+                return int(p.pid)
+        except psutil.Error:
+            continue
     return None
 
 
@@ -192,7 +198,7 @@ def measure(args: argparse.Namespace, s: Settings, url: str, tmp: Path) -> None:
     body.write_bytes(data)
     submit = submit_lua(body, token) + f'wrk.headers["Content-Type"] = "{content_type}"\n'
     broker, store = Redis.from_url(s.broker_url), Redis.from_url(s.redis_url)
-    db_pid, db_cpu = mariadb_pid(), {}
+    db_pid, db_cpu = mariadb_pid(make_url(MYSQL_URL).port or 3306), {}
 
     def run(name: str, path: str, lua: str, **kw: Any) -> Run:
         c0 = cpu_seconds(db_pid) if db_pid else 0.0
@@ -214,6 +220,10 @@ def measure(args: argparse.Namespace, s: Settings, url: str, tmp: Path) -> None:
         raise SystemExit(f"no job was queued; web log:\n{(tmp / 'web.log').read_text()[-3000:]}")
     runs.append(run("poll", "/v1/jobs/", poll_lua(ids, token)))
     report(args, runs, db_cpu, m0, m1, key_bytes(store, ids[0]), len(image))
+    if any(r.errors for r in runs):  # what the web said about them
+        lines = (tmp / "web.log").read_text(errors="replace").splitlines()
+        print("web log, its warnings and errors:",
+              *[x[:300] for x in lines if "WARNING" in x or "ERROR" in x][-5:], sep="\n  ")
     if args.inprocess:
         inprocess(args, s, data, content_type, token, ids[0])
 
