@@ -137,3 +137,15 @@ def test_a_server_that_dies_holding_the_request_is_told_apart(
     assert err.value.during_call, err.value
     assert "died twice" in str(err.value)
     assert time.monotonic() - t0 < 10
+
+
+def test_a_model_loaded_while_no_server_is_there_waits_only_its_wait(
+        model_root: Path, tmp_path: Path) -> None:
+    # A feeder started (or a plug-in model first used in a step) while the server is
+    # killed or in its restart backoff: not the 30 s a busy server may need.
+    weights = ModelRepository(model_root).manifest("str", 1).weights_path
+    t0 = time.monotonic()
+    with pytest.raises(TensorServerDown) as err:
+        RemoteRuntime(tmp_path / "gone.sock", weights, timeout_s=60, wait_s=0.5)
+    assert time.monotonic() - t0 < 5
+    assert not err.value.during_call

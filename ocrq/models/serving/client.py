@@ -120,28 +120,37 @@ class RemoteRuntime:
         self._closed = False
         self.facts: dict[str, Any] = {}
         self.buckets: Buckets | None = None
-        # LOAD now (a bad path fails the model load); a full listen queue or a
-        # server still starting is waited for, up to the connect deadline.
-        self._give(self._open(wait_s=CONNECT_WAIT_S))
+        # LOAD now (a bad path fails the model load); a full listen queue or a busy
+        # server is waited for, up to the connect deadline. One not there at all
+        # (refused, no socket file: killed, in its restart backoff) only ``wait_s``: a
+        # model loaded inside a step (a feeder started while the server was down) gives
+        # the step back instead of spending its time limit.
+        self._give(self._open(wait_s=CONNECT_WAIT_S, gone_s=self.wait_s))
 
     @property
     def device(self) -> str:
         return str(self.facts.get("device", "unknown"))
 
     # --- connections ----------------------------------------------------------
-    def _open(self, wait_s: float, bounded: bool = False,
-              during_call: bool = False) -> Connection:
+    def _open(self, wait_s: float, bounded: bool = False, during_call: bool = False,
+              gone_s: float | None = None) -> Connection:
         """A new connection with the model LOADed on it. A server that is not
         listening yet, or drops the connection (one dying or restarting), is
         tried again until ``wait_s`` has passed; then :class:`TensorServerDown`.
         ``bounded``: the LOAD too gets only the wait's rest (a call inside a step:
-        a restarted server still loading is given back to, not waited for)."""
-        deadline = time.monotonic() + wait_s
+        a restarted server still loading is given back to, not waited for).
+        ``gone_s``: the wait while nothing listens at all (refused, no socket file)."""
+        t0 = time.monotonic()
+        deadline = t0 + wait_s
         while True:
             try:
                 conn = Connection(self.socket_path, self.timeout_s)
             except OSError as exc:
-                self._wait_or_raise(deadline, wait_s, exc, during_call)
+                gone = isinstance(exc, ConnectionRefusedError | FileNotFoundError)
+                if gone and gone_s is not None:
+                    self._wait_or_raise(min(deadline, t0 + gone_s), gone_s, exc, during_call)
+                else:
+                    self._wait_or_raise(deadline, wait_s, exc, during_call)
                 continue
             load_s = max(MIN_RELOAD_S, deadline - time.monotonic()) if bounded \
                 else self.load_timeout_s
