@@ -67,14 +67,16 @@ PARAMS: dict[str, Any] = {
     # found (or with none found) is taken to be the card itself, already cropped.
     "frame_ratio": [1.45, 1.75],
     "outside_text": 0.12,  # share of the page's characters
+    "min_confidence": 0.4,  # a quad whose refined sides are supported less: the page
     "region_colours": 10,  # k-means colours of the whole image, one mask each
     "ranker_top": 40,  # candidates the learned scorer sees (idcard_rank.py)
     "ranker_dedupe_px": 3,  # at work_side: closer in every corner is the same quad
+    "two_cards_margin": 2.5,  # a card this close in score, above or left of the best
 }
 # The candidate scorer's weights (idcard_rank.py), trained by idcard_rank_train.py:
 # a Python literal, so importing the plug-in reads no file.
 PARAMS["ranker"] = RANKER
-PARAMS_SHA256 = "060828a6a7f5c5c69a6f69ffbce758f475af6f2860aa07075bf6ddcfc6893a2c"
+PARAMS_SHA256 = "8c1f1fda8678fc944abfb51b72ca5b6fbe40ccbe792ae157c38e3b9f27e7ac69"
 
 
 def crop_card(image: np.ndarray, corners: np.ndarray, p: dict[str, Any]) -> np.ndarray:
@@ -116,11 +118,15 @@ def card_quad(page: StageInput, p: dict[str, Any]) -> Quad | None:
     cropped: card proportions, and no quad holding most of its text."""
     quad = find_quad(page.image, p)
     h, w = page.image.shape[:2]
+    frame = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+    if quad is not None and quad.confidence < float(p["min_confidence"]):
+        # An outline this poorly supported is more often part of a letter or a
+        # form than a card: the whole page is read, nothing cropped away.
+        return Quad(frame, quad.confidence)
     lo, hi = p["frame_ratio"]
     if not lo <= max(h, w) / max(min(h, w), 1) <= hi:
         return quad
     if quad is None or text_outside(quad, upright_lines(page)) > float(p["outside_text"]):
-        frame = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
         return Quad(frame, 0.5)  # no edge of its own to vouch for it
     return quad
 

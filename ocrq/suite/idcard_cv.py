@@ -7,12 +7,13 @@
    near them.
 2. Each candidate is scored by edge support: the share of points along its
    sides (corners left out: cards have rounded corners) with a strong gradient
-   across the side. The best, and strips too long for a card (its ground between
-   a title band and a zone's strip the colour of the table), are also tried with
-   sides grown out to the next straight edge (idcard_grow.py).
+   across the side. The best distinct quads, and strips too long for a card (its
+   ground between a title band and a zone's strip the colour of the table), are
+   also tried with sides grown out to the next straight edge (idcard_grow.py).
 3. One candidate is picked: by a small learned scorer when the parameters carry
-   one (``ranker``, idcard_rank.py), else by the hand-written rule (support x
-   shape x area, then the largest well-supported quad holding the winner).
+   one (``ranker``, idcard_rank.py; of a card's two sides on one page, the one
+   first in reading order), else by the hand-written rule (support x shape x
+   area, then the largest well-supported quad holding the winner).
 4. The winner's sides are refined on a larger copy (``refine_side`` px): along
    each side the strongest gradient across it is sought near the line, and a
    line is fitted (Huber) to those points; the corners are where the lines
@@ -31,7 +32,7 @@ import cv2
 import numpy as np
 
 from ocrq.suite.idcard_grow import corners_of, enclosing, grown, side_points
-from ocrq.suite.idcard_rank import Candidate, ranked
+from ocrq.suite.idcard_rank import Candidate, distinct, first_card, fits, ranked
 
 
 @dataclass(frozen=True)
@@ -262,9 +263,11 @@ def search(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str, Any]
             found.append(Candidate(quad, support(quad, gx, gy, p), False))
         elif _plausible(quad, mag.shape, {**p, "ratio_hi": p["strip_ratio"]}):
             strips.append(Candidate(quad, support(quad, gx, gy, p), False))
-    found.sort(key=lambda c: -_score(c.sides))
+    # The best distinct quads: near-copies of one outline (a photo box found by every
+    # mask) would fill the list and leave the card's body ungrown.
+    best = distinct(found, float(p["ranker_dedupe_px"]), int(p["grow_top"]))
     strips = [c for c in strips if _score(c.sides) >= float(p["strip_support"])]
-    for c in found[:int(p["grow_top"])] + strips:
+    for c in best + strips:
         for big in grown(c.quad, gx, gy, p):
             big = order_corners(big)
             if _plausible(big, mag.shape, p):
@@ -294,8 +297,8 @@ def find_quad(image: np.ndarray, p: Mapping[str, Any]) -> Quad | None:
     best = max((_score(c.sides) for c in found), default=0.0)
     if best < float(p["min_support"]):
         return None
-    if p.get("ranker"):
-        quad = ranked(found, lab, gx, gy, p)[0][1].quad
+    if fits(p.get("ranker") or {}):
+        quad = first_card(ranked(found, lab, gx, gy, p), p).quad
     else:
         quad = _by_rule(found, best, gx.shape, p)
     return finish(image, quad, scale, p)

@@ -13,6 +13,7 @@ seeds) scores them. Its weights are part of the ``idd`` model's parameters
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,10 @@ import cv2
 import numpy as np
 
 from ocrq.suite.idcard_grow import enclosing
+
+log = logging.getLogger(__name__)
+
+FEATURES = 30  # numbers per candidate (features()); a scorer is fitted for this many
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class Candidate:
 
 
 
-def _dedupe(found: list[Candidate], px: float, limit: int) -> list[Candidate]:
+def distinct(found: list[Candidate], px: float, limit: int) -> list[Candidate]:
     """Best-supported first, near-copies (every corner within ``px``) dropped."""
     out: list[Candidate] = []
     for c in sorted(found, key=lambda c: -(np.mean(c.sides) + min(c.sides))):
@@ -167,8 +172,21 @@ def scores_of(x: np.ndarray, net: Mapping[str, Any]) -> np.ndarray:
     return hidden @ np.asarray(net["w2"]) + float(net["b2"])
 
 
+def fits(net: Mapping[str, Any]) -> bool:
+    """Whether ``net`` scores this code's features: parameters stored by an older
+    ocrq (a repository's ``idd`` version made before features were added) carry a
+    scorer for fewer numbers, and the finder then picks by its hand-written rule."""
+    if not net:
+        return False
+    if len(net.get("mean", [])) == FEATURES:
+        return True
+    log.warning("idd scorer fitted for %d features, this finder has %d: rule used",
+                len(net.get("mean", [])), FEATURES)
+    return False
+
+
 def shortlist(found: list[Candidate], p: Mapping[str, Any]) -> list[Candidate]:
-    return _dedupe(found, float(p["ranker_dedupe_px"]), int(p["ranker_top"]))
+    return distinct(found, float(p["ranker_dedupe_px"]), int(p["ranker_top"]))
 
 
 def ranked(found: list[Candidate], lab: np.ndarray, gx: np.ndarray, gy: np.ndarray,
@@ -177,3 +195,30 @@ def ranked(found: list[Candidate], lab: np.ndarray, gx: np.ndarray, gy: np.ndarr
     short = shortlist(found, p)
     s = scores_of(features(short, lab, gx, gy, p), p["ranker"])
     return sorted(zip(s.tolist(), short, strict=True), key=lambda t: -t[0])
+
+
+def _before(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether quad ``a`` comes before quad ``b`` in reading order: above it, or
+    beside it on the left."""
+    (ax, ay), by = a.mean(axis=0), float(b[:, 1].mean())
+    if ay < float(b[:, 1].min()):
+        return True
+    return abs(ay - by) < 0.5 * float(np.ptp(b[:, 1])) and ax < float(b[:, 0].min())
+
+
+def first_card(ranks: list[tuple[float, Candidate]], p: Mapping[str, Any]) -> Candidate:
+    """The best candidate, or a card as good beside or above it: a page holding a
+    card's two sides shows its front first (top, or left), and both score alike."""
+    top_score, top = ranks[0]
+    area = float(cv2.contourArea(top.quad.astype(np.float32)))
+    pick = top
+    for score, c in ranks[1:]:
+        if score < top_score - float(p["two_cards_margin"]):
+            break
+        a = float(cv2.contourArea(c.quad.astype(np.float32)))
+        shared, _ = cv2.intersectConvexConvex(c.quad.astype(np.float32),
+                                              top.quad.astype(np.float32))
+        if (0.8 * area <= a <= 1.25 * area and shared < 0.05 * min(a, area)
+                and _before(c.quad, pick.quad)):
+            pick = c
+    return pick

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
+import cv2
 import numpy as np
 import pytest
 
@@ -15,6 +16,7 @@ from ocrq.evaluation.idcard_eval import corner_error
 from ocrq.models.builtin import catalog
 from ocrq.plans import InvalidPlans, Plans
 from ocrq.plugin_stages import run_stages
+from ocrq.plugins import StageInput
 from ocrq.suite import idcard, idcard_rank, idcard_rank_train, idcard_synth, mrz
 from ocrq.suite.idcard_cv import find_quad
 from tests.fixtures import render_page
@@ -111,6 +113,51 @@ def test_the_scorer_training_learns_which_candidate_is_the_card() -> None:
     test = cards(40)
     picked = [e[int(np.argmax(idcard_rank.scores_of(x, net)))] for x, e in test]
     assert sum(e <= 0.02 for e in picked) >= 36
+
+
+def _two_sides(seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A scan of a card's two sides, one above the other, on a white page (the
+    front, drawn first, on top), and the corners of each."""
+    rng = np.random.default_rng(seed)
+    page = np.full((1000, 760, 3), 250, np.float32)
+    flat = np.array([[0, 0], [idcard_synth.CARD_W, 0],
+                     [idcard_synth.CARD_W, idcard_synth.CARD_H], [0, idcard_synth.CARD_H]],
+                    np.float32)
+    corners = []
+    for k in range(2):
+        card = idcard_synth.draw_card(rng, idcard_synth.card_fields(rng))
+        y0 = 40 + 480 * k
+        c = np.array([[80, y0], [680, y0], [680, y0 + 378], [80, y0 + 378]], np.float64)
+        m = cv2.getPerspectiveTransform(flat, c.astype(np.float32))
+        warped = cv2.warpPerspective(card, m, (760, 1000), flags=cv2.INTER_LINEAR)
+        alpha = warped[:, :, 3:4].astype(np.float32) / 255
+        page = page * (1 - alpha) + warped[:, :, :3] * alpha
+        corners.append(c)
+    return np.clip(page, 0, 255).astype(np.uint8), corners
+
+
+def test_of_a_cards_two_sides_the_front_is_found() -> None:
+    """Both sides score alike as cards; the one first in reading order (the front,
+    on top) is taken, never the outline around both."""
+    for seed in range(4):
+        image, (front, _) = _two_sides(seed)
+        quad = find_quad(image, idcard.PARAMS)
+        assert quad is not None and corner_error(quad.corners, front) <= 0.02, seed
+
+
+def test_an_outline_too_poorly_supported_leaves_the_page_whole(engine: Engine) -> None:
+    """Below ``min_confidence`` the quad found is not trusted: the card is the whole
+    image (nothing cropped away), with the quad's own low confidence."""
+    sample = idcard_synth.generate(np.random.default_rng(7))
+    page = StageInput(sample.image, engine.run(sample.image, "page").to_dict(), {},
+                      model=lambda kind: None, read=lambda crop: {})
+    found = idcard.card_quad(page, idcard.PARAMS)
+    assert found is not None and corner_error(found.corners, sample.corners) <= 0.02
+    doubting = idcard.card_quad(page, {**idcard.PARAMS, "min_confidence": 1.01})
+    h, w = sample.image.shape[:2]
+    frame = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+    assert doubting is not None and np.allclose(doubting.corners, frame)
+    assert doubting.confidence == found.confidence < 1.01
 
 
 def test_a_blank_page_has_no_card() -> None:
