@@ -72,11 +72,17 @@ PARAMS: dict[str, Any] = {
     "ranker_top": 40,  # candidates the learned scorer sees (idcard_rank.py)
     "ranker_dedupe_px": 3,  # at work_side: closer in every corner is the same quad
     "two_cards_margin": 2.5,  # a card this close in score, above or left of the best
+    # The scorer's pick is vetoed when along a side its inside looks like the table
+    # (Lab distance below table_step to a point outside) on this share of points,
+    # for the next candidate within table_margin in score that does not.
+    "table_step": 12,
+    "table_share": 0.5,
+    "table_margin": 1.0,
 }
 # The candidate scorer's weights (idcard_rank.py), trained by idcard_rank_train.py:
 # a Python literal, so importing the plug-in reads no file.
 PARAMS["ranker"] = RANKER
-PARAMS_SHA256 = "8c1f1fda8678fc944abfb51b72ca5b6fbe40ccbe792ae157c38e3b9f27e7ac69"
+PARAMS_SHA256 = "a51d6dac35d4780f50c070864431aec416d4885922ce824cbff70640cf1491b0"
 
 
 def crop_card(image: np.ndarray, corners: np.ndarray, p: dict[str, Any]) -> np.ndarray:

@@ -11,8 +11,9 @@
    ground between a title band and a zone's strip the colour of the table), are
    also tried with sides grown out to the next straight edge (idcard_grow.py).
 3. One candidate is picked: by a small learned scorer when the parameters carry
-   one (``ranker``, idcard_rank.py; of a card's two sides on one page, the one
-   first in reading order), else by the hand-written rule (support x shape x
+   one (``ranker``, idcard_rank.py; its pick vetoed when the inside along a side
+   looks like the table; of a card's two sides on one page, the one first in
+   reading order), else by the hand-written rule (support x shape x
    area, then the largest well-supported quad holding the winner).
 4. The winner's sides are refined on a larger copy (``refine_side`` px): along
    each side the strongest gradient across it is sought near the line, and a
@@ -32,7 +33,7 @@ import cv2
 import numpy as np
 
 from ocrq.suite.idcard_grow import corners_of, enclosing, grown, side_points
-from ocrq.suite.idcard_rank import Candidate, distinct, first_card, fits, ranked
+from ocrq.suite.idcard_rank import Candidate, checked, distinct, first_card, fits, ranked
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,7 @@ def find_quad(image: np.ndarray, p: Mapping[str, Any]) -> Quad | None:
     if best < float(p["min_support"]):
         return None
     if fits(p.get("ranker") or {}):
-        quad = first_card(ranked(found, lab, gx, gy, p), p).quad
+        quad = first_card(checked(ranked(found, lab, gx, gy, p), lab, p), p).quad
     else:
         quad = _by_rule(found, best, gx.shape, p)
     return finish(image, quad, scale, p)

@@ -222,3 +222,51 @@ def first_card(ranks: list[tuple[float, Candidate]], p: Mapping[str, Any]) -> Ca
                 and _before(c.quad, pick.quad)):
             pick = c
     return pick
+
+
+def table_inside(q: np.ndarray, lab: np.ndarray, width: float, step: float) -> float:
+    """The most, over the quad's sides, of the share of points just inside a side
+    whose colour is within ``step`` of some point just outside any side: a side
+    grown out onto the edge of a clutter shape or a tile holds a strip of table."""
+    h, w = lab.shape[:2]
+    c = q.mean(axis=0)
+    inner, outer = [], []
+    for i in range(4):
+        a, b = q[i], q[(i + 1) % 4]
+        n = np.array([a[1] - b[1], b[0] - a[0]]) / max(float(np.hypot(*(b - a))), 1e-6)
+        n *= np.sign(float(np.dot(c - a, n)) + 1e-9)  # into the quad
+        pts = a + np.linspace(0.15, 0.85, 16)[:, None] * (b - a)
+
+        def at(off: float, pts: np.ndarray = pts, n: np.ndarray = n) -> np.ndarray:
+            x = np.clip(np.round(pts[:, 0] + off * n[0]).astype(int), 0, w - 1)
+            y = np.clip(np.round(pts[:, 1] + off * n[1]).astype(int), 0, h - 1)
+            return lab[y, x]
+
+        inner.append((at(0.5 * width) + at(width)) / 2)
+        outer.append((at(-0.5 * width) + at(-width)) / 2)
+    ring = np.concatenate(outer)
+    near = [np.linalg.norm(s[:, None, :] - ring[None, :, :], axis=2).min(axis=1) for s in inner]
+    return max(float((d < step).mean()) for d in near)
+
+
+def checked(ranks: list[tuple[float, Candidate]], lab: np.ndarray, p: Mapping[str, Any]
+            ) -> list[tuple[float, Candidate]]:
+    """The ranking with its winner vetoed when a side's inside looks like the table
+    on at least ``table_share`` of its points and a candidate scoring within
+    ``table_margin`` of it does not (then that one leads)."""
+    blur = cv2.GaussianBlur(lab[::2, ::2].astype(np.float32), (0, 0), 1.5)
+
+    def looks(c: Candidate) -> float:
+        q = c.quad / 2
+        a = float(cv2.contourArea(q.astype(np.float32)))
+        return table_inside(q, blur, max(2.0, 0.04 * np.sqrt(a)), float(p["table_step"]))
+
+    share = float(p["table_share"])
+    if looks(ranks[0][1]) < share:
+        return ranks
+    for k, (score, c) in enumerate(ranks[1:6], start=1):
+        if score < ranks[0][0] - float(p["table_margin"]):
+            break
+        if looks(c) < share:
+            return [ranks[k]] + ranks[:k] + ranks[k + 1:]
+    return ranks

@@ -160,6 +160,24 @@ def test_an_outline_too_poorly_supported_leaves_the_page_whole(engine: Engine) -
     assert doubting.confidence == found.confidence < 1.01
 
 
+def test_a_side_grown_onto_the_table_shows_table_inside() -> None:
+    """A card on a table with a clutter rectangle beside it: the card's own outline
+    has card inside every side; the outline grown out to the rectangle's edge holds
+    a strip of table along that side, which ``checked`` vetoes."""
+    rng = np.random.default_rng(5)
+    page = np.full((400, 600, 3), (60, 140, 60), np.uint8)
+    cv2.rectangle(page, (40, 60), (120, 340), (90, 60, 200), -1)  # the clutter
+    card = np.ascontiguousarray(idcard_synth.draw_card(rng, idcard_synth.card_fields(rng))[
+        :, :, :3])
+    page[100:100 + 270, 160:160 + 428] = cv2.resize(card, (428, 270))
+    lab = cv2.GaussianBlur(cv2.cvtColor(page, cv2.COLOR_BGR2LAB).astype(np.float32),
+                           (0, 0), 1.5)
+    own = np.array([[160, 100], [587, 100], [587, 369], [160, 369]], np.float64)
+    grown = np.array([[120, 100], [587, 100], [587, 369], [120, 369]], np.float64)
+    assert idcard_rank.table_inside(own, lab, 10, 12) < 0.5
+    assert idcard_rank.table_inside(grown, lab, 10, 12) >= 0.5
+
+
 def test_a_blank_page_has_no_card() -> None:
     assert find_quad(np.full((600, 800, 3), 255, np.uint8), idcard.PARAMS) is None
 
