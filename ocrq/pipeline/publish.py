@@ -67,6 +67,9 @@ class FastPublisher:
                 or not opts.get("queue") or not opts.get("task_id") or sig.subtask_type
                 or sig.kwargs):
             return None
+        limits = self._time_limits(sig.task)
+        if limits is None:
+            return None
         task_id, queue = str(opts["task_id"]), str(opts["queue"])
         errbacks = [dict(e) for e in opts.get("link_error") or ()] or None
         body = json.dumps([list(sig.args), {}, {
@@ -75,7 +78,7 @@ class FastPublisher:
             "body": base64.b64encode(body.encode()).decode(),
             "content-encoding": "utf-8",
             "content-type": "application/json",
-            "headers": self._headers(sig.task, task_id, argsrepr),
+            "headers": self._headers(sig.task, task_id, argsrepr, limits),
             "properties": {
                 "correlation_id": task_id, "reply_to": self.app.thread_oid,
                 "argsrepr": argsrepr, "delivery_mode": 2,
@@ -86,12 +89,25 @@ class FastPublisher:
         }
         return queue, json.dumps(envelope).encode()
 
-    def _headers(self, task: str, task_id: str, argsrepr: str) -> dict[str, Any]:
+    def _time_limits(self, task: str) -> list[int | None] | None:
+        """The message's [time_limit, soft_time_limit]: Celery's send puts in those of a
+        task registered in this process (a web process registers none: [None, None]; a
+        worker's own limits apply either way). None when such a task sets any other
+        send option (Celery sends that one)."""
+        registered = self.app._tasks.get(task)  # not app.tasks: that would finalize
+        if registered is None:
+            return [None, None]
+        opts = {k: v for k, v in registered._get_exec_options().items() if v is not None}
+        limits = [opts.pop("time_limit", None), opts.pop("soft_time_limit", None)]
+        return limits if opts in ({}, {"serializer": "json"}) else None
+
+    def _headers(self, task: str, task_id: str, argsrepr: str,
+                 limits: list[int | None]) -> dict[str, Any]:
         """What Celery's ``amqp.as_task_v2`` puts in the headers of such a send."""
         return {
             "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
             "expires": None, "group": None, "group_index": None, "retries": 0,
-            "timelimit": [None, None], "root_id": task_id, "parent_id": None,
+            "timelimit": limits, "root_id": task_id, "parent_id": None,
             "argsrepr": argsrepr, "kwargsrepr": "{}", "origin": self._origin,
             "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None,
             "stamps": {},

@@ -58,11 +58,34 @@ def _decoded(raw: bytes) -> dict[str, Any]:
     return dict(msg)
 
 
-def test_the_built_message_is_celerys_own(app: Celery, web_settings: Settings) -> None:
+def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Where two decoded messages differ (one level into headers and properties)."""
+    out: dict[str, Any] = {}
+    for part in ("headers", "properties"):
+        a, b = ours.get(part, {}), theirs.get(part, {})
+        out.update({f"{part}.{k}": (a.get(k), b.get(k)) for k in set(a) | set(b)
+                    if a.get(k) != b.get(k)})
+    out.update({k: (ours.get(k), theirs.get(k)) for k in set(ours) | set(theirs)
+                if k not in ("headers", "properties") and ours.get(k) != theirs.get(k)})
+    return out
+
+
+@pytest.mark.parametrize("registered", [False, True], ids=["web", "tasks-imported"])
+def test_the_built_message_is_celerys_own(app: Celery, web_settings: Settings,
+                                          registered: bool) -> None:
+    """As a web process sends it (the stage tasks not registered there: Celery's
+    send_task) and as a process that registered them does (their time limits)."""
     s = web_settings
     broker = Redis.from_url(s.broker_url)
     sig, _ = canvas.start(app, _ctx(_queues(s), lexicon=("a", "b")))
-    sig.apply_async(ignore_result=True, argsrepr="(job j1)")  # Celery's send
+    if registered:
+        import ocrq.pipeline.tasks  # noqa: F401  the shared tasks, bound at finalize
+
+        app.finalize(auto=True)
+        sig.apply_async(ignore_result=True, argsrepr="(job j1)")  # Task.apply_async
+    else:  # what Signature.apply_async does when the task is not registered here
+        app.send_task(sig.task, args=sig.args, ignore_result=True, argsrepr="(job j1)",
+                      **sig.options)
     pub = publish.publisher(app, s.redis_url)
     built = pub.message(sig, "(job j1)")
     assert built is not None and built[0] == s.queue_gpu
@@ -71,9 +94,11 @@ def test_the_built_message_is_celerys_own(app: Celery, web_settings: Settings) -
     pipe.execute()
     theirs, ours = (_decoded(m) for m in reversed(broker.lrange(s.queue_gpu, 0, -1)))
     assert theirs["properties"].pop("delivery_tag") != ours["properties"].pop("delivery_tag")
-    assert ours == theirs
+    assert ours == theirs, _differences(ours, theirs)
     assert ours["headers"]["task"] == "ocrq.detect" and ours["body"][0][0]["job_id"] == "j1"
     assert ours["body"][2]["errbacks"][0]["kwargs"] == {"job_id": "j1"}
+    limits = [s.task_time_limit_s, s.task_time_limit_s - 30] if registered else [None, None]
+    assert ours["headers"]["timelimit"] == limits
 
 
 def test_what_is_not_one_plain_task_is_left_to_celery(app: Celery,
