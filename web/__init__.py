@@ -12,6 +12,7 @@ from web import (
     cluster,
     errors,
     extensions,
+    fast_poll,
     health,
     jobs,
     metrics,
@@ -33,4 +34,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     for part in (extensions, errors, jobs, health, openapi, models, cluster, ui, metrics,
                  badcases, request_log):
         part.init_app(app)
+    fast_poll.init_app(app)  # last: it wraps the finished app's WSGI callable
     return app
