@@ -132,7 +132,13 @@ def _job_schema() -> dict[str, Any]:
             "batches_done": {"type": "integer"},
             "batches_total": {"type": ["integer", "null"]},
             # A document only: its pages read so far, of how many.
-            "pages_done": {"type": "integer"}, "pages_total": {"type": "integer"}}},
+            "pages_done": {"type": "integer"}, "pages_total": {"type": "integer"},
+            # A step handed back while its backend (the tensor server) is down:
+            # why, which step, which try, since when, and the next try.
+            "waiting": {"type": ["object", "null"], "properties": {
+                "reason": {"type": "string"}, "task": {"type": "string"},
+                "attempt": {"type": "integer"}, "since": {"type": "string"},
+                "next_try_at": {"type": "string"}}}}},
         "image": {"type": "object"},
         "created_at": {"type": list(nullable_str)},
         "started_at": {"type": list(nullable_str)},
