@@ -11,10 +11,8 @@ after LOAD.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,34 +23,21 @@ import pytest
 
 from ocrq.errors import BackendUnavailable
 from ocrq.models.repository import ModelRepository
-from ocrq.models.serving.client import RemoteRuntime, hello
+from ocrq.models.serving.client import RemoteRuntime
 from ocrq.models.serving.protocol import (
     Op,
     TensorServerDown,
-    TensorServerError,
     recv_request,
     send_reply,
 )
+from tests import tensor_server
 
 pytestmark = pytest.mark.timeout(120)
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spawn(sock: Path, model_root: Path) -> subprocess.Popen[bytes]:
     """The real server process (``python -m workers.tensor_server``), answering HELLO."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCRQ_")}
-    env.update(OCRQ_MODEL_ROOT=str(model_root), OCRQ_THREADS="1", OCRQ_BATCH_WAIT_MS="0")
-    p = subprocess.Popen([sys.executable, "-m", "workers.tensor_server", "--socket",
-                          str(sock)], cwd=ROOT, env=env)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            hello(str(sock), timeout_s=2)
-            return p
-        except (OSError, TensorServerError):
-            assert p.poll() is None, "tensor server exited at start"
-            assert time.monotonic() < deadline, "tensor server did not answer HELLO"
-            time.sleep(0.05)
+    return tensor_server.spawn(sock, tensor_server.server_env(model_root))
 
 
 def _batch() -> np.ndarray:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from ocrq.models.serving.client import RemoteRuntime, hello, stats
 from ocrq.models.serving.protocol import TensorServerError
 from ocrq.models.serving.server import TensorServer
 from ocrq.settings import Settings
+from tests import tensor_server
 from tests.fixtures import render_page
 from workers.gpu import ServerProcess
 
@@ -111,31 +110,15 @@ def test_calls_of_different_connections_share_forward_passes(
         srv.close()
 
 
-def _spawn(sock: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    p = subprocess.Popen([sys.executable, "-m", "workers.tensor_server", "--socket", str(sock)],
-                         cwd=ROOT, env=env)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            hello(str(sock), timeout_s=2)
-            return p
-        except (OSError, TensorServerError):
-            assert p.poll() is None, "tensor server exited at start"
-            assert time.monotonic() < deadline, "tensor server did not answer HELLO"
-            time.sleep(0.1)
-
-
 @pytest.fixture
 def server_env(model_root: Path) -> Iterator[dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCRQ_")}
-    yield {**env, "OCRQ_MODEL_ROOT": str(model_root), "OCRQ_THREADS": "1",
-           "OCRQ_BATCH_WAIT_MS": "0"}
+    yield tensor_server.server_env(model_root)
 
 
 def test_kill_9_mid_run_reconnects_to_the_restarted_server_or_fails_clearly(
         model_root: Path, tmp_path: Path, server_env: dict[str, str]) -> None:
     sock = tmp_path / "t.sock"
-    proc = _spawn(sock, server_env)
+    proc = tensor_server.spawn(sock, server_env)
     manifest = ModelRepository(model_root).manifest("str", 1)
     remote = RemoteRuntime(sock, manifest.weights_path, timeout_s=20)
     batch = _lines(4)
@@ -157,7 +140,7 @@ def test_kill_9_mid_run_reconnects_to_the_restarted_server_or_fails_clearly(
         time.sleep(0.5)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        proc = _spawn(sock, server_env)  # as the GPU worker's supervisor does
+        proc = tensor_server.spawn(sock, server_env)  # as the GPU worker's supervisor does
         time.sleep(1.0)
     finally:
         stop.set()
