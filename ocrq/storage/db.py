@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.storage.group_commit import GroupCommit
 
+DB_IO_TIMEOUT_S = 60  # one read or write on a MariaDB connection; no query here is longer
+
 
 class Database:
     def __init__(self, url: str) -> None:
@@ -54,6 +56,8 @@ class Database:
         """Drop pooled connections (call in forked children: sockets must not be shared)."""
         if self._engine is not None:
             self._engine.dispose(close=False)
+        # A commit in flight in the parent at fork time has no leader here.
+        self._groups = {}
 
 
 def _make_engine(url: str) -> Engine:
@@ -63,6 +67,10 @@ def _make_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
         kwargs.update(pool_pre_ping=True, pool_recycle=1800)
+        if url.startswith("mysql+pymysql"):
+            # A half-open socket (a failover) must fail, not hang: pymysql waits forever.
+            kwargs["connect_args"] = {"connect_timeout": 10, "read_timeout": DB_IO_TIMEOUT_S,
+                                      "write_timeout": DB_IO_TIMEOUT_S}
         # The pool's ROLLBACK on every return is skipped when the connection's last
         # transaction already ended (see _skip_needless_reset): a round trip per
         # transaction saved.

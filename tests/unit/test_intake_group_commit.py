@@ -132,3 +132,52 @@ def test_a_lost_connection_fails_its_batch_and_the_next_recovers(db: Database) -
     assert isinstance(results[0], Exception) and transient(results[0]), results[0]
     assert all(r[1] for r in results[1:]), results  # the next batch, a new connection
     assert store.get_job(db, "lost") is None
+
+
+def test_a_hung_commit_does_not_park_the_queued_rows(db: Database) -> None:
+    """The leader's INSERT hangs (the table locked, as a half-open socket would hold
+    it): the queued rows give up after ``wait_s`` with an in-doubt error the intake
+    answers 503 for, leave the queue, and the group works again once the leader ends."""
+    from ocrq.pipeline.retry import transient
+    from ocrq.storage.group_commit import CommitInDoubt
+
+    group: GroupCommit = db.grouped(Job.__table__)
+    group.wait_s = 1.0
+    out: dict[str, Any] = {}
+
+    def run(job_id: str) -> None:
+        start = time.monotonic()
+        try:
+            out[job_id] = store.create_job(db, **new_job(job_id))
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            out[job_id] = exc
+        out[job_id + "_s"] = time.monotonic() - start
+
+    lock = pymysql.connect(**MARIADB, database=db.engine.url.database)
+    with lock.cursor() as cur:
+        cur.execute("LOCK TABLES ocrq_jobs READ")
+    leader = threading.Thread(target=run, args=("hung",))
+    leader.start()
+    deadline = time.monotonic() + 20
+    while not group._busy:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    queued = [threading.Thread(target=run, args=(f"q{i}",)) for i in range(3)]
+    for t in queued:
+        t.start()
+    for t in queued:
+        t.join(timeout=20)
+    try:
+        for i in range(3):
+            err = out[f"q{i}"]
+            assert isinstance(err, CommitInDoubt) and transient(err), err
+            assert out[f"q{i}_s"] < 10, out
+        assert not group._queue  # they left: no later leader commits them
+    finally:
+        with lock.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        lock.close()
+    leader.join(timeout=30)
+    assert out["hung"][1] is True  # the leader's own row committed once the lock went
+    assert store.create_job(db, **new_job("after"))[1] and not group._busy
+    assert all(store.get_job(db, f"q{i}") is None for i in range(3))
