@@ -63,11 +63,9 @@ class FastPoll:
                 return None
         try:
             doc = jobs.document(services, job_id, bid)
+            return None if doc is None else self._json(doc)
         except Exception:  # noqa: BLE001 - Flask answers it (503, or a logged 500)
             return None
-        if doc is None:
-            return None
-        return self._json(doc)
 
     def _json(self, doc: dict[str, Any]) -> bytes | None:
         """As ``jsonify`` writes it (DefaultJSONProvider.response: compact unless in

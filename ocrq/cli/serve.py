@@ -110,8 +110,8 @@ def local_secret(s: Settings, data_dir: Path | None = None) -> Settings:
 @click.option("--server", type=click.Choice(SERVERS), default="granian", show_default=True,
               help="the web intake's WSGI server")
 @click.option("--web-processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="web processes (granian, gunicorn; waitress runs one)")
-@click.option("--threads", type=int, default=8, show_default=True,
+              help="web processes (granian, gunicorn; waitress runs only one)")
+@click.option("--threads", type=click.IntRange(min=1), default=8, show_default=True,
               help="threads per web process (requests one process serves at once)")
 @click.option("--migrate/--no-migrate", default=True, show_default=True)
 def serve(port: int, host: str, workers: int, server: str, web_processes: int, threads: int,
@@ -120,6 +120,9 @@ def serve(port: int, host: str, workers: int, server: str, web_processes: int, t
 
     One web process uses at most about one core; the README's deployment section
     says what one holds (submits/s, polls/s) and how to size processes x threads."""
+    if server == "waitress" and web_processes > 1:
+        raise click.UsageError("waitress runs one process: --web-processes 1, or another "
+                               "--server")
     s = local_secret(Settings.from_env())
     if migrate:
         upgrade(s.database_url)

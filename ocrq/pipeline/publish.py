@@ -27,7 +27,11 @@ from celery import Celery
 from celery.canvas import Signature
 from celery.utils.nodenames import anon_nodename
 from redis import Redis
+from redis.backoff import ExponentialBackoff
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
+from redis.retry import Retry
 
 # Options canvas._sig sets; a signature carrying anything else is left to Celery.
 _PLAIN = frozenset({"queue", "task_id", "link_error"})
@@ -56,7 +60,12 @@ class FastPublisher:
 
     def send(self, message: tuple[str, bytes]) -> None:
         if self._broker is None:
-            self._broker = Redis.from_url(self._broker_url)
+            # Bounded like every Redis client here, and retried briefly: Celery's own
+            # send rode out a broker blink with its publish retry policy.
+            self._broker = Redis.from_url(
+                self._broker_url, socket_timeout=10, socket_connect_timeout=5,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 5),
+                retry_on_error=[RedisConnectionError, RedisTimeout])
         self._broker.lpush(*message)
 
     def message(self, sig: Signature, argsrepr: str) -> tuple[str, bytes] | None:

@@ -151,8 +151,9 @@ class Lexicon:
 def _same_case(alt: str, chars: list[str], i: int) -> str:
     """Case the swapped-in letter like the letter it replaces, else like its
     neighbours (the lexicon is case-free)."""
-    if chars[i].isalpha():
-        return alt.upper() if chars[i].isupper() else alt.lower()
+    own = chars[i]
+    if own.isalpha() and len(own.upper()) == 1 and own.upper() != own.lower():  # "ß": no pair
+        return alt.upper() if own.isupper() else alt.lower()
     near = [chars[j] for j in (i - 1, i + 1) if 0 <= j < len(chars) and chars[j].isalpha()]
     if near and all(c.isupper() for c in near):
         return alt.upper()

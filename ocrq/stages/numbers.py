@@ -34,6 +34,8 @@ def settle_number(glyphs: Sequence[Glyph]) -> str:
     """The token ``glyphs`` spell, with look-alike letters in its numbers made
     digits and a misread '@' before a price or a rate restored."""
     chars = [g.char for g in glyphs]
+    if any(len(c) != 1 for c in chars):
+        return "".join(chars)  # positions in the text must be positions in the glyphs
     for m in _RUN.finditer("".join(chars)):
         a, b = m.span()
         _digits_for_letters(chars, glyphs, a, b)

@@ -200,3 +200,10 @@ def test_a_rare_real_word_changes_only_where_the_network_nearly_chose_otherwise(
     assert en.correct(word("SDN", {1: [("O", 0.081)]}, prob=0.886)) == "SDN"
     # The same word with a real doubt at that glyph does change.
     assert en.correct(word("SDN", {1: [("O", 0.4)]}, prob=0.55)) == "SON"
+
+
+def test_a_letter_without_a_case_pair_takes_its_neighbours_case(en):
+    from ocrq.stages.lexicon import _same_case
+
+    assert _same_case("S", list("ßTRASSE"), 0) == "S"  # not "s": ß has no upper form
+    assert _same_case("m", list("TINE"), 2) == "M"

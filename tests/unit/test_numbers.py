@@ -64,3 +64,9 @@ def test_decode_settles_a_number_with_the_networks_runner_up() -> None:
     assert out.text == "41150"
     off = decode(np.stack(rows), charset, RecognizeOptions(languages=("en",), numbers=False))
     assert off.text == "411S0"
+
+
+def test_glyphs_of_several_characters_leave_the_token_as_read() -> None:
+    glyphs = [Glyph("12", 0.9), Glyph("3", 0.9), Glyph("S", 0.5, (("5", 0.4),)),
+              Glyph("6", 0.9), Glyph("7", 0.9)]
+    assert settle_number(glyphs) == "123S67"  # no position mix-up, no IndexError
