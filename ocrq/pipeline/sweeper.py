@@ -191,6 +191,10 @@ def _stalled(services: Services, app: Celery, now: datetime) -> list[str]:
         # stage queues (else it may be waiting behind them: the deadline decides).
         stalled = (job.started_at is not None and job.started_at < started_before) \
             if job.status == JobStatus.RUNNING else idle
+        # A step given back (its backend down) holds its message for a later try: that
+        # job is waiting, not stalled (pipeline/retry.py bounds the wait).
+        stalled = stalled and not (job.status == JobStatus.RUNNING
+                                   and services.cache.waiting(job.id))
         if (not stalled or not services.redis.exists(services.blobs.key_for(job.id))
                 or not services.redis.set(f"ocrq:sweep:stalled:{job.id}", "1", nx=True,
                                           ex=max(1, s.job_deadline))):

@@ -87,6 +87,11 @@ class StatusCache:
         raw = self.redis.hget(self.key(job_id), "status")
         return None if raw is None else json.loads(raw)  # type: ignore[arg-type]
 
+    def waiting(self, job_id: str) -> bool:
+        """Whether a step of the job was given back and waits for its backend."""
+        raw = self.redis.hget(self.key(job_id), "waiting")
+        return raw is not None and bool(json.loads(raw))  # type: ignore[arg-type]
+
     def incr_done(self, job_id: str) -> int:
         """Count one finished batch; -1 when the job is not cached (expired, evicted).
 

@@ -210,6 +210,10 @@ def test_a_running_job_whose_message_kombu_lost_is_redriven_once(
 
     stalled, busy = job(30 + 60 + 5), job(30 + 60 - 20)
     queued = job(30 + 60 + 5, "queued")
+    # As old, but a step given back while the tensor server is down: waiting, not lost.
+    given_back = job(30 + 60 + 5)
+    services.cache.put(given_back, {"id": given_back, "status": "running",
+                                    "waiting": {"reason": "tensor_server_down"}})
     try:
         # Nothing waits on the queues: the old queued job lost its first message too.
         assert sorted(sweeper.sweep(services, app).redriven) == sorted([stalled, queued])
@@ -221,8 +225,9 @@ def test_a_running_job_whose_message_kombu_lost_is_redriven_once(
         assert sweeper.sweep(services, app).redriven == []
         assert store.get_job(services.db, waiting).status == "queued"
     finally:
-        for job_id in (stalled, busy, queued):
-            broker.delete(f"ocrq:sweep:stalled:{job_id}", services.blobs.key_for(job_id))
+        for job_id in (stalled, busy, queued, given_back):
+            broker.delete(f"ocrq:sweep:stalled:{job_id}", services.blobs.key_for(job_id),
+                          services.cache.key(job_id))
 
 
 def test_a_job_committed_while_the_database_lost_its_reply_is_redriven(
