@@ -32,7 +32,7 @@ from ocrq.stages.currency import places, settle_currency
 from ocrq.stages.lexicon import Glyph, Lexicon, LexiconOptions, get_lexicon
 from ocrq.stages.numbers import settle_number
 from ocrq.stages.rejoin import rejoin
-from ocrq.stages.spacing import Ink, ink_profile, measure, split_tokens
+from ocrq.stages.spacing import Ink, SpaceRules, ink_profile, measure, split_tokens
 from ocrq.stages.uncovered import recover
 from ocrq.stages.zero_o import settle_word
 
@@ -50,14 +50,7 @@ class RecognizeOptions:
     max_width: int = 2560  # longer crops are squeezed (rare: a whole-page-wide line)
     max_batch_pixels: int = 48 * 4096 * 8  # bounds one forward pass's input
     round_batches: int = 4  # passes' worth of input handed to the runtime at once
-    # Without an ink profile (no contrast): CTC step distance against the pitch.
-    space_gap_ratio: float = 1.55  # gap / median pitch above which a space is inserted
-    space_min_steps: int = 4  # ... and at least this many CTC steps
-    space_prob: float = 0.03  # or the space class reaches this probability in the gap
-    space_ink_ratio: float = 0.4  # blank run / ink height that makes a word space...
-    space_blank_ratio: float = 2.5  # ... and / the line's median gap between letters
-    space_few_gaps: int = 3  # lines with fewer gaps between letters than this...
-    space_short_ink_ratio: float = 0.7  # ... need blank / ink height above this alone
+    spacing: SpaceRules = SpaceRules()  # where word spaces go (stages/spacing.py)
     # A break that only the crop's geometry put inside what reads as a common
     # word ("INC LUSIVE", "STAT IONERY": the narrow I and L of monospaced
     # receipt fonts leave wide blanks) is taken back (stages/rejoin.py).
@@ -184,7 +177,7 @@ def decode(
         return Recognized("", 0.0)
     chars = [charset[k] if k < len(charset) else "" for k in idx[steps]]
     spacing = measure(steps, chars, ink, stride, scores.space)
-    tokens, soft = split_tokens(chars, spacing, opts)
+    tokens, soft = split_tokens(chars, spacing, opts.spacing)
     if lexicon is not None and opts.rejoin:
         tokens = rejoin(tokens, soft, chars, lexicon)
     words = _words(scores, steps, idx, chars, tokens, charset, opts, lexicon)

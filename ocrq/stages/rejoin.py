@@ -87,16 +87,11 @@ _TAIL = re.compile(r"^([^\W\d_]+)(?![\d]|[.,]\d)")
 
 
 def _non_words(text: str, lexicon: Lexicon) -> int:
-    return sum(not _known(r, lexicon) for r in re.findall(r"[^\W\d_]+", text))
-
-
-def _known(word: str, lexicon: Lexicon) -> bool:
-    """A common word; one or two letters only when very common ("A", "NO")."""
-    return bool(word) and lexicon.common(word)
+    return sum(not lexicon.common(r) for r in re.findall(r"[^\W\d_]+", text))
 
 
 def _attested(word: str, lexicon: Lexicon) -> bool:
     """A word a group may join into: a common one, or a rarer one of more than
     three letters ("RETURNABL E" -> "RETURNABLE"): joining never adds a
-    non-word, as the grouping still counts them (``_known``)."""
-    return bool(word) and (_known(word, lexicon) or (len(word) > 3 and lexicon.zipf(word) >= 1.5))
+    non-word, as the grouping still counts them (``Lexicon.common``)."""
+    return lexicon.common(word) or (len(word) > 3 and lexicon.zipf(word) >= 1.5)

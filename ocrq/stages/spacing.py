@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Protocol
 
 import cv2
 import numpy as np
@@ -20,23 +19,18 @@ import numpy as np
 from ocrq.stages.segments import blank_runs, space_peaks
 
 
-class SpaceRules(Protocol):
-    """The spacing thresholds (RecognizeOptions carries them)."""
+@dataclass(frozen=True)
+class SpaceRules:
+    """The spacing thresholds (RecognizeOptions.spacing)."""
 
-    @property
-    def space_prob(self) -> float: ...
-    @property
-    def space_gap_ratio(self) -> float: ...
-    @property
-    def space_min_steps(self) -> int: ...
-    @property
-    def space_ink_ratio(self) -> float: ...
-    @property
-    def space_blank_ratio(self) -> float: ...
-    @property
-    def space_few_gaps(self) -> int: ...
-    @property
-    def space_short_ink_ratio(self) -> float: ...
+    # Without an ink profile (no contrast): CTC step distance against the pitch.
+    space_gap_ratio: float = 1.55  # gap / median pitch above which a space is inserted
+    space_min_steps: int = 4  # ... and at least this many CTC steps
+    space_prob: float = 0.03  # or the space class reaches this probability in the gap
+    space_ink_ratio: float = 0.4  # blank run / ink height that makes a word space...
+    space_blank_ratio: float = 2.5  # ... and / the line's median gap between letters
+    space_few_gaps: int = 3  # lines with fewer gaps between letters than this...
+    space_short_ink_ratio: float = 0.7  # ... need blank / ink height above this alone
 
 
 @dataclass(frozen=True)
