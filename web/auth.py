@@ -60,13 +60,19 @@ def enabled() -> bool:
     return services().settings.auth == "keys"
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; None if it has none."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def caller_bid() -> str | None:
     """The bid of the request's API key; None when keys are off. 401 without a valid key."""
     if not enabled():
         return None
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request.headers.get("Authorization", ""))
+    if token is None:
         raise ApiError("unauthorized", "send 'Authorization: Bearer <API key>' "
                        "(an operator creates one with `ocrq keys create BID`)")
     cache: KeyCache = current_app.extensions["ocrq_keys"]

@@ -22,7 +22,7 @@ from flask import Flask
 from ocrq.pipeline import jobs
 from ocrq.pipeline.state import Services
 from ocrq.storage import keys
-from web.auth import KeyCache
+from web.auth import KeyCache, bearer_token
 
 PREFIX = "/v1/jobs/"
 _LOG = logging.getLogger("ocrq.web")  # web/request_log.py's
@@ -77,9 +77,8 @@ class FastPoll:
 
     def _remembered_bid(self, environ: dict[str, Any]) -> str | None:
         """The bid of a well-formed bearer key this process already checked; else None."""
-        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(environ.get("HTTP_AUTHORIZATION", ""))
+        if token is None:
             return None
         cache: KeyCache = self.app.extensions["ocrq_keys"]
         return cache.get(keys.hash_token(token))
