@@ -259,17 +259,32 @@ def test_recognition_batch_failure_marks_job_failed(st: Stack, page_200_png: byt
 
 def test_cancel_revokes_queued_and_running_work(st: Stack, page_200_png: bytes,
                                                  one_line_png: bytes) -> None:
+    from ocrq.cluster.drain import drain, resume
+    from ocrq.pipeline.app import create_celery_app
+
     base = st.web()
+    app = create_celery_app(st.settings)
+    workers = list(st.cluster.processes)  # node names
     running = submit(base, page_200_png, bid="acme").json()["id"]
     wait_stage(st, running, "recognize", min_done=1)
-    queued = submit(base, one_line_png).json()["id"]  # behind the big page's batches
-    for job_id in (running, queued):
-        r = requests.delete(f"{base}/v1/jobs/{job_id}", timeout=10)
-        assert r.status_code == 200 and r.json()["status"] == "cancelled"
-    # Let the worker drain whatever it had reserved.
+    # Stop the worker taking messages (it keeps at most one running and one prefetched
+    # batch of the 25): the big job stays unfinished and the small one stays queued
+    # however fast this machine is, instead of racing the worker to the DELETE.
+    for worker in workers:
+        drain(app, st.store, worker, timeout_s=0)
+    try:
+        queued = submit(base, one_line_png).json()["id"]
+        for job_id in (running, queued):
+            r = requests.delete(f"{base}/v1/jobs/{job_id}", timeout=10)
+            assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    finally:
+        for worker in workers:
+            resume(app, st.store, worker)
+    # Let the worker drain the revoked messages (it must skip them, not run them).
     deadline = time.monotonic() + 30
     while st.queued_messages() and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert st.queued_messages() == 0
     time.sleep(1.0)
     big = requests.get(f"{base}/v1/jobs/{running}", timeout=10).json()
     small = requests.get(f"{base}/v1/jobs/{queued}", timeout=10).json()
