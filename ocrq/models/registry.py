@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from contextvars import Token
 from dataclasses import dataclass, field
 
-from ocrq.errors import ModelLoadError, OcrqError
+from ocrq.errors import BackendUnavailable, ModelLoadError, OcrqError
 from ocrq.models.builtin import model_spec
 from ocrq.models.pins import current_pins, pin_versions, pinned_versions, unpin_versions
 from ocrq.models.repository import ModelRepository
@@ -117,6 +117,8 @@ class ModelRegistry:
         version = self._wanted.get(name) or self.repository.latest(name)
         try:
             return self.load(name, version)
+        except BackendUnavailable:
+            raise  # every version would fail alike (the tensor server is away): give back
         except OcrqError as first:
             for older in sorted(self.repository.versions(name), reverse=True):
                 state = self._states.get((name, older))
@@ -143,6 +145,8 @@ class ModelRegistry:
             return self._active_or_load(name) if current_pins() else self._raise_failed(state)
         try:
             model = self.load(name, version)
+        except BackendUnavailable:
+            raise  # not the pinned version's fault: its step is given back, not re-routed
         except OcrqError:
             if current_pins():  # a pinned (canary) version: fall back to the active one
                 return self._active_or_load(name)
@@ -206,11 +210,23 @@ class ModelRegistry:
             with self._lock:
                 if key in self._loaded:
                     return self._loaded[key]
+                before = self._states.get(key)
                 self._set_state(key, Status.LOADING)
             try:
                 manifest = self.repository.manifest(name, version)
                 self.repository.verify(manifest)
                 runtime = build_runtime(name, manifest.weights_path, self.settings)
+            except BackendUnavailable:
+                # The backend is away (the tensor server restarting), not the version
+                # broken: marked FAILED it would be skipped, or a canary's traffic
+                # sent to the active version, long after the backend is back.
+                with self._lock:
+                    if before is None:
+                        self._states.pop(key, None)
+                    else:
+                        self._states[key] = before
+                    self._refresh_flags(name)
+                raise
             except OcrqError as exc:
                 self._fail(key, str(exc))
                 raise

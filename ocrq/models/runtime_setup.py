@@ -86,7 +86,8 @@ def _sharded_runtime(name: str, weights: Path, settings: Settings) -> Runtime:
         return load_runtime(s.runtime, weights, device=s.device, threads=threads,
                             fp16=s.fp16, graph_rewrite=s.graph_rewrite,
                             torch_compile=s.torch_compile, cuda_graphs=s.cuda_graphs,
-                            cudnn=s.cudnn, ctc_topk=topk, tensor_socket=s.tensor_socket)
+                            cudnn=s.cudnn, ctc_topk=topk, tensor_socket=s.tensor_socket,
+                            tensor_timeout_s=s.tensor_timeout_s, tensor_wait_s=s.tensor_wait_s)
 
     total = s.threads or os.cpu_count() or 1
     copies = 1

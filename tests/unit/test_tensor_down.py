@@ -11,6 +11,7 @@ after LOAD.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import threading
@@ -134,3 +135,35 @@ def test_a_model_loaded_while_no_server_is_there_waits_only_its_wait(
         RemoteRuntime(tmp_path / "gone.sock", weights, timeout_s=60, wait_s=0.5)
     assert time.monotonic() - t0 < 5
     assert not err.value.during_call
+
+
+def test_a_version_loaded_while_the_server_is_away_is_not_failed(
+        model_root: Path, tmp_path: Path) -> None:
+    """The server away is not the version's fault: marked FAILED, the registry would
+    skip it, or send a canary's traffic to the active version, once the server is back."""
+    from ocrq.models.registry import ModelRegistry
+    from ocrq.models.states import Status
+    from ocrq.settings import Settings
+
+    root = tmp_path / "models"
+    shutil.copytree(model_root, root)
+    repo = ModelRepository(root)
+    latest = repo.add_version("str", repo.manifest("str", 1).weights_path).version
+    sock = tmp_path / "t.sock"
+    reg = ModelRegistry(repo, Settings(model_root=root, threads=1, runtime="remote",
+                                       tensor_socket=str(sock), tensor_wait_s=0.3))
+    with pytest.raises(TensorServerDown):
+        reg.get("str")
+    with reg.using({"str": 1}), pytest.raises(TensorServerDown):  # a canary pinned
+        reg.get("str")
+    assert [s for s in reg.states() if s.status is Status.FAILED] == []
+    proc = _spawn(sock, root)
+    try:
+        assert reg.get("str").version == latest
+        with reg.using({"str": 1}):
+            assert reg.get("str").version == 1  # the canary's own version
+        assert {(s.version, s.status) for s in reg.states()} == \
+            {(1, Status.READY), (latest, Status.READY)}
+    finally:
+        proc.kill()
+        proc.wait()

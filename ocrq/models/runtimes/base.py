@@ -49,16 +49,21 @@ def load_runtime(
     cudnn: str = "off",
     tensor_socket: str = "",
     ctc_topk: int = 0,
+    tensor_timeout_s: float | None = None,
+    tensor_wait_s: float | None = None,
 ) -> Runtime:
     """Create a runtime for ``onnx_path``; torch is imported only when asked for.
 
     ``remote``: the forward passes run in the tensor server on ``tensor_socket``
-    ("": ``OCRQ_TENSOR_SOCKET``), which loads the model itself (models/serving/).
+    ("": ``OCRQ_TENSOR_SOCKET``), which loads the model itself (models/serving/); its
+    timeout and wait for a gone server: those given, else the environment's.
     """
     if backend == "remote":
         s = Settings.from_env()
-        return remote.RemoteRuntime(tensor_socket or s.tensor_socket, onnx_path,
-                                    timeout_s=s.tensor_timeout_s)
+        return remote.RemoteRuntime(
+            tensor_socket or s.tensor_socket, onnx_path,
+            timeout_s=s.tensor_timeout_s if tensor_timeout_s is None else tensor_timeout_s,
+            wait_s=s.tensor_wait_s if tensor_wait_s is None else tensor_wait_s)
     if backend == "onnxruntime":
         return OnnxRuntime(onnx_path, device=device, threads=threads, rewrite=graph_rewrite)
     if backend == "torch":
