@@ -72,8 +72,8 @@ def _submit() -> dict[str, Any]:
         "requestBody": {"required": True, "content": {
             # The image (or PDF, multi-page TIFF) itself, fields in the query string:
             # the cheapest submit to parse.
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            # Any image/* type (web/jobs.py raw_upload): a media range, as OpenAPI allows.
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/pdf": {"schema": {"type": "string", "format": "binary"}},
             "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
                 "properties": {"image": {"type": "string", "format": "binary"}, **fields}}},
