@@ -84,6 +84,29 @@ def test_messages_round_trip_through_json() -> None:
     assert job_id_of([wire]) == job_id_of([ref.to_message()]) == "j1"
 
 
+def test_to_message_is_asdict_without_its_copies() -> None:
+    """to_message (messages._plain) gives what dataclasses.asdict gives, nested
+    dataclasses, containers' types and dict-valued fields included; only the
+    immutable leaves are shared instead of copied."""
+    from collections import namedtuple
+    from dataclasses import asdict
+
+    point = namedtuple("point", "x y")
+    ctx = replace(_ctx({"detect": "cpu", "recognize": "cpu", "reorder": "cpu"}), rotation=90,
+                  lexicon=("en", "ms"), page_sizes=((600, 900), (610, 880)),
+                  lines=Lines([[[0.0, 0.0], [1.5, 0.0], [1.5, 2.0], [0.0, 2.0]]] * 3,
+                              [True, False, True], [3, 0, 1]),
+                  models={"std": 1}, cost={"detect": {"cpu_s": 0.1, "gpu_s": 0.0}})
+    odd = replace(ctx, lines=Lines([point(1.0, 2.0)], [False], [0]))  # type: ignore[list-item]
+    for msg in (ctx, odd, ctx.ref(), BatchResult(2, [("TOTAL", 0.98)], {"str": 1}, 4.0)):
+        got, want = msg.to_message(), asdict(msg)
+        assert got == want
+        assert repr(got) == repr(want)  # tuples stay tuples, lists lists, same order
+    got = ctx.to_message()
+    assert got["queues"] is not ctx.queues and got["lines"]["polygons"][0] is not \
+        ctx.lines.polygons[0]  # type: ignore[union-attr]  # containers rebuilt
+
+
 def test_a_message_missing_a_field_is_refused_by_name() -> None:
     wire = _ctx({"detect": "cpu"}).to_message()
     del wire["image_key"]
