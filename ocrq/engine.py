@@ -25,6 +25,7 @@ from ocrq.settings import Settings
 from ocrq.stages.deskew import estimate_skew, should_deskew, straighten
 from ocrq.stages.detect import DetectOptions, Region, detect
 from ocrq.stages.frames import Quad, line_crops, to_submitted
+from ocrq.stages.ink_look import InkLook
 from ocrq.stages.leaders import leader_dots
 from ocrq.stages.lexicon import get_lexicon
 from ocrq.stages.recognize import RecognizeOptions, recognize
@@ -77,7 +78,8 @@ class Recognized:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    detect: DetectOptions = field(default_factory=lambda: DetectOptions(weak_thresh=0.3))
+    detect: DetectOptions = field(default_factory=lambda: DetectOptions(weak_thresh=0.3,
+                                                                        ink_look=InkLook()))
     recognize: RecognizeOptions = field(default_factory=RecognizeOptions)
     use_rotation: bool = True  # page orientation model
     use_direction: bool = True  # per-line 180° model

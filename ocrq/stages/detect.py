@@ -20,6 +20,7 @@ import pyclipper
 
 from ocrq.models.runtimes.inputs import run_images
 from ocrq.models.states import LoadedModel
+from ocrq.stages.ink_look import InkLook, ink_candidates
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class DetectOptions:
     # narrow glyph is a few pixels wide), whatever the page.
     weak_thresh: float = 0.0
     weak_max_aspect: float = 3.0
+    # Lone glyphs DB does not see at all (stages/ink_look.py): weak candidates from
+    # the page's own ink; None = no such look.
+    ink_look: InkLook | None = None
 
 
 def detect(
@@ -78,6 +82,11 @@ def _detect_one(model: LoadedModel, image: np.ndarray, opts: DetectOptions) -> l
             better = min(better, opts.max_upscale, np.sqrt(opts.max_pixels / (h * w)))
             if better > scale * 1.25:
                 regions = _run(model, image, better, opts)
+    if opts.ink_look is not None:
+        strong = [r.polygon for r in regions if not r.weak]
+        weak = [r.polygon for r in regions if r.weak]
+        regions += [Region(q, 0.0, True)
+                    for q in ink_candidates(image, strong, opts.ink_look, weak)]
     return regions
 
 
