@@ -35,7 +35,7 @@ class InkLook:
     colon_min_height: float = 0.3  # (a colon spans less than a glyph's height)
     row_overlap: float = 0.6  # shares this much of its height with a found line's row
     gap: float = 0.3  # and keeps this far from every found box
-    max_saturation: float = 25  # mean HSV saturation of its ink above this: a pen's
+    max_chroma: float = 12  # mean chroma of its ink above this (0-255): a pen's
     work_height: float = 32  # px: a page with taller lines is looked at scaled down
     max_candidates: int = 40  # per page: bounds the second look's extra reading
 
@@ -100,9 +100,13 @@ def _candidates(image: np.ndarray, boxes: Sequence[np.ndarray],
 def _coloured(patch: np.ndarray, ink: np.ndarray, opts: InkLook) -> bool:
     """The blob's ink is coloured: a pen's mark on a printed page (a tick, a
     handwritten figure), which the page's printed text does not include."""
-    sat = cv2.cvtColor(patch, cv2.COLOR_BGR2HSV)[..., 1]
     mask = ink.astype(bool)
-    return bool(mask.any()) and float(sat[mask].mean()) > opts.max_saturation
+    if not mask.any():
+        return False
+    px = patch[mask].astype(np.int16)
+    # Chroma (max - min of the channels), not HSV saturation: that ratio is 255 on
+    # a near-black pixel with any tint (0, 2, 1), and print is mostly near black.
+    return float((px.max(axis=1) - px.min(axis=1)).mean()) > opts.max_chroma
 
 
 def _colons(blobs: Sequence[tuple[int, int, int, int]], line_h: float, opts: InkLook
