@@ -84,9 +84,12 @@ def _detect_one(model: LoadedModel, image: np.ndarray, opts: DetectOptions) -> l
                 regions = _run(model, image, better, opts)
     if opts.ink_look is not None:
         strong = [r.polygon for r in regions if not r.weak]
-        weak = [r.polygon for r in regions if r.weak]
-        regions += [Region(q, 0.0, True)
-                    for q in ink_candidates(image, strong, opts.ink_look, weak)]
+        blobs = ink_candidates(image, strong, opts.ink_look)
+        # Where DB's weak box and an ink blob are the same glyph, the blob's box is
+        # kept: it holds the whole glyph, DB's the sliver of its stroke.
+        regions = [r for r in regions if not r.weak or not any(_meets(r.polygon, q)
+                                                                 for q in blobs)]
+        regions += [Region(q, 0.0, True) for q in blobs]
     return regions
 
 
@@ -140,6 +143,12 @@ def boxes_from_map(prob: np.ndarray, width: int, height: int, opts: DetectOption
             continue
         out.append(Region(poly.astype(np.float32), float(score), weak))
     return out
+
+
+def _meets(a: np.ndarray, b: np.ndarray) -> bool:
+    """The axis-aligned bounds of quads ``a`` and ``b`` overlap."""
+    return bool(a[:, 0].min() < b[:, 0].max() and b[:, 0].min() < a[:, 0].max()
+                and a[:, 1].min() < b[:, 1].max() and b[:, 1].min() < a[:, 1].max())
 
 
 def _mini_box(contour: np.ndarray) -> tuple[np.ndarray, float]:

@@ -34,8 +34,8 @@ class InkLook:
     dot_gap: float = 0.6  # ... and two dots this close, one above the other, a colon
     colon_min_height: float = 0.3  # (a colon spans less than a glyph's height)
     row_overlap: float = 0.6  # shares this much of its height with a found line's row
-    gap: float = 0.3  # and keeps this far from every found box
-    max_chroma: float = 12  # mean chroma of its ink above this (0-255): a pen's
+    gap: float = 0.3  # and keeps this far from either end of every found box
+    max_tint: float = 6  # its ink's colour cast this far from the page's print: a pen's
     work_height: float = 32  # px: a page with taller lines is looked at scaled down
     max_candidates: int = 40  # per page: bounds the second look's extra reading
 
@@ -70,11 +70,17 @@ def _candidates(image: np.ndarray, boxes: Sequence[np.ndarray],
     ink = cv2.adaptiveThreshold(gray, 1, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV,
                                 block, 15)
     taken = np.zeros(ink.shape, np.uint8)
+    # Kept apart from a box's ends (the next letter of a word DB cut short is not a
+    # lone glyph), not from the lines above and below: receipts are set tight.
     pad = int(round(line_h * opts.gap))
     for b in [*boxes, *others]:
         x0, y0, x1, y1 = _bounds(b)
-        taken[max(0, y0 - pad) : y1 + pad + 1, max(0, x0 - pad) : x1 + pad + 1] = 1
+        taken[max(0, y0) : y1 + 1, max(0, x0 - pad) : x1 + pad + 1] = 1
     rows = [(_bounds(b)[1], _bounds(b)[3]) for b in boxes]
+    page_tint = None
+    if image.ndim == 3:  # the page's print, from a sample of its ink
+        sample = ink[::3, ::3].astype(bool)
+        page_tint = _tint(image[::3, ::3][sample]) if sample.any() else None
     n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     blobs = [tuple(int(v) for v in stats[i][:4]) for i in range(1, n)]
     out: list[np.ndarray] = []
@@ -88,8 +94,8 @@ def _candidates(image: np.ndarray, boxes: Sequence[np.ndarray],
             continue
         if not any(min(y + h, b) - max(y, a) >= opts.row_overlap * h for a, b in rows):
             continue
-        if image.ndim == 3 and _coloured(image[y : y + h, x : x + w],
-                                         ink[y : y + h, x : x + w], opts):
+        if page_tint is not None and _pen(image[y : y + h, x : x + w],
+                                          ink[y : y + h, x : x + w], page_tint, opts):
             continue
         out.append(np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32))
         if len(out) >= opts.max_candidates:
@@ -97,16 +103,20 @@ def _candidates(image: np.ndarray, boxes: Sequence[np.ndarray],
     return out
 
 
-def _coloured(patch: np.ndarray, ink: np.ndarray, opts: InkLook) -> bool:
-    """The blob's ink is coloured: a pen's mark on a printed page (a tick, a
-    handwritten figure), which the page's printed text does not include."""
+def _tint(pixels: np.ndarray) -> np.ndarray:
+    """The mean colour cast of BGR ``pixels``: each one less its own grey level."""
+    px = pixels.astype(np.float32)
+    return np.asarray((px - px.mean(axis=1, keepdims=True)).mean(axis=0))
+
+
+def _pen(patch: np.ndarray, ink: np.ndarray, page_tint: np.ndarray, opts: InkLook) -> bool:
+    """The blob's ink has another colour than the page's print: a pen's mark (a tick,
+    a handwritten figure), which the printed text does not include. Compared with
+    the page's own ink, not with grey: some receipts print in purple or blue."""
     mask = ink.astype(bool)
     if not mask.any():
         return False
-    px = patch[mask].astype(np.int16)
-    # Chroma (max - min of the channels), not HSV saturation: that ratio is 255 on
-    # a near-black pixel with any tint (0, 2, 1), and print is mostly near black.
-    return float((px.max(axis=1) - px.min(axis=1)).mean()) > opts.max_chroma
+    return float(np.linalg.norm(_tint(patch[mask]) - page_tint)) > opts.max_tint
 
 
 def _colons(blobs: Sequence[tuple[int, int, int, int]], line_h: float, opts: InkLook
