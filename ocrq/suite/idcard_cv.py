@@ -14,7 +14,10 @@
    one (``ranker``, idcard_rank.py; its pick vetoed when the inside along a side
    looks like the table; of a card's two sides on one page, the one first in
    reading order), else by the hand-written rule (support x shape x
-   area, then the largest well-supported quad holding the winner).
+   area, then the largest well-supported quad holding the winner). With a
+   segmenter in the parameters (``segnet``, idcard_seg.py), the quad of the
+   card mask it predicts is refined too, and replaces the pick when its sides
+   are clearly better supported.
 4. The winner's sides are refined on a larger copy (``refine_side`` px): along
    each side the strongest gradient across it is sought near the line, and a
    line is fitted (Huber) to those points; the corners are where the lines
@@ -34,6 +37,7 @@ import numpy as np
 
 from ocrq.suite.idcard_grow import corners_of, enclosing, grown, side_points
 from ocrq.suite.idcard_rank import Candidate, checked, distinct, first_card, fits, ranked
+from ocrq.suite.idcard_seg import mask_quad, predict, unpack
 
 
 @dataclass(frozen=True)
@@ -299,10 +303,32 @@ def find_quad(image: np.ndarray, p: Mapping[str, Any]) -> Quad | None:
     if best < float(p["min_support"]):
         return None
     if fits(p.get("ranker") or {}):
-        quad = first_card(checked(ranked(found, lab, gx, gy, p), lab, p), p).quad
+        ranks = checked(ranked(found, lab, gx, gy, p), lab, p)
+        pick = first_card(ranks, p)
+        layers = unpack(p.get("segnet") or {})
+        if layers is not None and pick is ranks[0][1]:
+            # (A card's two sides on one page, first_card's pick: the mask holds both.)
+            return learned(image, pick.quad, mask_quad(predict(image, layers), gx.shape),
+                           scale, p)
+        quad = pick.quad
     else:
         quad = _by_rule(found, best, gx.shape, p)
     return finish(image, quad, scale, p)
+
+
+def learned(image: np.ndarray, quad: np.ndarray, own: np.ndarray | None, scale: float,
+            p: Mapping[str, Any]) -> Quad:
+    """The classic pick and the segmenter's quad (both on the work copy), each refined;
+    the segmenter's when its sides hold ``seg_gain`` more edge support: a wrong pick
+    (a side on a clutter rectangle's edge, a card merged with one) has a side whose
+    edge is not the card's, or none, where the network's outline finds the card's."""
+    big, big_scale = _scaled(image, int(p["refine_side"]))
+    bgx, bgy = _colour_gradient(cv2.cvtColor(big, cv2.COLOR_BGR2LAB))
+    mine = refined(quad * (big_scale / scale), bgx, bgy, big_scale, p)
+    if own is None:
+        return mine
+    theirs = refined(own * (big_scale / scale), bgx, bgy, big_scale, p)
+    return theirs if theirs.confidence >= mine.confidence + float(p["seg_gain"]) else mine
 
 
 def finish(image: np.ndarray, quad: np.ndarray, scale: float, p: Mapping[str, Any]) -> Quad:
