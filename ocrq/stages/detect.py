@@ -56,8 +56,8 @@ class DetectOptions:
     # narrow glyph is a few pixels wide), whatever the page.
     weak_thresh: float = 0.0
     weak_max_aspect: float = 3.0
-    # Lone glyphs DB does not see at all (stages/ink_look.py): weak candidates from
-    # the page's own ink; None = no such look.
+    # Lone glyphs DB does not box, not even weakly (stages/ink_look.py): weak
+    # candidates from the page's own ink; None = no such look.
     ink_look: InkLook | None = None
 
 
@@ -84,12 +84,11 @@ def _detect_one(model: LoadedModel, image: np.ndarray, opts: DetectOptions) -> l
                 regions = _run(model, image, better, opts)
     if opts.ink_look is not None:
         strong = [r.polygon for r in regions if not r.weak]
-        blobs = ink_candidates(image, strong, opts.ink_look)
-        # Where DB's weak box and an ink blob are the same glyph, the blob's box is
-        # kept: it holds the whole glyph, DB's the sliver of its stroke.
-        regions = [r for r in regions if not r.weak or not any(_meets(r.polygon, q)
-                                                                 for q in blobs)]
-        regions += [Region(q, 0.0, True) for q in blobs]
+        # DB's own weak boxes are the second look's already (a "12" is one box, two
+        # blobs): the ink look proposes what lies outside them.
+        weak = [r.polygon for r in regions if r.weak]
+        regions += [Region(q, 0.0, True)
+                    for q in ink_candidates(image, strong, opts.ink_look, weak)]
     return regions
 
 
@@ -143,12 +142,6 @@ def boxes_from_map(prob: np.ndarray, width: int, height: int, opts: DetectOption
             continue
         out.append(Region(poly.astype(np.float32), float(score), weak))
     return out
-
-
-def _meets(a: np.ndarray, b: np.ndarray) -> bool:
-    """The axis-aligned bounds of quads ``a`` and ``b`` overlap."""
-    return bool(a[:, 0].min() < b[:, 0].max() and b[:, 0].min() < a[:, 0].max()
-                and a[:, 1].min() < b[:, 1].max() and b[:, 1].min() < a[:, 1].max())
 
 
 def _mini_box(contour: np.ndarray) -> tuple[np.ndarray, float]:

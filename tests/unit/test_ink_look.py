@@ -27,18 +27,27 @@ def _quad(x: int, y: int, w: int, h: int) -> np.ndarray:
     return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32)
 
 
-def _receipt() -> tuple[np.ndarray, list[np.ndarray], list[tuple[int, int, int, int]]]:
-    """A quantity column of lone "1"s before item lines; (page, the item lines'
-    boxes, the "1"s' boxes)."""
+def _ink(img: np.ndarray, bgr: tuple[int, int, int]) -> np.ndarray:
+    """Black text of a rendering recoloured (white stays white)."""
+    out = img.copy()
+    dark = (img < 128).all(axis=2)
+    out[dark] = bgr
+    return out
+
+
+def _receipt(items: list[str] = ITEMS, pitch: int = 40, colour: tuple[int, int, int] = (0, 0, 0)
+             ) -> tuple[np.ndarray, list[np.ndarray], list[tuple[int, int, int, int]]]:
+    """A quantity column of lone "1"s before item lines, ``pitch`` px apart, printed
+    in ``colour``; (page, the item lines' boxes, the "1"s' boxes)."""
     # Tall, as a receipt is: DB reads it at half its resolution, where a thin "1" fades.
-    page = np.full((2800, 700, 3), 255, np.uint8)
+    page = np.full((max(2800, 120 + pitch * len(items)), 700, 3), 255, np.uint8)
     lines, ones = [], []
-    for i, item in enumerate(ITEMS):
-        y = 60 + 40 * i
-        text = render_page([item], font="DejaVuSansMono", size=SIZE, margin=2)
+    for i, item in enumerate(items):
+        y = 60 + pitch * i
+        text = _ink(render_page([item], font="DejaVuSansMono", size=SIZE, margin=2), colour)
         lines.append(_quad(*_paste(page, text, 110, y)))
-        ones.append(_paste(page, render_page(["1"], font="DejaVuSansMono", size=SIZE,
-                                             margin=2), 60, y))
+        one = _ink(render_page(["1"], font="DejaVuSansMono", size=SIZE, margin=2), colour)
+        ones.append(_paste(page, one, 60, y))
     return page, lines, ones
 
 
@@ -55,9 +64,8 @@ def test_lone_glyphs_beside_lines_are_proposed_and_nothing_else() -> None:
     colon = _paste(page, render_page([":"], font="DejaVuSansMono", size=SIZE, margin=2),
                    480, 60)
     lone = _paste(page, render_page(["1"], font="DejaVuSansMono", size=SIZE, margin=2), 60, 400)
-    pen = render_page(["3"], font="DejaVuSansMono", size=SIZE, margin=2)
-    pen[(pen < 128).all(axis=2)] = (200, 60, 20)  # blue ink (BGR)
-    tick = _paste(page, pen, 600, 100)
+    pen = _ink(render_page(["3"], font="DejaVuSansMono", size=SIZE, margin=2), (200, 60, 20))
+    tick = _paste(page, pen, 600, 100)  # blue ink (BGR) on the second item's row
     found = ink_candidates(page, lines, InkLook())
     for glyph in [*ones, colon]:
         assert sum(_holds(q, glyph) for q in found) == 1, glyph
@@ -67,6 +75,36 @@ def test_lone_glyphs_beside_lines_are_proposed_and_nothing_else() -> None:
     again = ink_candidates(page, lines, InkLook(), others=[_quad(*ones[0])])
     assert len(again) == len(found) - 1
     assert ink_candidates(page, [], InkLook()) == []
+
+
+def test_print_of_any_colour_is_looked_at_and_a_coloured_logo_changes_nothing() -> None:
+    # Purple print (some receipts): its lone glyphs are print, not a pen's.
+    page, lines, ones = _receipt(colour=(140, 40, 120))
+    assert len(ink_candidates(page, lines, InkLook())) == len(ones)
+    # Black print under a red logo and a red line elsewhere on the page.
+    page, lines, ones = _receipt()
+    page[1500:1540, 100:600] = (30, 30, 220)
+    red = _ink(render_page(["TOTAL 39.90"], font="DejaVuSansMono", size=SIZE, margin=2),
+               (30, 30, 220))
+    _paste(page, red, 110, 1700)
+    assert len(ink_candidates(page, lines, InkLook())) == len(ones)
+
+
+def test_tight_leading_a_long_receipt_and_specks_do_not_hide_glyphs() -> None:
+    # Lines set tight (pitch about the text's height) and 60 rows: every row's "1"
+    # (a per-page cap once dropped the last rows, the totals).
+    items = [f"Item {i:02d}            {i}.50" for i in range(60)]
+    page, lines, ones = _receipt(items, pitch=26)
+    found = ink_candidates(page, lines, InkLook())
+    assert all(sum(_holds(q, one) for q in found) == 1 for one in ones)
+    # A colon among a thousand specks of noise (pairing them all once took seconds).
+    page, lines, _ = _receipt()
+    rng = np.random.default_rng(7)
+    for x, y in zip(rng.integers(0, 700, 1000), rng.integers(400, 2700, 1000), strict=True):
+        page[y : y + 2, x : x + 2] = 0
+    colon = _paste(page, render_page([":"], font="DejaVuSansMono", size=SIZE, margin=2),
+                   480, 60)
+    assert sum(_holds(q, colon) for q in ink_candidates(page, lines, InkLook())) == 1
 
 
 def test_the_engine_reads_a_quantity_column_it_did_not_detect(engine: Engine) -> None:
