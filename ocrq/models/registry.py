@@ -71,6 +71,7 @@ class ModelRegistry:
         self._wanted: dict[str, int] = {}  # desired global versions; absent = latest
         self._bid_pins: dict[str, dict[str, int]] = {}
         self._key_locks: dict[tuple[str, int], threading.Lock] = {}
+        self._first_locks: dict[str, threading.Lock] = {}
         if desired is not None:
             self._wanted.update(desired.versions)
             self._bid_pins = {b: dict(p) for b, p in desired.bids.items()}
@@ -99,13 +100,23 @@ class ModelRegistry:
         model = self._active.get(name)  # dict read is atomic; no lock on the hot path
         if model is not None:
             return model
+        # One first load per name at a time, under the name's own lock: holding
+        # self._lock across the load (which takes the version's key lock, then
+        # self._lock) deadlocked against a load() already holding that key lock.
         with self._lock:
+            first = self._first_locks.setdefault(name, threading.Lock())
+        with first:
             model = self._active.get(name)
-            if model is None:
-                model = self._load_first_good(name)
-                self._active[name] = model
+            if model is not None:
+                return model
+            model = self._load_first_good(name)
+            with self._lock:
+                # activate() may have swapped a version in meanwhile: that one serves.
+                active = self._active.setdefault(name, model)
                 self._refresh_flags(name)
-            return model
+        if active is not model:
+            self._unload_if_unused(name, model.version)
+        return active
 
     def _load_first_good(self, name: str) -> LoadedModel:
         """The wanted (else latest) version; if it cannot load, the newest one that can.
@@ -126,6 +137,8 @@ class ModelRegistry:
                     continue
                 try:
                     model = self.load(name, older)
+                except BackendUnavailable:
+                    raise  # the backend went away meanwhile: give back, as above
                 except OcrqError:
                     continue
                 log.warning("model %s v%s unusable (%s); serving v%s instead",
@@ -221,7 +234,10 @@ class ModelRegistry:
                 # broken: marked FAILED it would be skipped, or a canary's traffic
                 # sent to the active version, long after the backend is back.
                 with self._lock:
-                    if before is None:
+                    # A READY or FAILED state is put back; LOADING or UNLOADING ones
+                    # may be stale by now (the version unloaded meanwhile): dropped.
+                    if before is None or before.status in (Status.LOADING,
+                                                           Status.UNLOADING):
                         self._states.pop(key, None)
                     else:
                         self._states[key] = before

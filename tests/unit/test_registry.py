@@ -190,3 +190,33 @@ def test_calls_during_swaps_always_get_a_ready_model(
             t.join()
     assert errors == []
     assert seen <= {1, 2} and registry.get("str").version == 2
+
+
+def test_a_first_get_during_a_load_of_the_same_version_does_not_deadlock(
+        repo: ModelRepository, monkeypatch: pytest.MonkeyPatch) -> None:
+    """get() held the registry lock across its first load, which waits for the
+    version's key lock; a load() holding that key lock then waited for the
+    registry lock. The build is slowed (a remote runtime waiting for its server
+    does the same) so that the two meet."""
+    import time
+
+    import ocrq.models.registry as registry_module
+
+    real = registry_module.build_runtime
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(0.5)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(registry_module, "build_runtime", slow)
+    reg = ModelRegistry(repo, Settings(model_root=repo.root, threads=1))
+    loader = threading.Thread(target=reg.load, args=("str", 1), daemon=True)
+    got: list[int] = []
+    getter = threading.Thread(target=lambda: got.append(reg.get("str").version), daemon=True)
+    loader.start()
+    time.sleep(0.1)  # the load holds the key lock and is building
+    getter.start()
+    loader.join(30)
+    getter.join(30)
+    assert not loader.is_alive() and not getter.is_alive(), "deadlocked"
+    assert got == [1] and _state(reg, "str", 1).status is Status.READY
