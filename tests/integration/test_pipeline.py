@@ -259,7 +259,7 @@ def test_recognition_batch_failure_marks_job_failed(st: Stack, page_200_png: byt
 
 def test_cancel_revokes_queued_and_running_work(st: Stack, page_200_png: bytes,
                                                  one_line_png: bytes) -> None:
-    from ocrq.cluster.drain import drain, resume
+    from ocrq.cluster.drain import consumed_queues, drain, resume
     from ocrq.pipeline.app import create_celery_app
 
     base = st.web()
@@ -268,18 +268,21 @@ def test_cancel_revokes_queued_and_running_work(st: Stack, page_200_png: bytes,
     running = submit(base, page_200_png, bid="acme").json()["id"]
     wait_stage(st, running, "recognize", min_done=1)
     # Stop the worker taking messages (it keeps at most one running and one prefetched
-    # batch of the 25): the big job stays unfinished and the small one stays queued
-    # however fast this machine is, instead of racing the worker to the DELETE.
-    for worker in workers:
-        drain(app, st.store, worker, timeout_s=0)
+    # batch of the 25): the big job stays unfinished and the small one stays queued,
+    # instead of racing the worker to the DELETE (the drain takes ~0.1 s, 23 batches'
+    # margin after the first one is done).
+    drained = {w: consumed_queues(app, w) for w in workers}
     try:
+        for worker in workers:
+            drain(app, st.store, worker, timeout_s=0)
         queued = submit(base, one_line_png).json()["id"]
         for job_id in (running, queued):
             r = requests.delete(f"{base}/v1/jobs/{job_id}", timeout=10)
             assert r.status_code == 200 and r.json()["status"] == "cancelled"
-    finally:
-        for worker in workers:
-            resume(app, st.store, worker)
+    finally:  # whatever failed: the session's workers consume again for later tests
+        for worker, queues in drained.items():
+            resume(app, st.store, worker, queues=queues)
+        assert {w: consumed_queues(app, w) for w in workers} == drained
     # Let the worker drain the revoked messages (it must skip them, not run them).
     deadline = time.monotonic() + 30
     while st.queued_messages() and time.monotonic() < deadline:
