@@ -23,9 +23,8 @@ from ocrq.models.states import LoadedModel
 from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
 from ocrq.stages.deskew import estimate_skew, should_deskew, straighten
-from ocrq.stages.detect import DetectOptions, Region, detect
+from ocrq.stages.detect import DetectOptions, InkLook, Region, detect
 from ocrq.stages.frames import Quad, line_crops, to_submitted
-from ocrq.stages.ink_look import InkLook
 from ocrq.stages.leaders import leader_dots
 from ocrq.stages.lexicon import get_lexicon
 from ocrq.stages.recognize import RecognizeOptions, recognize

@@ -12,17 +12,14 @@ version in the repository.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
-from contextvars import Token
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 from ocrq.errors import BackendUnavailable, ModelLoadError, OcrqError
 from ocrq.models.builtin import model_spec
-from ocrq.models.pins import current_pins, pin_versions, pinned_versions, unpin_versions
+from ocrq.models.pins import BidPins, Desired, current_pins, pinned_versions
 from ocrq.models.repository import ModelRepository
 from ocrq.models.runtime_setup import build_runtime, close_runtime, runtime_place
 from ocrq.models.runtimes import Runtime
@@ -32,29 +29,7 @@ from ocrq.settings import Settings
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Desired:
-    """Which versions should serve: globally, and per bid (canaries)."""
-
-    versions: Mapping[str, int] = field(default_factory=dict)
-    bids: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"versions": dict(self.versions),
-                "bids": {b: dict(v) for b, v in self.bids.items()}}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> Desired:
-        versions = data.get("versions") or {}
-        bids = data.get("bids") or {}
-        assert isinstance(versions, Mapping) and isinstance(bids, Mapping)
-        return cls(
-            {str(k): int(v) for k, v in versions.items()},
-            {str(b): {str(k): int(v) for k, v in pins.items()} for b, pins in bids.items()},
-        )
-
-
-class ModelRegistry:
+class ModelRegistry(BidPins):
     """Per-process registry; thread-safe. Loads lazily unless preloaded."""
 
     def __init__(self, repository: ModelRepository, settings: Settings,
@@ -190,27 +165,6 @@ class ModelRegistry:
     def preload(self, names: Iterable[str]) -> None:
         for name in names:
             self.get(name)
-
-    def using(self, versions: Mapping[str, int] | None) -> contextlib.AbstractContextManager[None]:
-        """Serve ``versions`` (name -> version) to ``get`` calls in this context."""
-        return pinned_versions(versions)
-
-    def pin_bid(self, bid: str | None) -> Token[Mapping[str, int] | None]:
-        """Like :meth:`for_bid` for code that cannot use ``with`` (task signal hooks);
-        undo with :meth:`unpin`."""
-        return pin_versions(self._bid_pins.get(bid) if bid else None)
-
-    @staticmethod
-    def unpin(token: Token[Mapping[str, int] | None]) -> None:
-        unpin_versions(token)
-
-    def for_bid(self, bid: str | None) -> contextlib.AbstractContextManager[None]:
-        """Context in which ``get`` returns the versions pinned for ``bid``, if any."""
-        return self.using(self._bid_pins.get(bid) if bid else None)
-
-    def bid_pins(self) -> dict[str, dict[str, int]]:
-        with self._lock:
-            return {b: dict(p) for b, p in self._bid_pins.items()}
 
     # --- changing ------------------------------------------------------------
     def load(self, name: str, version: int) -> LoadedModel:
