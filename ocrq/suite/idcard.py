@@ -6,7 +6,7 @@
   (``ranker``: a two-layer perceptron trained on generated cards by
   idcard_rank_train.py, stored in idcard_ranker.py) and the card segmenter's
   (``segnet``: a small CNN trained by idcard_seg_train.py, stored in
-  idcard_segnet.py, run in numpy) are part of it, so a
+  idcard_segnet.json, run in numpy) are part of it, so a
   better-tuned or retrained finder replaces it with ``ocrq models import idd FILE``.
 - Stage ``idcard`` (result field ``card``): the card's quadrilateral on the
   image as submitted, a perspective-corrected crop of it, OCR of the crop
@@ -33,7 +33,6 @@ from ocrq.suite.checkbox import Line, to_upright, upright_lines
 from ocrq.suite.idcard_cv import Quad, find_quad
 from ocrq.suite.idcard_fields import extract
 from ocrq.suite.idcard_ranker import RANKER
-from ocrq.suite.idcard_segnet import SEGNET
 from ocrq.suite.params import params_model
 
 PARAMS: dict[str, Any] = {
@@ -92,8 +91,11 @@ PARAMS: dict[str, Any] = {
 # The candidate scorer's weights (idcard_rank.py), trained by idcard_rank_train.py:
 # a Python literal, so importing the plug-in reads no file.
 PARAMS["ranker"] = RANKER
-# The card segmenter's weights (idcard_seg.py), trained by idcard_seg_train.py.
-PARAMS["segnet"] = SEGNET
+# The card segmenter's weights (idcard_seg.py), trained by idcard_seg_train.py: a
+# JSON shipped beside this module (package data), 155 kB of base64, too long for
+# a Python literal.
+PARAMS["segnet"] = json.loads(Path(__file__).with_name("idcard_segnet.json").read_text(
+    encoding="utf-8"))
 PARAMS_SHA256 = "ce0278bf93a0379ab9d05b44dcd581654c65d406979417228be00b4207b8606f"
 
 

@@ -51,7 +51,7 @@ def net_input(image: np.ndarray) -> np.ndarray:
 
 def torch_net() -> Any:
     """The network in torch, for training (idcard_seg_train.py)."""
-    import torch
+    import torch  # training only: the finder runs the weights with numpy
 
     class SegNet(torch.nn.Module):
         def __init__(self) -> None:

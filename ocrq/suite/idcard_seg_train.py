@@ -5,9 +5,9 @@ with idcard_synth.py from seeds of its own (7000 and up: never the evaluation's
 13, 29, 41, 57, the tuning set's 1, 2, 3 nor the scorer's 2024), shrinks each
 image to the network's input square and draws the card's true quad as the
 target mask. A small convolutional network (idcard_seg.LAYOUT, 58k numbers)
-is fitted with a fixed torch seed on the CPU and written as a Python literal
-(idcard_segnet.py, float16 packed in base64) that idcard.py folds into the
-``idd`` parameters. On the shared two-core machine: drawing the 2400 cards
+is fitted with a fixed torch seed on the CPU and written as JSON
+(idcard_segnet.json, package data; float16 packed in base64) that idcard.py
+folds into the ``idd`` parameters. On the shared two-core machine: drawing the 2400 cards
 ~13 minutes in one process (``--part 0`` and ``--part 1`` draw the halves in
 parallel into ``--cache``), the 12 epochs ~12 minutes.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import textwrap
 import time
 from pathlib import Path
 
@@ -25,9 +24,9 @@ import cv2
 import numpy as np
 
 from ocrq.suite import idcard_synth
-from ocrq.suite.idcard_seg import LAYOUT, SIDE, net_input
+from ocrq.suite.idcard_seg import LAYOUT, SIDE, net_input, torch_net
 
-OUT = Path(__file__).with_name("idcard_segnet.py")
+OUT = Path(__file__).with_name("idcard_segnet.json")
 
 
 def examples(seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,8 +48,6 @@ def examples(seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 def train(xs: np.ndarray, ms: np.ndarray, epochs: int, seed: int, log: bool = True) -> dict:
     import torch  # training only: the finder runs the weights with numpy
-
-    from ocrq.suite.idcard_seg import torch_net
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -98,15 +95,6 @@ def pack(net: object) -> dict:
             "fp16": base64.b64encode(blob).decode("ascii")}
 
 
-def literal(seg: dict) -> str:
-    """``seg`` as Python source in lines under 100 characters."""
-    rest = {k: v for k, v in seg.items() if k != "fp16"}
-    head = "\n".join(textwrap.wrap(json.dumps(rest, sort_keys=True), 90,
-                                   break_long_words=False, break_on_hyphens=False))
-    b64 = "\n".join(f'    "{line}"' for line in textwrap.wrap(seg["fp16"], 88))
-    return f"SEGNET = {head}\nSEGNET[\"fp16\"] = (\n{b64}\n)\n"
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=7000)
@@ -134,10 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.part is not None:
         return
     seg = train(np.concatenate(xs), np.concatenate(ms), args.epochs, seed=0)
-    args.out.write_text(
-        '"""The ``idd`` card segmenter\'s weights (idcard_seg.py), written by\n'
-        '``python -m ocrq.suite.idcard_seg_train``: do not edit."""\n\n'
-        + literal(seg), encoding="utf-8")
+    args.out.write_text(json.dumps(seg, sort_keys=True) + "\n", encoding="utf-8")
     print(args.out)
 
 
