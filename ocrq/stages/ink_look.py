@@ -32,7 +32,8 @@ class InkLook:
 
     min_height: float = 0.45  # a blob at least this tall...
     max_height: float = 1.3  # ... and at most this tall
-    max_width: float = 1.0  # no wider than this (a glyph, not a word)
+    max_width: float = 1.0  # no wider than this (a glyph, not a word)...
+    min_width: float = 0.09  # ... nor thinner (a rule, a border's edge: no glyph's stroke)
     dot: float = 0.3  # a blob at most this tall and wide is a dot...
     dot_gap: float = 0.6  # ... and two dots this close, one above the other, a colon
     colon_min_height: float = 0.3  # (a colon spans less than a glyph's height)
@@ -97,7 +98,7 @@ def _candidates(image: np.ndarray, boxes: Sequence[np.ndarray],
     out: list[np.ndarray] = []
     for (x, y, w, h), min_height in shapes:
         if not (min_height * line_h <= h <= opts.max_height * line_h
-                and w <= opts.max_width * line_h):
+                and opts.min_width * line_h <= w <= opts.max_width * line_h):
             continue
         if taken[y : y + h, x : x + w].any():
             continue
