@@ -21,6 +21,7 @@ import pyclipper
 from ocrq.models.runtimes.inputs import run_images
 from ocrq.models.states import LoadedModel
 from ocrq.stages.ink_look import InkLook, ink_candidates
+from ocrq.stages.quads import order_quad, quad_height, quad_width
 
 
 @dataclass(frozen=True)
@@ -177,21 +178,3 @@ def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
     if not paths:
         return None
     return np.asarray(paths[0], np.float32).reshape(-1, 1, 2)
-
-
-def order_quad(pts: np.ndarray) -> np.ndarray:
-    """Order 4 points clockwise from top-left (of the text, for near-horizontal lines)."""
-    pts = np.asarray(pts, np.float32).reshape(4, 2)
-    xs = pts[np.argsort(pts[:, 0], kind="stable")]
-    left, right = xs[:2], xs[2:]
-    tl, bl = left[np.argsort(left[:, 1], kind="stable")]
-    tr, br = right[np.argsort(right[:, 1], kind="stable")]
-    return np.array([tl, tr, br, bl], np.float32)
-
-
-def quad_width(q: np.ndarray) -> float:
-    return float(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[3] - q[2])))
-
-
-def quad_height(q: np.ndarray) -> float:
-    return float(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ocrq.stages.quads import quad_height
+
 
 @dataclass(frozen=True)
 class InkLook:
@@ -55,7 +57,7 @@ def ink_candidates(image: np.ndarray, boxes: Sequence[np.ndarray], opts: InkLook
     them and ``others`` (candidates already proposed: DB's weak boxes)."""
     if not boxes:
         return []
-    line_h = float(np.median([_height(b) for b in boxes]))
+    line_h = float(np.median([quad_height(b) for b in boxes]))
     if line_h < 6:
         return []  # too small to tell a glyph from a speck
     # Looked at with lines about work_height px tall (a phone photo's 30 Mpx page
@@ -84,10 +86,9 @@ def _candidates(image: np.ndarray, boxes: Sequence[np.ndarray],
     # Kept apart from a box's ends (the next letter of a word DB cut short is not a
     # lone glyph), not from the lines above and below: receipts are set tight.
     pad = int(round(line_h * opts.gap))
-    for b in [*boxes, *others]:
-        x0, y0, x1, y1 = _bounds(b)
-        taken[max(0, y0) : y1 + 1, max(0, x0 - pad) : x1 + pad + 1] = 1
     bounds = [_bounds(b) for b in boxes]
+    for x0, y0, x1, y1 in [*bounds, *map(_bounds, others)]:
+        taken[max(0, y0) : y1 + 1, max(0, x0 - pad) : x1 + pad + 1] = 1
     n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     blobs = [tuple(int(v) for v in stats[i][:4]) for i in range(1, n)]
     shapes = [(b, opts.min_height) for b in blobs]
@@ -195,10 +196,6 @@ def _colons(blobs: Sequence[tuple[int, int, int, int]], line_h: float, opts: Ink
                         out.append((left, y, right - left, y2 + h2 - y))
                         break
     return out
-
-
-def _height(q: np.ndarray) -> float:
-    return float(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
 
 
 def _bounds(q: np.ndarray) -> tuple[int, int, int, int]:

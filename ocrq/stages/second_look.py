@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ocrq.models.states import LoadedModel
-from ocrq.stages.detect import Region, quad_height, quad_width
+from ocrq.stages.detect import Region
 from ocrq.stages.frames import line_crops
+from ocrq.stages.quads import quad_height, quad_width
 from ocrq.stages.recognize import RecognizeOptions, recognize
 
 
