@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -107,14 +108,27 @@ class Lexicon:
         return self.zipf(word) >= (o.short_min_zipf if len(word) <= 2 else o.known_zipf)
 
     def needs(self, text: str) -> bool:
-        """Whether ``text`` (one token) is a candidate for correction at all."""
-        return self._core(text) is not None
+        """Whether ``text`` (one token) or a word inside it is a candidate for correction."""
+        return any(self._core(text[r.start : r.stop]) is not None for r in _parts(text))
 
     def correct(self, word: Sequence[Glyph]) -> str:
-        """The best spelling of one whitespace-free token (punctuation at its ends kept)."""
+        """The best spelling of one whitespace-free token (punctuation at its ends kept).
+
+        A token that joins words with punctuation ("Cade&Desc", "aty(s)",
+        "Tax(RM)") is corrected word by word: the network misreads a glyph
+        there as anywhere, and the punctuation is no reason to leave it.
+        """
         text = "".join(g.char for g in word)
         if len(text) != len(word):
             return text  # every glyph must be one character (decode sees to that)
+        out = list(text)
+        for r in _parts(text):
+            out[r.start : r.stop] = self._correct_one(word[r.start : r.stop])
+        return "".join(out)
+
+    def _correct_one(self, word: Sequence[Glyph]) -> str:
+        """:meth:`correct` for a token with at most end punctuation around its core."""
+        text = "".join(g.char for g in word)
         found = self._core(text)
         if found is None:
             return text
@@ -146,6 +160,26 @@ class Lexicon:
                     if score > best_score:
                         best_score, best = score, "".join(chars)
         return best
+
+
+def _parts(text: str) -> list[range]:
+    """The stretches of ``text`` corrected each on its own: the whole token when
+    its core is one alphanumeric run (end punctuation kept with it, as before),
+    else each alphanumeric run between the punctuation ("Cade", "Desc"). A
+    compound with a digit is an amount or a code ("RM5.09", "CTO-98"): its
+    letters are not words, and it stays whole (so ``_core`` leaves it)."""
+    i0, i1 = 0, len(text)
+    while i0 < i1 and not text[i0].isalnum():
+        i0 += 1
+    while i1 > i0 and not text[i1 - 1].isalnum():
+        i1 -= 1
+    if text[i0:i1].isalnum() or i0 == i1 or any(c.isdigit() for c in text):
+        return [range(len(text))]
+    return [range(m.start(), m.end()) for m in _ALNUM.finditer(text)]
+
+
+# One alphanumeric run (str.isalnum's notion: letters and digits of any script).
+_ALNUM = re.compile(r"[^\W_]+")
 
 
 def _same_case(alt: str, chars: list[str], i: int) -> str:

@@ -53,6 +53,20 @@ def test_words_with_a_digit_are_looked_up_too(en):
     assert not en.needs("Supercalifragilisticexpialidocious")
 
 
+def test_words_joined_by_punctuation_are_corrected_one_by_one(en):
+    # "Cade&Desc", "aty(s)": each word of the token as it would be alone.
+    assert en.correct(word("Cade&Desc", {1: [("o", 0.3)]})) == "Code&Desc"
+    assert en.correct(word("Tine/Date", {2: [("m", 0.3)]})) == "Time/Date"
+    assert en.correct(word("(Tine)", {3: [("m", 0.3)]})) == "(Time)"
+    assert en.needs("Cade&Date") and not en.needs("Code&Date")
+    # Both words of one token, each with its own runner-up.
+    assert en.correct(word("Tine-Tolal", {2: [("m", 0.3)], 7: [("t", 0.3)]})) == "Time-Total"
+    # With a digit it is an amount or a code: its letters are left as read.
+    assert en.correct(word("RM5.09", {2: [("S", 0.3)]})) == "RM5.09"
+    assert en.correct(word("CTO-98", {1: [("I", 0.3)]})) == "CTO-98"
+    assert not en.needs("RM5.09")
+
+
 def test_two_letter_words_change_only_into_very_common_ones(en):
     assert en.correct(word("N0", {1: [("O", 0.3)]})) == "NO"
     assert en.correct(word("RH", {1: [("M", 0.3)]})) == "RH"  # "rm" is not common enough
