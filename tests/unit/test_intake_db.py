@@ -1,11 +1,14 @@
 """Intake's database work on MariaDB (issue 14's load tuning): a submit's INSERT is one
-Core statement, and the pool sends no ROLLBACK after a transaction that ended,
-yet still rolls back one that may be open (a stale REPEATABLE READ snapshot on
-a pooled connection would show the next user old rows).
+autocommitted statement on the group commit's own connection (no ping, no COMMIT),
+committed when it answers; a connection the server closed while idle is replaced
+before the INSERT is sent. The pool sends no ROLLBACK after a transaction that
+ended, yet still rolls back one that may be open (a stale REPEATABLE READ snapshot
+on a pooled connection would show the next user old rows).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +36,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     original = pymysql.connections.Connection._execute_command
 
     def spy(self: Any, command: int, sql: Any) -> Any:
-        word = sql.decode() if isinstance(sql, bytes) else str(sql)
+        word = bytes(sql).decode() if isinstance(sql, bytes | bytearray) else str(sql)
         out.append("PING" if command == 14 else (word.split() or [""])[0].upper())
         return original(self, command, sql)
 
@@ -46,12 +49,31 @@ def new_job(job_id: str, key: str | None = None) -> dict[str, Any]:
             "width": 10, "height": 20, "idempotency_key": key}
 
 
-def test_submit_insert_is_ping_insert_commit(db: Database, sent: list[str]) -> None:
-    store.create_job(db, **new_job("warm"))  # the pool's first connection
+def outside_count(db: Database) -> int:
+    """Job rows another connection sees: what is committed."""
+    outside = pymysql.connect(**MARIADB, database=db.engine.url.database, autocommit=True)
+    with outside.cursor() as c:
+        c.execute("SELECT COUNT(*) FROM ocrq_jobs")
+        n = int(c.fetchone()[0])
+    outside.close()
+    return n
+
+
+def group_connection_id(db: Database) -> int:
+    """The server's id of the group commit's own connection (made by a first insert)."""
+    conn = db.grouped(Job.__table__)._direct._conn  # type: ignore[union-attr]
+    with conn.cursor() as cur:
+        cur.execute("SELECT CONNECTION_ID()")
+        return int(cur.fetchone()[0])
+
+
+def test_submit_insert_is_one_autocommitted_statement(db: Database, sent: list[str]) -> None:
+    store.create_job(db, **new_job("warm"))  # the group's connection, autocommit set
     sent.clear()
     job, created = store.create_job(db, **new_job("j1"))
     assert created
-    assert sent == ["PING", "INSERT", "COMMIT"]  # no ROLLBACK on return
+    assert sent == ["INSERT"]  # before: PING, INSERT, COMMIT
+    assert outside_count(db) == 2  # committed: another connection sees it
     # The returned job is complete without a session: defaults filled, nothing to load.
     assert (job.status, job.batches_done, job.stage, job.error) == ("queued", 0, None, None)
     assert job.created_at is not None
@@ -94,10 +116,11 @@ def test_open_transaction_is_rolled_back_on_return(db: Database, sent: list[str]
     assert sent == ["PING", "SELECT", "COMMIT"]
 
 
-def test_a_connection_lost_mid_insert_is_still_a_connection_error(db: Database) -> None:
+def test_a_connection_lost_mid_statement_is_still_a_connection_error(db: Database) -> None:
     # Soak at a836797: MariaDB restarted during a submit's INSERT; the reset tracking
     # read .info of the invalidated Connection in the rollback event, and the web
-    # answered 500 (PendingRollbackError) instead of 503 (a retry).
+    # answered 500 (PendingRollbackError) instead of 503 (a retry). The INSERT has its
+    # own connection now; the pool's users (every other statement) still go through it.
     from ocrq.pipeline.retry import transient
 
     store.create_job(db, **new_job("warm"))
@@ -105,13 +128,39 @@ def test_a_connection_lost_mid_insert_is_still_a_connection_error(db: Database) 
         conn_id = conn.execute(text("SELECT CONNECTION_ID()")).scalar_one()
         conn.commit()
     killer = pymysql.connect(**MARIADB)
-    with killer.cursor() as c:  # the pooled connection dies under the next INSERT
+    with killer.cursor() as c:  # the pooled connection dies under the next statement
         c.execute(f"KILL {int(conn_id)}")
     killer.close()
-    db.engine.pool._pre_ping = False  # type: ignore[attr-defined]  # reach the INSERT
+    db.engine.pool._pre_ping = False  # type: ignore[attr-defined]  # reach the UPDATE
     with pytest.raises(Exception) as err:
-        store.create_job(db, **new_job("lost"))
+        store.transition(db, "warm", stage="detect")
     assert transient(err.value), repr(err.value)
     db.engine.pool._pre_ping = True  # type: ignore[attr-defined]
-    job, created = store.create_job(db, **new_job("after"))  # the pool recovers
+    assert store.transition(db, "warm", stage="detect")  # the pool recovers
+
+
+def test_a_connection_killed_while_idle_is_replaced_before_the_insert(
+        db: Database, sent: list[str]) -> None:
+    """What the pool's pre-ping did for the INSERT: the server closed the group's idle
+    connection (a restart, wait_timeout, a KILL); the next submit must not send on it
+    (its INSERT would be lost, an in-doubt 503) but commit on a new one."""
+    store.create_job(db, **new_job("warm"))
+    old = group_connection_id(db)
+    admin = pymysql.connect(**MARIADB)
+    with admin.cursor() as c:
+        c.execute(f"KILL {old}")
+        deadline = time.monotonic() + 10
+        while True:  # KILL returns before the server has closed the socket
+            c.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s",
+                      (old,))
+            if c.fetchone()[0] == 0:
+                break
+            assert time.monotonic() < deadline, "the killed connection is still listed"
+            time.sleep(0.05)
+    admin.close()
+    sent.clear()
+    job, created = store.create_job(db, **new_job("after"))
     assert created and job.id == "after"
+    # Sent once, on a new connection (its set-up first: autocommit on...), no error.
+    assert sent.count("INSERT") == 1 and sent[-1] == "INSERT"
+    assert group_connection_id(db) != old and outside_count(db) == 2
