@@ -8,24 +8,22 @@ versions), never pixels.
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
 
 import numpy as np
 
 from ocrq.document import Line, PageResult
 from ocrq.models.registry import Desired, ModelRegistry
-from ocrq.models.runtimes.cost import Cost, Measure, page_cost
+from ocrq.models.runtimes.cost import Cost, costed, page_cost
 from ocrq.models.states import LoadedModel
 from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
 from ocrq.stages.deskew import estimate_skew, should_deskew, straighten
 from ocrq.stages.detect import DetectOptions, InkLook, Region, detect
 from ocrq.stages.frames import Quad, line_crops, to_submitted
-from ocrq.stages.leaders import leader_dots
+from ocrq.stages.leaders import NO_LEADER, find_leaders, reach_out
 from ocrq.stages.lexicon import get_lexicon
 from ocrq.stages.recognize import RecognizeOptions, recognize
 from ocrq.stages.reorder import reading_order
@@ -63,6 +61,7 @@ class Detected:
     ms: float
     skew: float = 0.0  # degrees (counter-clockwise) the upright page's text was turned
     cost: Cost = Cost()
+    leader_reach: list[float] = field(default_factory=list)  # px past each line, to the last dot
 
 
 @dataclass(frozen=True)
@@ -111,21 +110,6 @@ def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
 
 
-StepResult = TypeVar("StepResult", Rotated, Detected, Recognized)
-
-
-def _costed(step: Callable[..., StepResult]) -> Callable[..., StepResult]:
-    """The step's result with its ``cost``: measured around the whole step."""
-
-    @functools.wraps(step)
-    def costed(*args: Any, **kwargs: Any) -> StepResult:
-        with Measure() as m:
-            result = step(*args, **kwargs)
-        return replace(result, cost=m.cost)
-
-    return costed
-
-
 class Engine:
     def __init__(self, registry: ModelRegistry, options: EngineOptions | None = None) -> None:
         self.registry = registry
@@ -155,10 +139,11 @@ class Engine:
         return self.step_reorder(
             name, w, h, d.rotation, d.polygons, t.texts, models, timings, leaders=d.leaders,
             skew=d.skew, cost={"rotate": r.cost, "detect": d.cost, "recognize": t.cost},
+            leader_reach=d.leader_reach,
         )
 
     # --- steps -----------------------------------------------------------------
-    @_costed
+    @costed
     def step_rotate(self, image: np.ndarray) -> Rotated:
         t0 = time.perf_counter()
         if not self.options.use_rotation:
@@ -168,7 +153,7 @@ class Engine:
         angle = o.angle if o.confidence >= self.options.rot_min_confidence else 0
         return Rotated(angle, round(o.confidence, 4), {ModelKind.ROT.value: model.version}, _ms(t0))
 
-    @_costed
+    @costed
     def step_detect(self, image: np.ndarray, rotation: int) -> Detected:
         """Detect lines on the upright page, then check its orientation and skew.
 
@@ -209,16 +194,17 @@ class Engine:
         regions, polygons, votes = self._confirm(upright, regions, polygons, votes, skew)
         limit = self.options.flip_line_confidence
         flipped = [f and c >= limit for f, c in votes] if votes else [False] * len(polygons)
-        leaders = [0] * len(polygons)
+        found = [NO_LEADER] * len(polygons)
         if self.options.use_leaders and polygons:  # level lines: on the straightened page
-            leaders = [0 if f else n for n, f in
-                       zip(leader_dots(page, polygons), flipped, strict=True)]
+            found = [NO_LEADER if f else lead for lead, f in
+                     zip(find_leaders(page, polygons), flipped, strict=True)]
         return Detected(
             rotation=rotation,
             polygons=[np.round(r.polygon.astype(np.float64), 1).tolist() for r in regions],
             scores=[round(r.score, 4) for r in regions],
             flipped=flipped,
-            leaders=leaders,
+            leaders=[lead.dots for lead in found],
+            leader_reach=[lead.reach for lead in found],
             models=models,
             ms=_ms(t0),
             skew=skew,
@@ -272,7 +258,7 @@ class Engine:
         models[ModelKind.DIR.value] = dmodel.version
         return classify_lines(dmodel, line_crops(upright, [r.polygon for r in regions], skew))
 
-    @_costed
+    @costed
     def step_recognize(
         self,
         image: np.ndarray,
@@ -317,8 +303,10 @@ class Engine:
         leaders: Sequence[int] | None = None,
         skew: float = 0.0,
         cost: Mapping[str, Cost] | None = None,
+        leader_reach: Sequence[float] | None = None,
     ) -> PageResult:
-        """Assemble the page; ``leaders``: dots to append to each line (step_detect);
+        """Assemble the page; ``leaders``: dots to append to each line (step_detect), whose
+        polygon is drawn out ``leader_reach`` px to the last dot (none given: as detected);
         ``cost``: the earlier steps' (the result's ``cost`` adds reorder's and the total).
 
         ``polygons`` are on the page step_detect read (turned by ``rotation``,
@@ -334,6 +322,8 @@ class Engine:
         placements = reading_order(quads)
         lines = []
         for i, q, p in zip(keep, quads, placements, strict=True):
+            # Drawn out after the reading order: that is the detected lines' order.
+            q = reach_out(q, leader_reach[i]) if leader_reach and leaders and leaders[i] else q
             original = to_submitted(q, rotation, skew, width, height)
             lines.append(Line(
                 text=str(texts[i][0]),

@@ -94,10 +94,12 @@ class Lines:
     polygons: list[Quad]
     flipped: list[bool]
     leaders: list[int]
+    # Detected.leader_reach; empty from a producer that predates it (no line drawn out).
+    leader_reach: list[float] = field(default_factory=list)
 
     @classmethod
     def from_detected(cls, d: Detected) -> Lines:
-        return cls(d.polygons, d.flipped, d.leaders)
+        return cls(d.polygons, d.flipped, d.leaders, d.leader_reach)
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,8 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
     page = state.engine.step_reorder(ctx.name, ctx.width, ctx.height, ctx.rotation or 0,
                                      lines.polygons, texts, models, timings,
                                      leaders=lines.leaders, skew=ctx.skew,
-                                     cost=ctx.costs(Step.RECOGNIZE.value, results))
+                                     cost=ctx.costs(Step.RECOGNIZE.value, results),
+                                     leader_reach=lines.leader_reach)
     doc = page.to_dict()
     stage_done(log, Step.REORDER, page.timings_ms.get(Step.REORDER.value, 0.0), page.models)
     if ctx.stages:

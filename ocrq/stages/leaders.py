@@ -6,7 +6,8 @@ text would lose them. After detection we look right of each near-horizontal
 line, up to the next box on the same row: a leader is a run of at least
 ``min_dots`` small, roughly square blobs of ink on the text's baseline half,
 evenly spaced, of even size and height. The count is appended to the line's
-text as ``.`` characters when the page is assembled.
+text as ``.`` characters when the page is assembled, and the line's polygon is
+drawn out to the last dot (its *reach*), so that it holds all of its text.
 
 A rule under the text, speckle and ordinary punctuation do not qualify: a rule
 lies below the text's own rows, speckle is neither evenly spaced nor aligned,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -34,16 +36,45 @@ class LeaderOptions:
     max_skew: float = 0.1  # only near-horizontal lines (|dy/dx| of the top edge)
 
 
-def leader_dots(
+class Leader(NamedTuple):
+    """A line's leader: its dots, and how far (px, along the line) the last one
+    reaches past the line's polygon."""
+
+    dots: int
+    reach: float
+
+
+NO_LEADER = Leader(0, 0.0)
+
+
+def find_leaders(
     image: np.ndarray, polygons: Sequence[np.ndarray], options: LeaderOptions | None = None
-) -> list[int]:
-    """For each polygon, the number of leader dots right of it on ``image`` (0: none)."""
+) -> list[Leader]:
+    """For each polygon, the leader right of it on ``image`` (NO_LEADER: none)."""
     opts = options or LeaderOptions()
     if not len(polygons):
         return []
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     quads = np.asarray([np.asarray(p, np.float32).reshape(4, 2) for p in polygons])
     return [_leader(gray, quads, i, opts) for i in range(len(quads))]
+
+
+def leader_dots(
+    image: np.ndarray, polygons: Sequence[np.ndarray], options: LeaderOptions | None = None
+) -> list[int]:
+    """For each polygon, the number of leader dots right of it on ``image`` (0: none)."""
+    return [lead.dots for lead in find_leaders(image, polygons, options)]
+
+
+def reach_out(quad: np.ndarray, reach: float) -> np.ndarray:
+    """``quad`` (clockwise from top-left) drawn out ``reach`` px along its top edge's
+    direction at its right end: the polygon of a line with its leader."""
+    q = np.asarray(quad, np.float64).reshape(4, 2).copy()
+    along = q[1] - q[0]
+    norm = float(np.linalg.norm(along))
+    if reach > 0 and norm > 0:
+        q[1:3] += along / norm * reach
+    return q
 
 
 @dataclass(frozen=True)
@@ -60,27 +91,30 @@ class _Box:
         return self.y1 - self.y0
 
 
-def _leader(gray: np.ndarray, quads: np.ndarray, i: int, opts: LeaderOptions) -> int:
+def _leader(gray: np.ndarray, quads: np.ndarray, i: int, opts: LeaderOptions) -> Leader:
     box = _line_box(quads[i], gray.shape[0], opts)
     if box is None:
-        return 0
+        return NO_LEADER
     limit = _search_limit(box, np.delete(quads, i, axis=0), gray.shape[1], opts)
     if limit - box.xr < 2 * box.height or box.xr - box.xl < 2:
-        return 0
+        return NO_LEADER
     ink = _text_ink(gray[box.y0:box.y1, box.xl:box.xr])
     if ink is None:
-        return 0
+        return NO_LEADER
     thr, top, bottom = ink
     binary = (gray[box.y0:box.y1, box.xr:limit] < thr).astype(np.uint8)
     # A leader's first dot lies within 1.2 line heights of the text (_dots):
     # without ink there no leader starts, and labelling the strip (most of
     # this stage's time) is skipped; most lines end so.
     if not binary[:, : int(1.2 * box.height) + 1].any():
-        return 0
+        return NO_LEADER
     xs, ys, areas = _dots(binary, box.height, top, bottom, opts)
     if len(xs) < opts.min_dots or not _regular(xs, ys, areas, box.height, opts):
-        return 0
-    return len(xs)
+        return NO_LEADER
+    # The strip starts at box.xr; the last dot's far edge, about half its width past
+    # its centre, from the quad's own right end.
+    end = box.xr + xs[-1] + 0.5 * float(np.sqrt(areas[-1])) + 1.0
+    return Leader(len(xs), round(max(0.0, end - float(quads[i][:, 0].max())), 1))
 
 
 def _line_box(q: np.ndarray, height: int, opts: LeaderOptions) -> _Box | None:

@@ -72,10 +72,13 @@ def test_fanout_messages_carry_references_not_pixels() -> None:
 
 def test_messages_round_trip_through_json() -> None:
     ctx = replace(_ctx({"detect": "cpu", "recognize": "cpu", "reorder": "cpu"}), rotation=90,
-                  lexicon=("en", "ms"), lines=Lines([[[0.0, 0.0]] * 4], [True], [3]),
+                  lexicon=("en", "ms"), lines=Lines([[[0.0, 0.0]] * 4], [True], [3], [41.5]),
                   models={"std": 1}, timings_ms={"detect": 1.5})
     wire = json.loads(json.dumps(ctx.to_message()))
     assert JobContext.from_message(wire) == ctx
+    # A producer from before leader_reach (rolling update) sends none: lines as detected.
+    del wire["lines"]["leader_reach"]
+    assert JobContext.from_message(wire).lines == replace(ctx.lines, leader_reach=[])
     ref = ctx.ref()
     assert RecognitionRef.from_message(json.loads(json.dumps(ref.to_message()))) == ref
     res = BatchResult(2, [("TOTAL", 0.98)], {"str": 1}, 4.0)

@@ -169,7 +169,7 @@ def test_skew_travels_through_the_job_messages(
         texts += t.texts
     page = engine.step_reorder(ctx.name, ctx.width, ctx.height, ctx.rotation or 0,
                                lines.polygons, texts, {}, {}, leaders=lines.leaders,
-                               skew=ctx.skew)
+                               skew=ctx.skew, leader_reach=lines.leader_reach)
     direct = engine.run(skewed, "s.png")
     assert [(ln.text, ln.polygon, ln.order) for ln in page.lines] == [
         (ln.text, ln.polygon, ln.order) for ln in direct.lines]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import ImageDraw
 
-from ocrq.stages.leaders import leader_dots
+from ocrq.stages.leaders import NO_LEADER, find_leaders, leader_dots, reach_out
 from tests.fixtures import GREY, _font, dots, label_with
 
 
@@ -61,10 +61,44 @@ def test_rules_speckle_and_plain_punctuation_are_not_leaders():
     assert leader_dots(image, [quad]) == [0]
 
 
+def _leader_to(n: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """A label with an ``n``-dot leader, its quad, and the last dot's far edge (x)."""
+    seen: dict[str, float] = {}
+
+    def lead(d: ImageDraw.ImageDraw, x_end: int, baseline: int) -> None:
+        seen["x"] = x_end + 8 + (n - 1) * 10 + 1.6  # dots(): start 8, pitch 10, r 1.6
+        dots(n)(d, x_end, baseline)
+    image, quad = label_with(lead)
+    return image, quad, seen["x"]
+
+
+def test_a_leader_reaches_to_its_last_dot():
+    for n in (5, 17):
+        image, quad, last = _leader_to(n)
+        [found] = find_leaders(image, [quad])
+        assert found.dots == n
+        assert abs(float(quad[:, 0].max()) + found.reach - last) <= 2.0, (found, last)
+    image, quad = label_with(lambda d, x, y: None)
+    assert find_leaders(image, [quad]) == [NO_LEADER]
+
+
+def test_a_quad_is_drawn_out_along_its_own_direction():
+    q = np.array([[0, 0], [10, 0], [10, 4], [0, 4]], np.float32)
+    assert reach_out(q, 5).tolist() == [[0, 0], [15, 0], [15, 4], [0, 4]]
+    assert reach_out(q, 0).tolist() == q.tolist()
+    tilted = np.array([[0, 0], [30, 40], [26, 43], [-4, 3]], np.float32)  # along (0.6, 0.8)
+    out = reach_out(tilted, 10)
+    assert np.allclose(out[1], [36, 48]) and np.allclose(out[2], [32, 51])
+    assert np.allclose(out[[0, 3]], tilted[[0, 3]])
+
+
 def test_engine_appends_the_leader_to_its_line(engine):
-    image, _ = label_with(dots(18))
+    image, _, last = _leader_to(18)
     page = engine.run(image, "leader.png")
     texts = [ln.text for ln in page.lines]
-    line = next(t for t in texts if "TOTAL" in t.upper())
-    assert line.upper().startswith("TOTAL AMT")
-    assert line.count(".") == 18, texts
+    line = next(ln for ln in page.lines if "TOTAL" in ln.text.upper())
+    assert line.text.upper().startswith("TOTAL AMT")
+    assert line.text.count(".") == 18, texts
+    # The polygon holds the whole text: it reaches to the last dot, not past it.
+    right = max(x for x, _ in line.polygon)
+    assert last - 1.0 <= right <= last + 3.0, (line.polygon, last)

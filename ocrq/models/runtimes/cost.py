@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -111,6 +111,19 @@ class Measure:
         if outer is not None:
             outer.add(self._meter.gpu_s)
         self.cost = Cost(cpu, self._meter.gpu_s)
+
+
+def costed(step: Callable[..., R]) -> Callable[..., R]:
+    """A step whose result (a frozen dataclass with a ``cost`` field) carries its
+    cost, measured around the whole step."""
+
+    @functools.wraps(step)
+    def measured(*args: Any, **kwargs: Any) -> R:
+        with Measure() as m:
+            result = step(*args, **kwargs)
+        return replace(result, cost=m.cost)  # type: ignore[type-var]
+
+    return measured
 
 
 def _gpu_timed(fn: Callable[..., R]) -> Callable[..., R]:
