@@ -185,13 +185,18 @@ def test_fan_out_200_lines_same_text_as_engine(st: Stack, page_200_png: bytes) -
 
 
 def test_dot_leaders_found_at_detection_reach_the_result(st: Stack) -> None:
+    from ocrq.engine import Engine
     from tests.fixtures import dots, label_with
 
     image, _ = label_with(dots(18))
     base = st.web()
     doc = st.wait(base, submit(base, encode(image, "png")).json()["id"])
     assert doc["status"] == "succeeded", doc["error"]
-    assert PageResult.from_dict(doc["result"]).text() == "TOTAL AMT" + "." * 18
+    page = PageResult.from_dict(doc["result"])
+    assert page.text() == "TOTAL AMT" + "." * 18
+    # The line's polygon drawn out to the last dot, as in-process (Lines.leader_reach).
+    local = Engine.from_settings(st.settings).run(image, "leader.png")
+    assert [ln.polygon for ln in page.lines] == [ln.polygon for ln in local.lines]
 
 
 def test_bid_options_and_json_base64_intake(st: Stack, one_line_png: bytes) -> None:
