@@ -9,7 +9,9 @@ same Celery protocol-2 message the Redis transport would have written: the
 same headers, body and properties (tests/unit/test_intake_publish.py compares
 the two field by field, and tests/integration/test_intake_fast_path.py has a
 real worker run such a job), as one LPUSH queued on the caller's pipeline, so
-it rides the same round trip as the job's status.
+it rides the same round trip as the job's status. A broker in another database
+of the same Redis server (the default settings: 0 and 1) gets it the same way,
+through a script that selects the broker's database for itself.
 
 Everything else (a document's group of pages, a chain when rotate has its own
 queue, a broker that is not Redis) still goes through Celery: :meth:`message`
@@ -22,6 +24,7 @@ import base64
 import json
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.canvas import Signature
@@ -36,6 +39,26 @@ from redis.retry import Retry
 # Options canvas._sig sets; a signature carrying anything else is left to Celery.
 _PLAIN = frozenset({"queue", "task_id", "link_error"})
 _SCHEMES = ("redis://", "rediss://", "unix://")
+# LPUSH into another database of the server: a script's SELECT is its own (Redis >=
+# 2.8.12), the calling connection stays on its database. KEYS[1] the queue, ARGV[1] the
+# broker's database, ARGV[2] the message.
+_LPUSH_IN_DB = """
+redis.call('SELECT', ARGV[1])
+return redis.call('LPUSH', KEYS[1], ARGV[2])
+"""
+
+
+def broker_db(broker_url: str, store_url: str) -> int | None:
+    """The broker's database number when the broker is a database of the store's own
+    Redis server (same scheme, address, credentials and options); else None."""
+    b, s = urlsplit(broker_url), urlsplit(store_url)
+    if b.scheme not in ("redis", "rediss") or (b.scheme, b.netloc, b.query) != (
+            s.scheme, s.netloc, s.query):
+        return None
+    path = b.path.strip("/")
+    if not path:
+        return 0
+    return int(path) if path.isdigit() else None
 
 
 class FastPublisher:
@@ -47,16 +70,25 @@ class FastPublisher:
         # Broker and status cache in one Redis database: the LPUSH rides the status's
         # pipeline; else it is one more command, on the broker's own client.
         self.shared = broker_url == store_url
+        # Another database of the store's server: pushed by a script on the pipeline.
+        self.db = None if self.shared else broker_db(broker_url, store_url)
         self._broker_url = broker_url
         self._broker: Redis | None = None
         self._origin = anon_nodename()
 
     def push(self, message: tuple[str, bytes], pipe: Pipeline) -> bool:
-        """Queue the LPUSH on ``pipe`` when it reaches the broker's database (True);
-        else False: the caller sends it with :meth:`send` once ``pipe`` ran."""
+        """Queue the LPUSH on ``pipe`` when ``pipe``'s server holds the broker's
+        database (True); else False: the caller sends it with :meth:`send` once
+        ``pipe`` ran."""
         if self.shared:
             pipe.lpush(*message)
-        return self.shared
+            return True
+        if self.db is not None:
+            # EVAL, not EVALSHA through a registered Script: a pipeline holding one
+            # asks SCRIPT EXISTS first, a round trip per submit.
+            pipe.eval(_LPUSH_IN_DB, 1, message[0], self.db, message[1])
+            return True
+        return False
 
     def send(self, message: tuple[str, bytes]) -> None:
         if self._broker is None:

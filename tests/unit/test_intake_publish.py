@@ -113,14 +113,57 @@ def test_what_is_not_one_plain_task_is_left_to_celery(app: Celery,
     assert amqp.message(single, "x") is None and pub.message(single, "x") is not None
 
 
-def test_a_broker_in_another_database_gets_its_own_push(app: Celery,
-                                                        web_settings: Settings) -> None:
+def test_a_broker_in_another_database_of_the_server_rides_the_pipeline(
+        app: Celery, web_settings: Settings) -> None:
+    """The default settings (broker in database 0, cache in 1): the message is pushed to
+    the broker's database by a script in the status pipeline, one round trip, and the
+    pipeline's connection stays on the cache's database."""
     s = web_settings
     other = s.redis_url.rsplit("/", 1)[0] + "/13"
     pub = publish.FastPublisher(app, other, s.redis_url)
     sig, _ = canvas.start(app, _ctx(_queues(s)))
     built = pub.message(sig, "(job j1)")
-    assert built is not None
+    assert built is not None and pub.db == 13
+    store = Redis.from_url(s.redis_url, single_connection_client=True)
+    broker = Redis.from_url(other)
+    probe = f"{s.queue_gpu}:probe"
+    try:
+        pipe = store.pipeline(transaction=False)
+        assert pub.push(built, pipe)
+        pipe.set(probe, b"1")  # after the script, on the same connection
+        pipe.execute()
+        assert _decoded(broker.rpop(s.queue_gpu))["headers"]["id"] == sig.id  # type: ignore[arg-type]
+        assert store.llen(s.queue_gpu) == 0 and broker.llen(s.queue_gpu) == 0
+        assert store.get(probe) == b"1" and broker.get(probe) is None
+    finally:
+        broker.delete(s.queue_gpu, probe)
+        store.delete(probe)
+        store.close()
+
+
+@pytest.mark.parametrize(("broker", "store", "db"), [
+    ("redis://h:6379/0", "redis://h:6379/1", 0),
+    ("redis://h:6379", "redis://h:6379/1", 0),
+    ("redis://:pw@h:6379/2", "redis://:pw@h:6379/1", 2),
+    ("redis://h:6379/0", "redis://h:6380/1", None),  # another server
+    ("redis://h:6379/0", "redis://:pw@h:6379/1", None),  # other credentials
+    ("redis://h:6379/0", "rediss://h:6379/1", None),
+    ("redis://h:6379/0?socket_timeout=1", "redis://h:6379/1", None),
+    ("unix:///run/redis.sock?db=0", "unix:///run/redis.sock?db=1", None),
+])
+def test_which_brokers_share_the_stores_server(broker: str, store: str, db: int | None) -> None:
+    assert publish.broker_db(broker, store) == db
+
+
+def test_a_broker_on_another_server_gets_its_own_push(app: Celery,
+                                                      web_settings: Settings) -> None:
+    s = web_settings
+    # Another address of the same server: the publisher cannot tell, so it sends alone.
+    other = s.redis_url.replace("127.0.0.1", "localhost").rsplit("/", 1)[0] + "/13"
+    pub = publish.FastPublisher(app, other, s.redis_url)
+    sig, _ = canvas.start(app, _ctx(_queues(s)))
+    built = pub.message(sig, "(job j1)")
+    assert built is not None and pub.db is None
     store = Redis.from_url(s.redis_url)
     assert not pub.push(built, store.pipeline(transaction=False))
     pub.send(built)
