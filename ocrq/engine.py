@@ -97,6 +97,7 @@ class EngineOptions:
     # quantity beside its item, the colon of "key : value") and reads as a
     # letter, digit or colon, not as what a speck or a rule's end reads as.
     weak_row_min_confidence: float = 0.6
+    weak_colon_min_confidence: float = 0.35  # ... or this for a colon (its shape says most)
     # ... read at the page's median line height and at least this share of it
     # wide (0 = as DB boxed it).
     weak_min_aspect: float = 0.7
@@ -243,7 +244,8 @@ class Engine:
         if not any(r.weak for r in regions):
             return regions, polygons, votes
         o = self.options
-        rules = WeakRules(o.weak_min_confidence, o.weak_row_min_confidence, o.weak_min_aspect)
+        rules = WeakRules(o.weak_min_confidence, o.weak_row_min_confidence, o.weak_min_aspect,
+                          o.weak_colon_min_confidence)
         return confirm(upright, regions, polygons, votes, skew,
                        self.registry.get(ModelKind.STR), o.recognize, rules)
 

@@ -29,6 +29,10 @@ class WeakRules:
     min_confidence: float  # kept anywhere from this
     row_min_confidence: float  # kept on a line's row from this
     min_aspect: float  # grown to at least this share of the line height wide (0: as boxed)
+    # A colon on a line's row from this: its shape (two dots, one above the other)
+    # is most of the evidence, and a colon alone in its crop, with no text beside
+    # it, is what the recogniser is least sure of ("key : value" set apart).
+    colon_min_confidence: float = 0.35
 
 
 def confirm(upright: np.ndarray, regions: list[Region], polygons: list[np.ndarray],
@@ -59,11 +63,16 @@ def confirm(upright: np.ndarray, regions: list[Region], polygons: list[np.ndarra
     keep_weak = {i for i, r in zip(weak, read, strict=True)
                  if r.text.strip() and (
                      r.confidence >= rules.min_confidence
-                     or (r.confidence >= rules.row_min_confidence
+                     or (r.confidence >= _row_floor(r.text, rules)
                          and glyph_like(r.text) and on_a_row(regions[i].polygon, rows)))}
     keep = [i for i in range(len(regions)) if not regions[i].weak or i in keep_weak]
     return ([regions[i] for i in keep], [polygons[i] for i in keep],
             [votes[i] for i in keep] if votes else votes)
+
+
+def _row_floor(text: str, rules: WeakRules) -> float:
+    """The confidence a read on a line's row needs to be kept."""
+    return rules.colon_min_confidence if text.strip() == ":" else rules.row_min_confidence
 
 
 def grow_to_line(q: np.ndarray, line_h: float, min_aspect: float) -> np.ndarray:

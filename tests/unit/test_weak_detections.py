@@ -114,3 +114,44 @@ def test_on_its_row_a_less_confident_glyph_is_kept_off_it_not(engine: Engine) ->
                                      [(False, 0.99)] * 2, 0.0)
         kept_counts.append(len(kept))
     assert kept_counts == [2, 1]
+
+
+def test_a_colon_on_a_row_needs_less_confidence_than_other_glyphs(engine: Engine) -> None:
+    from dataclasses import replace
+
+    from ocrq.names import ModelKind
+    from ocrq.stages.frames import line_crops
+    from ocrq.stages.recognize import recognize
+    from ocrq.stages.second_look import grow_to_line
+
+    page = np.full((80, 480, 3), 255, np.uint8)
+    line = render_page(["CASHIER"], size=28, margin=4)
+    colon = render_page([":"], size=28, margin=4)
+    lh, lw = line.shape[:2]
+    page[10 : 10 + lh, 20 : 20 + lw] = line
+    x = 60 + lw  # the colon set well apart, as "CASHIER    : 01"
+    page[10 : 10 + colon.shape[0], x : x + colon.shape[1]] = colon
+    strong = Region(np.array([[20, 10], [20 + lw, 10], [20 + lw, 10 + lh], [20, 10 + lh]],
+                             np.float32), 0.9)
+    ch, cw = colon.shape[:2]
+    weak = Region(np.array([[x, 10], [x + cw, 10], [x + cw, 10 + ch], [x, 10 + ch]],
+                           np.float32), 0.4, weak=True)
+    # What the second look reads there: the colon, grown to the line height.
+    grown = np.clip(grow_to_line(weak.polygon, float(lh), engine.options.weak_min_aspect),
+                    0, [479, 79]).astype(np.float32)
+    read = recognize(engine.registry.get(ModelKind.STR), line_crops(page, [grown], 0.0),
+                     replace(engine.options.recognize, languages=()))[0]
+    assert read.text == ":", read
+    c = read.confidence
+    kept = []
+    for colon_floor in (c - 0.02, c + 0.02):
+        # Only the row rules may keep it; any other glyph would need more than it has.
+        opts = replace(engine.options, weak_min_confidence=1.01,
+                       weak_row_min_confidence=min(c + 0.02, 1.0),
+                       weak_colon_min_confidence=colon_floor)
+        strict = Engine(engine.registry, opts)
+        regions = [strong, weak]
+        out, _, _ = strict._confirm(page, regions, [r.polygon for r in regions],
+                                    [(False, 0.99)] * 2, 0.0)
+        kept.append(len(out))
+    assert kept == [2, 1]
