@@ -20,7 +20,10 @@ Its own cost is printed: requests per CPU second of wrk (its rusage) is the rate
 one core of generator could sustain at that mix (its ceiling), to compare with
 the rate it reached. The web's, Redis's and MariaDB's CPU milliseconds per request
 are printed too: unlike the rates they hold still when others load the machine
-(MariaDB's counts whatever else the shared server did meanwhile).
+(MariaDB's counts whatever else the shared server did meanwhile). So is how busy the
+whole machine was (cores, from /proc/stat) and how much of that was other programs'
+(the machine less wrk, the web, Redis and MariaDB): a rate measured while others
+held most of the cores says little about this code.
 Memory: Redis ``used_memory`` delta over the jobs created, and MEMORY USAGE of
 one job's keys and of the broker queue.
 Prints one table; run it twice and compare ratios (the machine is shared).
@@ -181,6 +184,17 @@ def mariadb_pid(port: int) -> int | None:
     return None
 
 
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine spent not idle, since boot."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
+def others(r: Run, db_cpu_s: float, busy_s: float) -> float:
+    """CPU seconds of a run's phase used by programs other than the bench's own."""
+    return max(0.0, busy_s - r.wrk_cpu_s - r.web_cpu_s - r.redis_cpu_s - db_cpu_s)
+
+
 def submit_body(image: bytes, raw: bool) -> tuple[bytes, str]:
     """(body, its Content-Type) of one submit: multipart, or the image itself."""
     if raw:
@@ -199,11 +213,13 @@ def measure(args: argparse.Namespace, s: Settings, url: str, tmp: Path) -> None:
     submit = submit_lua(body, token) + f'wrk.headers["Content-Type"] = "{content_type}"\n'
     broker, store = Redis.from_url(s.broker_url), Redis.from_url(s.redis_url)
     db_pid, db_cpu = mariadb_pid(make_url(MYSQL_URL).port or 3306), {}
+    busy: dict[str, float] = {}
 
     def run(name: str, path: str, lua: str, **kw: Any) -> Run:
-        c0 = cpu_seconds(db_pid) if db_pid else 0.0
+        c0, m0 = (cpu_seconds(db_pid) if db_pid else 0.0), machine_busy_s()
         r = wrk(name, f"{url}{path}", lua, tmp, args, **kw)
         db_cpu[name] = (cpu_seconds(db_pid) - c0) if db_pid else 0.0
+        busy[name] = machine_busy_s() - m0
         return r
 
     runs = [run("healthz", "/healthz", "")]
@@ -220,6 +236,11 @@ def measure(args: argparse.Namespace, s: Settings, url: str, tmp: Path) -> None:
         raise SystemExit(f"no job was queued; web log:\n{(tmp / 'web.log').read_text()[-3000:]}")
     runs.append(run("poll", "/v1/jobs/", poll_lua(ids, token)))
     report(args, runs, db_cpu, m0, m1, key_bytes(store, ids[0]), len(image))
+    print("machine, busy cores during each phase (of "
+          f"{psutil.cpu_count()}) / of them other programs': "
+          + "; ".join(f"{r.name} {busy[r.name] / r.seconds:.2f} / "
+                      f"{others(r, db_cpu[r.name], busy[r.name]) / r.seconds:.2f}"
+                      for r in runs if r.seconds))
     if any(r.errors for r in runs):  # what the web said about them
         lines = (tmp / "web.log").read_text(errors="replace").splitlines()
         print("web log, its warnings and errors:",
