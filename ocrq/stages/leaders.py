@@ -112,8 +112,8 @@ def _leader(gray: np.ndarray, quads: np.ndarray, i: int, opts: LeaderOptions) ->
     if len(xs) < opts.min_dots or not _regular(xs, ys, areas, box.height, opts):
         return NO_LEADER
     # The strip starts at box.xr; the last dot's far edge, about half its width past
-    # its centre, from the quad's own right end.
-    end = box.xr + xs[-1] + 0.5 * float(np.sqrt(areas[-1])) + 1.0
+    # its centre, from the quad's own right end; never past the page's last column.
+    end = min(box.xr + xs[-1] + 0.5 * float(np.sqrt(areas[-1])) + 1.0, gray.shape[1] - 1.0)
     return Leader(len(xs), round(max(0.0, end - float(quads[i][:, 0].max())), 1))
 
 

@@ -122,7 +122,9 @@ class Lexicon:
         if len(text) != len(word):
             return text  # every glyph must be one character (decode sees to that)
         out = list(text)
-        for r in _parts(text):
+        # Last part first: a correction that changes a part's length ("ß" cased as
+        # "SS") leaves the earlier parts' places as they were.
+        for r in reversed(_parts(text)):
             out[r.start : r.stop] = self._correct_one(word[r.start : r.stop])
         return "".join(out)
 

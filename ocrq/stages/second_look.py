@@ -48,13 +48,17 @@ def confirm(upright: np.ndarray, regions: list[Region], polygons: list[np.ndarra
     if heights and rules.min_aspect:
         line_h = float(np.median(heights))
         grown = {i: grow_to_line(regions[i].polygon, line_h, rules.min_aspect) for i in weak}
+        on_page = grown
         if not skew:  # on the upright page: inside it, as detect() leaves boxes
             h, w = upright.shape[:2]
-            grown = {i: np.clip(q, 0, [w - 1, h - 1]).astype(np.float32)
-                     for i, q in grown.items()}
+            grown = on_page = {i: np.clip(q, 0, [w - 1, h - 1]).astype(np.float32)
+                               for i, q in grown.items()}
+        else:  # ``polygons`` lie on the straightened cut, the regions on the upright page
+            on_page = {i: grow_to_line(np.asarray(polygons[i], np.float32), line_h,
+                                       rules.min_aspect) for i in weak}
         regions = [replace(r, polygon=grown[i]) if i in grown else r
                    for i, r in enumerate(regions)]
-        polygons = [grown.get(i, p) for i, p in enumerate(polygons)]
+        polygons = [on_page.get(i, p) for i, p in enumerate(polygons)]
     crops = line_crops(upright, [regions[i].polygon for i in weak], skew)
     # The network's own reading: no lexicon.
     read = recognize(model, crops, replace(read_opts, languages=()))

@@ -183,3 +183,28 @@ def test_a_message_without_skew_reads_as_level() -> None:
            "width": 10, "height": 20, "queues": {}, "batch_lines": 8, "callback": False}
     assert JobContext.from_message(ctx).skew == 0.0
     assert JobContext.from_message({**ctx, "skew": 5}).skew == 5.0
+
+
+def test_on_a_straightened_page_every_line_is_looked_at_in_one_frame(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """find_leaders gets the straightened page and every polygon on it: the weak
+    boxes the second look keeps (grown to a cell) too, not on the page before the cut."""
+    import ocrq.engine as engine_module
+    from tests.fixtures import render_page
+
+    seen: dict[str, list[np.ndarray]] = {}
+    find = engine_module.find_leaders
+
+    def spy(page: np.ndarray, polygons, *args, **kwargs):  # noqa: ANN001, ANN202
+        seen["polygons"] = [np.asarray(p, np.float64).copy() for p in polygons]
+        return find(page, polygons, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "find_leaders", spy)
+    page = render_page(["CASHIER          :   01", "TOTAL AMT       :   12.50",
+                        "DATE  :  2024-01-01", "ITEM 1   x   2"], size=26, margin=60)
+    d = engine.step_detect(rotate(page, 6.0), 0)
+    assert d.skew and len(d.polygons) == len(seen["polygons"]) > 4
+    # Detected's polygons are the same lines shifted by the cut's offset: one shift for all.
+    shifts = {tuple(np.round((np.asarray(p) - q).mean(axis=0), 1))
+              for p, q in zip(d.polygons, seen["polygons"], strict=True)}
+    assert len(shifts) == 1, shifts

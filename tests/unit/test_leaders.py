@@ -82,6 +82,15 @@ def test_a_leader_reaches_to_its_last_dot():
     assert find_leaders(image, [quad]) == [NO_LEADER]
 
 
+def test_a_leader_never_reaches_past_the_page():
+    image, quad, last = _leader_to(10)
+    for width in (int(np.ceil(last)), int(np.ceil(last)) + 1):
+        cut = np.ascontiguousarray(image[:, :width])  # the last dot at the page's edge
+        [found] = find_leaders(cut, [quad])
+        assert found.dots == 10
+        assert float(quad[:, 0].max()) + found.reach <= width - 1 + 1e-3
+
+
 def test_a_quad_is_drawn_out_along_its_own_direction():
     q = np.array([[0, 0], [10, 0], [10, 4], [0, 4]], np.float32)
     assert reach_out(q, 5).tolist() == [[0, 0], [15, 0], [15, 4], [0, 4]]

@@ -65,6 +65,8 @@ def test_words_joined_by_punctuation_are_corrected_one_by_one(en):
     assert en.correct(word("RM5.09", {2: [("S", 0.3)]})) == "RM5.09"
     assert en.correct(word("CTO-98", {1: [("I", 0.3)]})) == "CTO-98"
     assert not en.needs("RM5.09")
+    # A correction that lengthens a word ("ß" cased "SS") keeps the parts after it whole.
+    assert en.correct(word("STRAXE&DESC", {4: [("ß", 0.45)]})) == "STRASSE&DESC"
 
 
 def test_two_letter_words_change_only_into_very_common_ones(en):
