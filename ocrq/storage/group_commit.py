@@ -1,4 +1,4 @@
-"""Group commit: the new job rows of concurrent submits share one INSERT and one COMMIT.
+"""Group commit: the new job rows of concurrent submits share one INSERT (and one COMMIT).
 
 Every submit must have its row committed before it answers 202. Alone, that is a
 connection check-out (with the pool's ping), an INSERT and a COMMIT per job: three
@@ -29,6 +29,7 @@ Any other database goes through SQLAlchemy's engine (INSERT + COMMIT).
 from __future__ import annotations
 
 import select
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -182,6 +183,11 @@ class AutocommitInsert:
     pre-ping would have. Errors leave as SQLAlchemy's (IntegrityError, DataError,
     OperationalError with ``connection_invalidated`` for a lost connection), as the
     engine would raise them.
+
+    Like a pooled one, it is replaced after the pool's ``recycle`` seconds (a
+    switchover that leaves the old server up must not pin the intake to it), and
+    after any error but a row's own (a duplicate key, a value refused): reconnecting
+    is cheap, and a connection in an unknown state is never reused.
     """
 
     def __init__(self, engine: Engine, table: Table) -> None:
@@ -190,6 +196,9 @@ class AutocommitInsert:
         # Per set of columns: the INSERT's text and each column's bind processor (JSON).
         self._compiled: dict[tuple[str, ...], tuple[str, list[Any]]] = {}
         self._conn: Any = None
+        self._born = 0.0  # time.monotonic() when _conn was made
+        recycle = getattr(engine.pool, "_recycle", -1)  # create_engine(pool_recycle=)
+        self._recycle = float(recycle) if recycle and recycle > 0 else float("inf")
 
     def insert(self, rows: list[Row]) -> None:
         keys = tuple(rows[0])
@@ -201,10 +210,15 @@ class AutocommitInsert:
         try:
             conn = self._connection()
             with conn.cursor() as cur:
+                # One statement, whatever its size: executemany splits a longer one
+                # (1 MB by default), and in autocommit mode each piece would commit
+                # alone. Too long for the server's max_allowed_packet, it is refused whole.
+                cur.max_stmt_length = sys.maxsize
                 cur.executemany(sql, params)
         except dbapi.Error as exc:
             lost = self._engine.dialect.is_disconnect(exc, conn, None)
-            if conn is not None and (lost or not conn.open):
+            own = isinstance(exc, (dbapi.IntegrityError, dbapi.DataError))
+            if conn is not None and (lost or not own or not conn.open):
                 self._drop()
             raise DBAPIError.instance(sql, None, exc, dbapi.Error, connection_invalidated=lost,
                                       dialect=self._engine.dialect) from exc
@@ -222,15 +236,16 @@ class AutocommitInsert:
 
     def _connection(self) -> Any:
         conn = self._conn
-        if conn is not None and (not conn.open or _has_data(conn)):
-            self._drop()  # closed by the server while idle: never send on it
+        stale = time.monotonic() - self._born >= self._recycle
+        if conn is not None and (stale or not conn.open or _has_data(conn)):
+            self._drop()  # closed by the server while idle, or due: never send on it
             conn = None
         if conn is None:
             fairy = self._engine.raw_connection()  # a fresh, pinged connection
             fairy.detach()  # ours now: the pool opens another in its place when it needs one
             conn = fairy.dbapi_connection
             conn.autocommit(True)
-            self._conn = conn
+            self._conn, self._born = conn, time.monotonic()
         return conn
 
     def _drop(self) -> None:
@@ -245,7 +260,9 @@ def _has_data(conn: Any) -> bool:
     sock = getattr(conn, "_sock", None)  # PyMySQL's socket; it has no public accessor
     if sock is None:
         return True
-    poller = select.poll()
+    if not hasattr(select, "poll"):  # Windows: select() (its socket limit is no file limit)
+        return bool(select.select([sock], [], [], 0)[0])
+    poller = select.poll()  # not select(): a busy process's descriptors pass FD_SETSIZE
     poller.register(sock, select.POLLIN | select.POLLPRI)
     return bool(poller.poll(0))
 

@@ -53,8 +53,9 @@ def create_job(db: Database, **fields: Any) -> tuple[Job, bool]:
     values = _row_values(fields)
     try:
         # A Core INSERT, not the ORM's unit of work: intake's hot path (issue 14).
-        # Committed before the caller answers 202, in one multi-row INSERT and one
-        # COMMIT with the rows of the submits that arrived meanwhile (group_commit.py).
+        # Committed before the caller answers 202, in one multi-row INSERT (on MariaDB
+        # autocommitted: no COMMIT) with the rows of the submits that arrived meanwhile
+        # (group_commit.py).
         db.grouped(_JOBS).insert(values)
         job = Job(**values)
         make_transient_to_detached(job)  # what a session's row would be once closed

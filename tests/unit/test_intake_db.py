@@ -15,6 +15,7 @@ from typing import Any
 import pymysql.connections
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from ocrq.storage import Database, Job
 from ocrq.storage import jobs as store
@@ -164,3 +165,72 @@ def test_a_connection_killed_while_idle_is_replaced_before_the_insert(
     # Sent once, on a new connection (its set-up first: autocommit on...), no error.
     assert sent.count("INSERT") == 1 and sent[-1] == "INSERT"
     assert group_connection_id(db) != old and outside_count(db) == 2
+
+
+def test_a_connection_killed_during_the_insert_is_a_retry_and_replaced(db: Database) -> None:
+    """The submit's INSERT waits on a lock and its connection is KILLed (a restart in
+    mid-statement): the submit fails with a transient error (the API's 503 +
+    Retry-After), nothing of it is written, and the next submit commits on a new one."""
+    import threading
+
+    from ocrq.pipeline.retry import transient
+
+    store.create_job(db, **new_job("warm"))
+    victim = group_connection_id(db)
+    locker = pymysql.connect(**MARIADB, database=db.engine.url.database)
+    out: dict[str, Any] = {}
+
+    def submit() -> None:
+        try:
+            out["ok"] = store.create_job(db, **new_job("x1"))
+        except Exception as exc:  # noqa: BLE001 - looked at below
+            out["error"] = exc
+
+    with locker.cursor() as lc:
+        lc.execute("LOCK TABLES ocrq_jobs READ")  # the INSERT waits in the server
+        t = threading.Thread(target=submit)
+        t.start()
+        admin = pymysql.connect(**MARIADB)
+        with admin.cursor() as c:
+            deadline = time.monotonic() + 10
+            while True:  # until the INSERT is in flight on the group's connection
+                c.execute("SELECT info FROM information_schema.processlist WHERE id = %s",
+                          (victim,))
+                row = c.fetchone()
+                if row and row[0] and str(row[0]).upper().startswith("INSERT"):
+                    break
+                assert time.monotonic() < deadline, "the INSERT never reached the server"
+                time.sleep(0.02)
+            c.execute(f"KILL {victim}")
+        admin.close()
+        t.join(10)
+        lc.execute("UNLOCK TABLES")
+    locker.close()
+    assert "error" in out and transient(out["error"]), out
+    assert outside_count(db) == 1  # only "warm"
+    job, created = store.create_job(db, **new_job("x2"))
+    assert created and group_connection_id(db) != victim and outside_count(db) == 2
+
+
+def test_the_groups_connection_is_replaced_after_an_error_and_when_due(db: Database) -> None:
+    """Not only a lost connection: after any error but a row's own (here the server
+    refusing writes on it, as an old primary left read-only after a switchover) and
+    after the pool's recycle time, the next INSERT goes on a new connection."""
+    store.create_job(db, **new_job("warm"))
+    group = db.grouped(Job.__table__)._direct  # type: ignore[union-attr]
+    first = group_connection_id(db)
+    with group._conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION READ ONLY")
+    with pytest.raises(Exception) as err:
+        store.create_job(db, **new_job("refused"))
+    assert "READ ONLY" in str(err.value).upper(), repr(err.value)
+    job, created = store.create_job(db, **new_job("next"))  # a fresh connection writes
+    second = group_connection_id(db)
+    assert created and second != first
+    # A duplicate key is the row's own error: the connection stays.
+    with pytest.raises(IntegrityError):
+        store.create_job(db, **{**new_job("next"), "idempotency_key": None})
+    assert group_connection_id(db) == second
+    group._born -= group._recycle + 1  # due (the pool's pool_recycle)
+    store.create_job(db, **new_job("later"))
+    assert group_connection_id(db) != second and outside_count(db) == 3

@@ -3,7 +3,7 @@
 The table is held by another connection's ``LOCK TABLES ... READ`` (reads go on,
 writes wait) while the submits arrive, so the first one is stuck in its INSERT and the
 rest queue behind it: what happens under load, made certain. Then: every row committed
-before its call returned, the queued rows in one INSERT + one COMMIT, and a row
+before its call returned, the queued rows in one autocommitted INSERT, and a row
 refused for its own sake (an Idempotency-Key taken in the same batch, a value
 too long) costs its batch-mates nothing.
 """
