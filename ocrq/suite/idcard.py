@@ -6,7 +6,7 @@
   (``ranker``: a two-layer perceptron trained on generated cards by
   idcard_rank_train.py, stored in idcard_ranker.py) and the card segmenter's
   (``segnet``: a small CNN trained by idcard_seg_train.py, stored in
-  idcard_segnet.json, run in numpy) are part of it, so a
+  idcard_segnet.json, run in ONNX Runtime on one thread) are part of it, so a
   better-tuned or retrained finder replaces it with ``ocrq models import idd FILE``.
 - Stage ``idcard`` (result field ``card``): the card's quadrilateral on the
   image as submitted, a perspective-corrected crop of it, OCR of the crop
@@ -30,8 +30,9 @@ import numpy as np
 
 from ocrq.plugins import ModelSpec, Plugin, StageInput, StageSpec
 from ocrq.suite.checkbox import Line, to_upright, upright_lines
-from ocrq.suite.idcard_cv import Quad, find_quad
+from ocrq.suite.idcard_cv import Quad
 from ocrq.suite.idcard_fields import extract
+from ocrq.suite.idcard_find import find_quad
 from ocrq.suite.idcard_ranker import RANKER
 from ocrq.suite.params import params_model
 
@@ -83,9 +84,15 @@ PARAMS: dict[str, Any] = {
     "table_step": 12,
     "table_share": 0.5,
     "table_margin": 1.0,
-    # The segmenter's quad (idcard_seg.py), refined, replaces the pick when its
-    # refined sides' support is higher by this much (0.02-0.08 did alike on the
-    # 480 tuning cards of seeds 1-6).
+    # The segmenter's quad (idcard_seg.py): its sides moved onto the nearest edge
+    # (these reaches, px at refine_side), then refined as any; it replaces the pick
+    # when it matches the mask (IoU) seg_lead better than the pick and its sides'
+    # support is at least seg_floor, or when that support is higher by seg_gain.
+    # On the 480 tuning cards of seeds 1-6: lead 0.06-0.08 with floor 0.4-0.75, and
+    # gain 0.02-0.05, did alike (idcard_find.learned).
+    "seg_reach": [24, 8],
+    "seg_lead": 0.08,
+    "seg_floor": 0.6,
     "seg_gain": 0.05,
 }
 # The candidate scorer's weights (idcard_rank.py), trained by idcard_rank_train.py:
@@ -96,7 +103,7 @@ PARAMS["ranker"] = RANKER
 # a Python literal.
 PARAMS["segnet"] = json.loads(Path(__file__).with_name("idcard_segnet.json").read_text(
     encoding="utf-8"))
-PARAMS_SHA256 = "ce0278bf93a0379ab9d05b44dcd581654c65d406979417228be00b4207b8606f"
+PARAMS_SHA256 = "19eae82c3f76639021a02c5326a9f789c62f13404b0247d862e314eecfa995ab"
 
 
 def crop_card(image: np.ndarray, corners: np.ndarray, p: dict[str, Any]) -> np.ndarray:

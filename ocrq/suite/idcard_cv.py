@@ -16,8 +16,8 @@
    reading order), else by the hand-written rule (support x shape x
    area, then the largest well-supported quad holding the winner). With a
    segmenter in the parameters (``segnet``, idcard_seg.py), the quad of the
-   card mask it predicts is refined too, and replaces the pick when its sides
-   are clearly better supported.
+   card mask it predicts is refined too, and the mask referees between the two
+   (idcard_find.py, which runs these steps: ``find_quad``).
 4. The winner's sides are refined on a larger copy (``refine_side`` px): along
    each side the strongest gradient across it is sought near the line, and a
    line is fitted (Huber) to those points; the corners are where the lines
@@ -35,9 +35,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ocrq.suite.idcard_grow import corners_of, enclosing, grown, side_points
-from ocrq.suite.idcard_rank import Candidate, checked, distinct, first_card, fits, ranked
-from ocrq.suite.idcard_seg import mask_quad, predict, unpack
+from ocrq.suite.idcard_grow import corners_of, grown, side_points
+from ocrq.suite.idcard_rank import Candidate, distinct
 
 
 @dataclass(frozen=True)
@@ -211,9 +210,10 @@ def _shape_prior(quad: np.ndarray, p: Mapping[str, Any]) -> float:
 
 
 def refine(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, reach: int,
-           p: Mapping[str, Any]) -> np.ndarray:
-    """Each side moved onto the strongest gradient across it nearby, then the
-    corners recomputed where the fitted lines meet."""
+           p: Mapping[str, Any], nearest: bool = False) -> np.ndarray:
+    """Each side moved onto the outermost strong gradient across it nearby (or, with
+    ``nearest``, the strong ridge nearest to it), then the corners recomputed where
+    the fitted lines meet."""
     h, w = gx.shape
     lines = []
     for i in range(4):
@@ -232,6 +232,8 @@ def refine(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, reach: int,
         top = across.max(axis=1, keepdims=True)
         best = (across >= float(p["outer_share"]) * top).argmax(axis=1)
         keep = top[:, 0] >= float(p["strong_gradient"])
+        if nearest:
+            best, keep = _nearest_ridge(across, offs, float(p["strong_gradient"]))
         found = pts + offs[best][:, None] * normal[None, :]
         if keep.sum() < 5:
             lines.append((a, d / max(float(np.hypot(*d)), 1e-6)))
@@ -240,6 +242,17 @@ def refine(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, reach: int,
                                      0.01, 0.01).ravel()
         lines.append((np.array([x0, y0], np.float64), np.array([vx, vy], np.float64)))
     return corners_of(lines, quad)
+
+
+def _nearest_ridge(across: np.ndarray, offs: np.ndarray, strong: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per point (row), the index of the strong local maximum nearest offset 0: a
+    side placed by the segmenter is near the card's edge, and the outermost edge
+    in reach can be the table's."""
+    pad = np.pad(across, ((0, 0), (1, 1)))
+    ridge = (across >= strong) & (across >= pad[:, :-2]) & (across >= pad[:, 2:])
+    dist = np.where(ridge, np.abs(offs)[None, :], np.iinfo(np.int64).max)
+    return dist.argmin(axis=1), ridge.any(axis=1)
 
 
 def _scaled(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -278,64 +291,6 @@ def search(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray, p: Mapping[str, Any]
             if _plausible(big, mag.shape, p):
                 found.append(Candidate(big, support(big, gx, gy, p), True))
     return found
-
-
-def _by_rule(found: list[Candidate], best: float, shape: tuple[int, int],
-             p: Mapping[str, Any]) -> np.ndarray:
-    """Support, times how card-like the proportions are, times a little of the area:
-    the card's outline beats its own photo box or title band, whose edges are as
-    clean, and a large clean rectangle of another shape behind it."""
-    scored = [(_score(c.sides), c.quad) for c in found]
-    scored = [(s, q) for s, q in scored if s >= float(p["keep_share"]) * best]
-    area = float(shape[0] * shape[1])
-    top, quad = max(scored, key=lambda t: t[0] * _shape_prior(t[1], p) * (
-        cv2.contourArea(t[1].astype(np.float32)) / area) ** float(p["area_power"]))
-    return enclosing(quad, top, scored, p)
-
-
-def find_quad(image: np.ndarray, p: Mapping[str, Any]) -> Quad | None:
-    """The card's corners on ``image`` (BGR), or None when no outline holds up."""
-    small, scale = _scaled(image, int(p["work_side"]))
-    lab = cv2.cvtColor(small, cv2.COLOR_BGR2LAB)
-    gx, gy = _colour_gradient(lab)
-    found = search(lab, gx, gy, p)
-    best = max((_score(c.sides) for c in found), default=0.0)
-    if best < float(p["min_support"]):
-        return None
-    if fits(p.get("ranker") or {}):
-        ranks = checked(ranked(found, lab, gx, gy, p), lab, p)
-        pick = first_card(ranks, p)
-        layers = unpack(p.get("segnet") or {})
-        if layers is not None and pick is ranks[0][1]:
-            # (A card's two sides on one page, first_card's pick: the mask holds both.)
-            return learned(image, pick.quad, mask_quad(predict(image, layers), gx.shape),
-                           scale, p)
-        quad = pick.quad
-    else:
-        quad = _by_rule(found, best, gx.shape, p)
-    return finish(image, quad, scale, p)
-
-
-def learned(image: np.ndarray, quad: np.ndarray, own: np.ndarray | None, scale: float,
-            p: Mapping[str, Any]) -> Quad:
-    """The classic pick and the segmenter's quad (both on the work copy), each refined;
-    the segmenter's when its sides hold ``seg_gain`` more edge support: a wrong pick
-    (a side on a clutter rectangle's edge, a card merged with one) has a side whose
-    edge is not the card's, or none, where the network's outline finds the card's."""
-    big, big_scale = _scaled(image, int(p["refine_side"]))
-    bgx, bgy = _colour_gradient(cv2.cvtColor(big, cv2.COLOR_BGR2LAB))
-    mine = refined(quad * (big_scale / scale), bgx, bgy, big_scale, p)
-    if own is None:
-        return mine
-    theirs = refined(own * (big_scale / scale), bgx, bgy, big_scale, p)
-    return theirs if theirs.confidence >= mine.confidence + float(p["seg_gain"]) else mine
-
-
-def finish(image: np.ndarray, quad: np.ndarray, scale: float, p: Mapping[str, Any]) -> Quad:
-    """The chosen quad's sides refined on the larger copy; confidence is their support."""
-    big, big_scale = _scaled(image, int(p["refine_side"]))
-    bgx, bgy = _colour_gradient(cv2.cvtColor(big, cv2.COLOR_BGR2LAB))
-    return refined(quad * (big_scale / scale), bgx, bgy, big_scale, p)
 
 
 def refined(quad: np.ndarray, bgx: np.ndarray, bgy: np.ndarray, big_scale: float,

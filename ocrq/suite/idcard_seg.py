@@ -6,18 +6,20 @@ merged with a shape beside it, can outscore the card. A small convolutional
 network, trained on generated cards (idcard_seg_train.py, fixed seeds of its
 own), looks at the whole image shrunk to ``SIDE`` x ``SIDE`` and says for each
 pixel whether it is card. The quad of that mask is a second proposal beside the
-classic pick: both are refined onto the image's edges (idcard_cv.refined), and
-the network's is taken when its refined sides are the better supported by
-``seg_gain`` (idcard_cv.find_quad).
+classic pick, and the mask is the referee between the two (idcard_pick.py).
 
 Its weights ride in the ``idd`` parameters (``segnet``: float16 in base64,
-pinned by sha256 with every other number), and the forward pass runs in numpy
-(a few ms a page), so serving needs no torch; training imports it lazily.
+pinned by sha256 with every other number). The forward pass runs in ONNX
+Runtime on one thread (a graph built from ``LAYOUT`` and the weights, once per
+weights): numpy's BLAS split these small products over two threads and, on a
+busy machine, took five times as long. Serving needs no torch; training
+imports it lazily.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -29,10 +31,12 @@ from ocrq.suite.idcard_grow import corners_of
 
 log = logging.getLogger(__name__)
 
-SIDE = 128  # the network's input square (px); its mask comes out at half of it
+FORMAT = "ocrq-idcard-seg/2"
+STORE = 256  # the image is first shrunk to this square (and kept so in training)
+SIDE = 160  # the network's input square (px); its mask comes out at half of it
 # (in channels, out channels, stride) of each 3x3 convolution, in order; the
-# last is the 1x1 head. Encoder: 4 stages (64, 32, 16, 8 px); decoder: 3
-# (16, 32, 64 px), each fed the upsampled stage below and the encoder's skip.
+# last is the 1x1 head. Encoder: 4 stages (80, 40, 20, 10 px); decoder: 3
+# (20, 40, 80 px), each fed the upsampled stage below and the encoder's skip.
 LAYOUT: tuple[tuple[int, int, int], ...] = (
     (3, 8, 2), (8, 8, 1),
     (8, 16, 2), (16, 16, 1),
@@ -41,17 +45,32 @@ LAYOUT: tuple[tuple[int, int, int], ...] = (
     (56, 24, 1), (40, 16, 1), (24, 8, 1),
     (8, 1, 1),
 )
+# Which tensors each layer reads: "x" the input, "e1".."e4" the encoder stages,
+# "d3".."d1" the decoder's; "up:" upsampled x2 first. The torch network and the
+# ONNX graph are both built from this one table.
+WIRING: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("a1", ("x",)), ("e1", ("a1",)), ("a2", ("e1",)), ("e2", ("a2",)),
+    ("a3", ("e2",)), ("e3", ("a3",)), ("a4", ("e3",)), ("b4", ("a4",)), ("e4", ("b4",)),
+    ("d3", ("up:e4", "e3")), ("d2", ("up:d3", "e2")), ("d1", ("up:d2", "e1")),
+    ("logit", ("d1",)),
+)
 
 
 def net_input(image: np.ndarray) -> np.ndarray:
-    """The image (BGR) squashed to SIDE x SIDE, 3 x SIDE x SIDE in -0.5..0.5."""
-    small = cv2.resize(image, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+    """The image (BGR) squashed to STORE, then SIDE, square: 3 x SIDE x SIDE in -0.5..0.5
+    (training draws its cards at STORE once, so both go through the same two steps)."""
+    store = cv2.resize(image, (STORE, STORE), interpolation=cv2.INTER_AREA)
+    return scaled_input(store)
+
+
+def scaled_input(store: np.ndarray) -> np.ndarray:
+    small = cv2.resize(store, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
     return (small.astype(np.float32) / 255 - 0.5).transpose(2, 0, 1)
 
 
 def torch_net() -> Any:
     """The network in torch, for training (idcard_seg_train.py)."""
-    import torch  # training only: the finder runs the weights with numpy
+    import torch  # training only: the finder runs the weights in ONNX Runtime
 
     class SegNet(torch.nn.Module):
         def __init__(self) -> None:
@@ -62,36 +81,33 @@ def torch_net() -> Any:
                 for k, (i, o, s) in enumerate(LAYOUT))
 
         def forward(self, x: Any) -> Any:
-            relu, c = torch.relu, self.convs
             up = torch.nn.functional.interpolate
-            e1 = relu(c[1](relu(c[0](x))))
-            e2 = relu(c[3](relu(c[2](e1))))
-            e3 = relu(c[5](relu(c[4](e2))))
-            e4 = relu(c[8](relu(c[7](relu(c[6](e3))))))
-            d3 = relu(c[9](torch.cat([up(e4, scale_factor=2), e3], 1)))
-            d2 = relu(c[10](torch.cat([up(d3, scale_factor=2), e2], 1)))
-            d1 = relu(c[11](torch.cat([up(d2, scale_factor=2), e1], 1)))
-            return up(c[12](d1), scale_factor=2, mode="bilinear", align_corners=False)
+            t = {"x": x}
+            for k, (name, srcs) in enumerate(WIRING):
+                ins = [up(t[s[3:]], scale_factor=2) if s.startswith("up:") else t[s]
+                       for s in srcs]
+                y = self.convs[k](torch.cat(ins, 1) if len(ins) > 1 else ins[0])
+                t[name] = y if name == "logit" else torch.relu(y)
+            return t["logit"]
 
     return SegNet()
 
 
-def unpack(seg: Mapping[str, Any]) -> list[tuple[np.ndarray, np.ndarray]] | None:
+def weights(seg: Mapping[str, Any]) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """(weight, bias) per layer from the parameters' ``segnet``, or None when
     there is none or it was made for another layout (an older ``idd``)."""
-    if not seg or seg.get("format") != "ocrq-idcard-seg/1":
+    if not seg:
         return None
-    if [tuple(x) for x in seg.get("layout", [])] != list(LAYOUT) or seg.get("side") != SIDE:
-        log.warning("idd segmenter made for another layout: not used")
+    if (seg.get("format") != FORMAT or seg.get("side") != SIDE
+            or [tuple(x) for x in seg.get("layout", [])] != list(LAYOUT)):
+        log.warning("idd segmenter made for another network: not used")
         return None
     flat = np.frombuffer(base64.b64decode(seg["fp16"]), np.float16).astype(np.float32)
     out, at = [], 0
     for k, (i, o, _) in enumerate(LAYOUT):
         ksz = 1 if k == len(LAYOUT) - 1 else 3
         n = o * i * ksz * ksz
-        w = flat[at:at + n].reshape(o, i, ksz, ksz)
-        b = flat[at + n:at + n + o]
-        out.append((w, b))
+        out.append((flat[at:at + n].reshape(o, i, ksz, ksz), flat[at + n:at + n + o]))
         at += n + o
     if at != len(flat):
         log.warning("idd segmenter holds %d numbers, its layout %d: not used", len(flat), at)
@@ -99,37 +115,70 @@ def unpack(seg: Mapping[str, Any]) -> list[tuple[np.ndarray, np.ndarray]] | None
     return out
 
 
-def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndarray:
-    """3x3 (padding 1) or 1x1 convolution of C x H x W, as torch's Conv2d."""
-    o, i, k, _ = w.shape
-    if k == 1:
-        return np.tensordot(w[:, :, 0, 0], x, axes=1) + b[:, None, None]
-    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(1, 2))
-    win = win[:, ::stride, ::stride]  # C x H' x W' x 3 x 3
-    h, wd = win.shape[1:3]
-    cols = win.transpose(1, 2, 0, 3, 4).reshape(h * wd, i * 9)
-    return (cols @ w.reshape(o, i * 9).T + b).T.reshape(o, h, wd)
+def unpack(seg: Mapping[str, Any]) -> Any:
+    """A one-thread ONNX Runtime session of the parameters' segmenter, or None.
+    Made once per weights (the base64 string's hash is kept by Python)."""
+    if not seg or not isinstance(seg.get("fp16"), str):
+        return None
+    layout = tuple(tuple(int(v) for v in x) for x in seg.get("layout", []))
+    return _session(str(seg.get("format")), seg.get("side"), layout, seg["fp16"])
 
 
-def _up(x: np.ndarray) -> np.ndarray:
-    return x.repeat(2, axis=1).repeat(2, axis=2)
+@functools.lru_cache(maxsize=4)
+def _session(fmt: str, side: Any, layout: tuple[tuple[int, ...], ...], fp16: str) -> Any:
+    layers = weights({"format": fmt, "side": side, "layout": layout, "fp16": fp16})
+    if layers is None:
+        return None
+    import onnxruntime as ort  # heavy: only a finder with a segmenter loads it
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(onnx_graph(layers), opts,
+                                providers=["CPUExecutionProvider"])
 
 
-def predict(image: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def onnx_graph(layers: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """The network as a serialised ONNX model (input "x": 1 x 3 x SIDE x SIDE)."""
+    from onnx import TensorProto, helper, numpy_helper  # heavy: only to build the graph
+
+    nodes, made = [], set()
+    inits = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales2")]
+    for k, ((name, srcs), (w, b), (_, _, stride)) in enumerate(
+            zip(WIRING, layers, LAYOUT, strict=True)):
+        for s in srcs:
+            if s.startswith("up:") and s not in made:
+                # torch's default "nearest": source index floor(i / 2)
+                nodes.append(helper.make_node(
+                    "Resize", [s[3:], "", "scales2"], [s], mode="nearest",
+                    coordinate_transformation_mode="asymmetric", nearest_mode="floor"))
+                made.add(s)
+        src = srcs[0]
+        if len(srcs) > 1:
+            src = f"cat{k}"
+            nodes.append(helper.make_node("Concat", list(srcs), [src], axis=1))
+        inits += [numpy_helper.from_array(w, f"weight{k}"),
+                  numpy_helper.from_array(b, f"bias{k}")]
+        pad = 0 if w.shape[2] == 1 else 1
+        conv = name if name == "logit" else f"c{k}"
+        nodes.append(helper.make_node("Conv", [src, f"weight{k}", f"bias{k}"], [conv],
+                                      pads=[pad] * 4, strides=[stride] * 2))
+        if name != "logit":
+            nodes.append(helper.make_node("Relu", [conv], [name]))
+    graph = helper.make_graph(
+        nodes, "idcard_seg",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, SIDE, SIDE])],
+        [helper.make_tensor_value_info("logit", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def predict(image: np.ndarray, session: Any) -> np.ndarray:
     """Probability that each pixel is card, SIDE x SIDE (the image squashed)."""
-    relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
-    c = [lambda x, k=k: _conv(x, layers[k][0], layers[k][1], LAYOUT[k][2])
-         for k in range(len(LAYOUT))]
-    x = net_input(image)
-    e1 = relu(c[1](relu(c[0](x))))
-    e2 = relu(c[3](relu(c[2](e1))))
-    e3 = relu(c[5](relu(c[4](e2))))
-    e4 = relu(c[8](relu(c[7](relu(c[6](e3))))))
-    d3 = relu(c[9](np.concatenate([_up(e4), e3])))
-    d2 = relu(c[10](np.concatenate([_up(d3), e2])))
-    d1 = relu(c[11](np.concatenate([_up(d2), e1])))
-    logit = cv2.resize(c[12](d1)[0], (SIDE, SIDE), interpolation=cv2.INTER_LINEAR)
+    logit = session.run(None, {"x": net_input(image)[None]})[0][0, 0]
+    logit = cv2.resize(logit, (SIDE, SIDE), interpolation=cv2.INTER_LINEAR)
     return 1 / (1 + np.exp(-logit))
 
 
@@ -173,4 +222,3 @@ def mask_quad(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
     quad = corners_of(lines, quad)
     h, w = shape
     return (quad + 0.5) * np.array([w / (SIDE * up), h / (SIDE * up)]) - 0.5
-

@@ -18,7 +18,7 @@ from ocrq.plans import InvalidPlans, Plans
 from ocrq.plugin_stages import run_stages
 from ocrq.plugins import StageInput
 from ocrq.suite import idcard, idcard_rank, idcard_rank_train, idcard_synth, mrz
-from ocrq.suite.idcard_cv import find_quad
+from ocrq.suite.idcard_find import find_quad
 from tests.fixtures import render_page
 
 TD1 = ["I<UTOD231458907<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6",
