@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,10 @@ from ocrq.errors import OcrqError
 if TYPE_CHECKING:
     from celery import Celery
     from redis import Redis
+
+
+# How long drain and resume re-send a command the worker's queues do not show yet.
+CONFIRM_S = 20.0
 
 
 class WorkerNotFound(OcrqError):
@@ -81,8 +86,9 @@ def drain(app: Celery, redis: Redis, worker: str, *, queues: list[str] | None = 
     targets = sorted(set(queues or current) & set(current))
     # Remember before cancelling: a crash in between must not lose the list.
     redis.set(drain_key(worker), json.dumps(sorted(set(remembered) | set(targets))))
-    for queue in targets:
-        app.control.cancel_consumer(queue, destination=[worker], reply=True, timeout=5)
+    _until(app, worker, lambda now: [q for q in targets if q in now],
+           lambda q: app.control.cancel_consumer(q, destination=[worker], reply=True, timeout=5),
+           "stop consuming")
     start = time.monotonic()
     report = DrainReport(worker, targets)
     pending = in_flight(app, worker)
@@ -102,7 +108,29 @@ def resume(app: Celery, redis: Redis, worker: str, *,
     targets = sorted(queues or (json.loads(saved) if saved else []))
     if not targets:
         raise OcrqError(f"worker {worker!r} has no drained queues to resume; pass --queue")
-    for queue in targets:
-        app.control.add_consumer(queue, destination=[worker], reply=True, timeout=5)
-    redis.delete(drain_key(worker))
+    _until(app, worker, lambda now: [q for q in targets if q not in now],
+           lambda q: app.control.add_consumer(q, destination=[worker], reply=True, timeout=5),
+           "consume again")
+    redis.delete(drain_key(worker))  # only once they are back: a failed resume can be rerun
     return targets
+
+
+def _until(app: Celery, worker: str, left: Callable[[list[str]], list[str]],
+           send: Callable[[str], Any], what: str, confirm_s: float = CONFIRM_S) -> None:
+    """Send ``send(queue)`` for each queue ``left(consumed queues)`` names until the
+    worker's own answer shows none left, at most ``confirm_s`` seconds.
+
+    Remote control goes over the broker's broadcast (Redis pub/sub): a command sent
+    while the worker's subscription is being re-made, or answered after the reply's
+    timeout on a busy machine, may be lost or late. So the worker's queues are asked
+    again and the missing commands re-sent, instead of trusting the send.
+    """
+    deadline = time.monotonic() + confirm_s
+    todo = left(consumed_queues(app, worker))
+    while todo:
+        for queue in todo:
+            send(queue)
+        todo = left(consumed_queues(app, worker))
+        if todo and time.monotonic() >= deadline:
+            raise OcrqError(f"worker {worker!r} did not {what} {', '.join(todo)} within "
+                            f"{confirm_s:.0f}s; run the command again")
