@@ -48,24 +48,34 @@ def test_weak_candidates_are_kept_only_when_read_confidently(engine: Engine) -> 
     assert len(kept_polys) == len(kept_votes) == 2 and kept_votes[1] == (False, 0.9)
 
 
+def _line_and_glyph(height: int, text: str, glyph: str, at: tuple[int, int]
+                    ) -> tuple[np.ndarray, Region, tuple[int, int, int, int]]:
+    """A white page 480 px wide with ``text`` at (20, 10) and ``glyph`` at ``at`` (x, y):
+    the page, the line's strong region, and the glyph's rendered box (x, y, w, h)."""
+    page = np.full((height, 480, 3), 255, np.uint8)
+    line = render_page([text], size=28, margin=4)
+    mark = render_page([glyph], size=28, margin=4)
+    lh, lw = line.shape[:2]
+    page[10 : 10 + lh, 20 : 20 + lw] = line
+    x, y = at
+    page[y : y + mark.shape[0], x : x + mark.shape[1]] = mark
+    strong = Region(np.array([[20, 10], [20 + lw, 10], [20 + lw, 10 + lh], [20, 10 + lh]],
+                             np.float32), 0.9)
+    return page, strong, (x, y, mark.shape[1], mark.shape[0])
+
+
 def test_a_thin_glyph_is_read_at_the_line_height_not_from_its_sliver(engine: Engine) -> None:
     import copy
     from dataclasses import replace
 
-    page = np.full((120, 480, 3), 255, np.uint8)
-    line = render_page(["TOTAL 12.50"], size=28, margin=4)
-    one = render_page(["1"], size=28, margin=4)
-    lh, lw = line.shape[:2]
-    page[10 : 10 + lh, 20 : 20 + lw] = line
-    page[70 : 70 + one.shape[0], 40 : 40 + one.shape[1]] = one
-    ink = np.argwhere(page[70 : 70 + one.shape[0], 40 : 40 + one.shape[1]].min(axis=2) < 128)
-    (y0, x0), (y1, x1) = ink.min(axis=0) + [70, 40], ink.max(axis=0) + [70, 40]
+    page, strong, (x, y, w, h) = _line_and_glyph(120, "TOTAL 12.50", "1", (40, 70))
+    lh = int(strong.polygon[2, 1] - strong.polygon[0, 1])
+    ink = np.argwhere(page[y : y + h, x : x + w].min(axis=2) < 128)
+    (y0, x0), (y1, x1) = ink.min(axis=0) + [y, x], ink.max(axis=0) + [y, x]
     cy = (y0 + y1) / 2
     # What DB boxes for a lone "1": a sliver of its stroke, shorter than the glyph.
     sliver = Region(np.array([[x0, cy - 5], [x1 + 1, cy - 5], [x1 + 1, cy + 5], [x0, cy + 5]],
                              np.float32), 0.42, weak=True)
-    strong = Region(np.array([[20, 10], [20 + lw, 10], [20 + lw, 10 + lh], [20, 10 + lh]],
-                             np.float32), 0.9)
     regions = [strong, sliver]
     votes = [(False, 0.99), (False, 0.99)]
     as_boxed = copy.copy(engine)
@@ -124,17 +134,11 @@ def test_a_colon_on_a_row_needs_less_confidence_than_other_glyphs(engine: Engine
     from ocrq.stages.recognize import recognize
     from ocrq.stages.second_look import grow_to_line
 
-    page = np.full((80, 480, 3), 255, np.uint8)
-    line = render_page(["CASHIER"], size=28, margin=4)
-    colon = render_page([":"], size=28, margin=4)
-    lh, lw = line.shape[:2]
-    page[10 : 10 + lh, 20 : 20 + lw] = line
-    x = 60 + lw  # the colon set well apart, as "CASHIER    : 01"
-    page[10 : 10 + colon.shape[0], x : x + colon.shape[1]] = colon
-    strong = Region(np.array([[20, 10], [20 + lw, 10], [20 + lw, 10 + lh], [20, 10 + lh]],
-                             np.float32), 0.9)
-    ch, cw = colon.shape[:2]
-    weak = Region(np.array([[x, 10], [x + cw, 10], [x + cw, 10 + ch], [x, 10 + ch]],
+    lw = render_page(["CASHIER"], size=28, margin=4).shape[1]
+    # The colon set well apart, as "CASHIER    : 01".
+    page, strong, (x, y, cw, ch) = _line_and_glyph(80, "CASHIER", ":", (60 + lw, 10))
+    lh = int(strong.polygon[2, 1] - strong.polygon[0, 1])
+    weak = Region(np.array([[x, y], [x + cw, y], [x + cw, y + ch], [x, y + ch]],
                            np.float32), 0.4, weak=True)
     # What the second look reads there: the colon, grown to the line height.
     grown = np.clip(grow_to_line(weak.polygon, float(lh), engine.options.weak_min_aspect),
