@@ -86,7 +86,7 @@ def drain(app: Celery, redis: Redis, worker: str, *, queues: list[str] | None = 
     targets = sorted(set(queues or current) & set(current))
     # Remember before cancelling: a crash in between must not lose the list.
     redis.set(drain_key(worker), json.dumps(sorted(set(remembered) | set(targets))))
-    _until(app, worker, lambda now: [q for q in targets if q in now],
+    _until(app, worker, targets, lambda q, now: q not in now,
            lambda q: app.control.cancel_consumer(q, destination=[worker], reply=True, timeout=5),
            "stop consuming")
     start = time.monotonic()
@@ -102,35 +102,48 @@ def drain(app: Celery, redis: Redis, worker: str, *, queues: list[str] | None = 
 
 
 def resume(app: Celery, redis: Redis, worker: str, *,
-           queues: list[str] | None = None) -> list[str]:
-    """Consume again the queues a drain removed (or ``queues``); returns them."""
+           queues: list[str] | None = None, confirm_s: float = CONFIRM_S) -> list[str]:
+    """Consume again the queues a drain removed (or ``queues``); returns them once the
+    worker shows them, within ``confirm_s`` (else an error, the drain remembered)."""
     saved = redis.get(drain_key(worker))
     targets = sorted(queues or (json.loads(saved) if saved else []))
     if not targets:
         raise OcrqError(f"worker {worker!r} has no drained queues to resume; pass --queue")
-    _until(app, worker, lambda now: [q for q in targets if q not in now],
+    _until(app, worker, targets, lambda q, now: q in now,
            lambda q: app.control.add_consumer(q, destination=[worker], reply=True, timeout=5),
-           "consume again")
+           "consume again", confirm_s)
     redis.delete(drain_key(worker))  # only once they are back: a failed resume can be rerun
     return targets
 
 
-def _until(app: Celery, worker: str, left: Callable[[list[str]], list[str]],
+def _until(app: Celery, worker: str, targets: list[str], done: Callable[[str, list[str]], bool],
            send: Callable[[str], Any], what: str, confirm_s: float = CONFIRM_S) -> None:
-    """Send ``send(queue)`` for each queue ``left(consumed queues)`` names until the
-    worker's own answer shows none left, at most ``confirm_s`` seconds.
+    """Send ``send(queue)`` for each target until the worker's own list of queues shows
+    every one ``done``, at most ``confirm_s`` seconds.
 
     Remote control goes over the broker's broadcast (Redis pub/sub): a command sent
-    while the worker's subscription is being re-made, or answered after the reply's
-    timeout on a busy machine, may be lost or late. So the worker's queues are asked
-    again and the missing commands re-sent, instead of trusting the send.
+    while the worker re-makes its subscription is lost, and one a paused or busy
+    worker answers after the reply's timeout is late. So the worker's queues are asked
+    after each round, a worker that does not answer is asked again (not taken for
+    gone), and the commands still missing are re-sent (both are idempotent).
     """
     deadline = time.monotonic() + confirm_s
-    todo = left(consumed_queues(app, worker))
-    while todo:
+    todo = list(targets)
+    while True:
         for queue in todo:
             send(queue)
-        todo = left(consumed_queues(app, worker))
-        if todo and time.monotonic() >= deadline:
-            raise OcrqError(f"worker {worker!r} did not {what} {', '.join(todo)} within "
+        try:
+            now: list[str] | None = consumed_queues(app, worker)
+        except WorkerNotFound:
+            now = None  # no answer within the inspect's timeout: ask again
+        if now is not None:
+            todo = [q for q in targets if not done(q, now)]
+            if not todo:
+                return
+        if time.monotonic() >= deadline:
+            left = ", ".join(todo)
+            if now is None:
+                raise WorkerNotFound(f"worker {worker!r} did not answer within {confirm_s:.0f}s "
+                                     f"to {what} {left}; run the command again", worker=worker)
+            raise OcrqError(f"worker {worker!r} did not {what} {left} within "
                             f"{confirm_s:.0f}s; run the command again")

@@ -4,6 +4,8 @@ and routing around dead GPU workers — real workers, Redis, SQLite, HTTP."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +19,7 @@ from werkzeug.serving import make_server
 
 from ocrq.cluster.drain import WorkerNotFound, drain
 from ocrq.cluster.rollout import wait
+from ocrq.errors import OcrqError
 from ocrq.pipeline.routing import NoLiveWorker
 from ocrq.storage import Job
 from tests.integration.cluster_harness import ROOT, Cluster, gpu_and_cpu_cluster, line_image
@@ -200,6 +203,29 @@ def test_drain_and_resume_during_a_stream_loses_nothing(cluster: Cluster, image:
     assert all(d["result"]["lines"][0]["text"] == "Order 1234" for d in docs.values())
     w = next(w for w in cluster.snapshot().workers if w.name == "gpu1@test")
     assert w.queues == ("gpu",) and not w.draining
+
+
+def test_resume_claims_nothing_a_stopped_worker_has_not_done(cluster: Cluster) -> None:
+    """A worker that does not take its queues back (here SIGSTOPped: its control
+    commands wait unread, as a lost or late broadcast would leave them) is not reported
+    as consuming again: resume fails, keeps the drain, and works once rerun."""
+    from ocrq.cluster.agent import drain_key
+    from ocrq.cluster.drain import consumed_queues, resume
+
+    name = "gpu1@test"
+    report = drain(cluster.app, cluster.redis, name, timeout_s=60)
+    assert report.queues == ["gpu"] and consumed_queues(cluster.app, name) == []
+    group = cluster.workers[name].pid
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        with pytest.raises(OcrqError, match="run the command again"):
+            resume(cluster.app, cluster.redis, name, confirm_s=3)
+        assert cluster.redis.get(drain_key(name)) is not None  # remembered for the rerun
+    finally:
+        os.killpg(group, signal.SIGCONT)
+    assert resume(cluster.app, cluster.redis, name) == ["gpu"]
+    assert consumed_queues(cluster.app, name) == ["gpu"]
+    assert cluster.redis.get(drain_key(name)) is None
 
 
 def test_drain_unknown_worker_is_a_clear_error(cluster: Cluster) -> None:
