@@ -146,7 +146,7 @@ SECTIONS = [
     ("ocrq.engine", "classify_lines", "resize+pad (line direction)"),
     ("ocrq.engine", "estimate_skew", "skew estimate"),
     ("ocrq.engine", "straighten", "straighten"),
-    ("ocrq.engine", "leader_dots", "leader dots"),
+    ("ocrq.engine", "find_leaders", "leader dots"),
     ("ocrq.engine", "recognize", "resize+pad (recogniser)"),
     ("ocrq.stages.recognize", "ink_profile", "ink profile"),
     ("ocrq.stages.recognize", "decode", "CTC decode + spacing"),

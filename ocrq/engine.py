@@ -325,7 +325,7 @@ class Engine:
         lines = []
         for i, q, p in zip(keep, quads, placements, strict=True):
             # Drawn out after the reading order: that is the detected lines' order.
-            q = reach_out(q, leader_reach[i]) if leader_reach and leaders and leaders[i] else q
+            q = reach_out(q, leader_reach[i]) if leader_reach else q
             original = to_submitted(q, rotation, skew, width, height)
             lines.append(Line(
                 text=str(texts[i][0]),

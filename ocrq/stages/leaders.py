@@ -59,13 +59,6 @@ def find_leaders(
     return [_leader(gray, quads, i, opts) for i in range(len(quads))]
 
 
-def leader_dots(
-    image: np.ndarray, polygons: Sequence[np.ndarray], options: LeaderOptions | None = None
-) -> list[int]:
-    """For each polygon, the number of leader dots right of it on ``image`` (0: none)."""
-    return [lead.dots for lead in find_leaders(image, polygons, options)]
-
-
 def reach_out(quad: np.ndarray, reach: float) -> np.ndarray:
     """``quad`` (clockwise from top-left) drawn out ``reach`` px along its top edge's
     direction at its right end: the polygon of a line with its leader."""

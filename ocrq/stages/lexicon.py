@@ -86,12 +86,8 @@ class Lexicon:
 
     def _core(self, text: str) -> tuple[range, list[int], float] | None:
         """The token's alphanumeric core, its digit positions and zipf; None: keep as is."""
-        i0, i1 = 0, len(text)
-        while i0 < i1 and not text[i0].isalnum():
-            i0 += 1
-        while i1 > i0 and not text[i1 - 1].isalnum():
-            i1 -= 1
-        core = range(i0, i1)
+        core = _core_span(text)
+        i0, i1 = core.start, core.stop
         # Long tokens (URLs, codes run together) cost quadratic work and are not words.
         if not 2 <= len(core) <= MAX_WORD or not text[i0:i1].isalnum():
             return None
@@ -164,18 +160,24 @@ class Lexicon:
         return best
 
 
+def _core_span(text: str) -> range:
+    """``text`` without the punctuation at its ends (empty: no letter or digit)."""
+    i0, i1 = 0, len(text)
+    while i0 < i1 and not text[i0].isalnum():
+        i0 += 1
+    while i1 > i0 and not text[i1 - 1].isalnum():
+        i1 -= 1
+    return range(i0, i1)
+
+
 def _parts(text: str) -> list[range]:
     """The stretches of ``text`` corrected each on its own: the whole token when
     its core is one alphanumeric run (end punctuation kept with it, as before),
     else each alphanumeric run between the punctuation ("Cade", "Desc"). A
     compound with a digit is an amount or a code ("RM5.09", "CTO-98"): its
     letters are not words, and it stays whole (so ``_core`` leaves it)."""
-    i0, i1 = 0, len(text)
-    while i0 < i1 and not text[i0].isalnum():
-        i0 += 1
-    while i1 > i0 and not text[i1 - 1].isalnum():
-        i1 -= 1
-    if text[i0:i1].isalnum() or i0 == i1 or any(c.isdigit() for c in text):
+    core = _core_span(text)
+    if not core or text[core.start : core.stop].isalnum() or any(c.isdigit() for c in text):
         return [range(len(text))]
     return [range(m.start(), m.end()) for m in _ALNUM.finditer(text)]
 

@@ -217,8 +217,8 @@ class AutocommitInsert:
                 cur.executemany(sql, params)
         except dbapi.Error as exc:
             lost = self._engine.dialect.is_disconnect(exc, conn, None)
-            own = isinstance(exc, (dbapi.IntegrityError, dbapi.DataError))
-            if conn is not None and (lost or not own or not conn.open):
+            own = isinstance(exc, (dbapi.IntegrityError, dbapi.DataError))  # never a disconnect
+            if conn is not None and (not own or not conn.open):
                 self._drop()
             raise DBAPIError.instance(sql, None, exc, dbapi.Error, connection_invalidated=lost,
                                       dialect=self._engine.dialect) from exc

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from PIL import ImageDraw
 
-from ocrq.stages.leaders import NO_LEADER, find_leaders, leader_dots, reach_out
+from ocrq.stages.leaders import NO_LEADER, find_leaders, reach_out
 from tests.fixtures import GREY, _font, dots, label_with
 
 
 def test_counts_the_dots_of_a_leader():
     for n in (4, 9, 23):
         image, quad = label_with(dots(n))
-        assert leader_dots(image, [quad]) == [n]
+        assert [f.dots for f in find_leaders(image, [quad])] == [n]
 
 
 def test_the_next_box_on_the_row_ends_the_leader():
@@ -20,7 +20,7 @@ def test_the_next_box_on_the_row_ends_the_leader():
     x_stop = quad[1, 0] + 8 + 10 * 12 - 4  # between the 12th and the 13th dot
     value = quad.copy()
     value[:, 0] += x_stop - value[0, 0]
-    assert leader_dots(image, [quad, value])[0] == 12
+    assert [f.dots for f in find_leaders(image, [quad, value])][0] == 12
 
 
 def test_text_after_a_gap_of_dots_ends_the_leader():
@@ -28,14 +28,14 @@ def test_text_after_a_gap_of_dots_ends_the_leader():
         dots(6)(d, x_end, baseline)
         d.text((x_end + 8 + 6 * 10, 20), "RM 60.31", font=_font("DejaVuSansMono", 24), fill=0)
     image, quad = label_with(then_text)
-    assert leader_dots(image, [quad]) == [6]
+    assert [f.dots for f in find_leaders(image, [quad])] == [6]
 
 
 def test_vertical_lines_have_no_leader():
     image, quad = label_with(dots(12))
     x0, y0 = quad[0]
     tall = np.array([[x0, y0], [x0 + 20, y0], [x0 + 20, y0 + 60], [x0, y0 + 60]], np.float32)
-    assert leader_dots(image, [tall]) == [0]
+    assert [f.dots for f in find_leaders(image, [tall])] == [0]
 
 
 def test_rules_speckle_and_plain_punctuation_are_not_leaders():
@@ -44,7 +44,7 @@ def test_rules_speckle_and_plain_punctuation_are_not_leaders():
         for x in range(10, 880, 9):
             d.rectangle([x, baseline + 8, x + 4, baseline + 9], fill=GREY)
     image, quad = label_with(rule)
-    assert leader_dots(image, [quad]) == [0]
+    assert [f.dots for f in find_leaders(image, [quad])] == [0]
 
     rng = np.random.default_rng(7)
     def speckle(d: ImageDraw.ImageDraw, x_end: int, baseline: int) -> None:
@@ -53,12 +53,12 @@ def test_rules_speckle_and_plain_punctuation_are_not_leaders():
             s = int(rng.integers(1, 3))
             d.rectangle([x, y, x + s, y + s], fill=int(rng.integers(60, 200)))
     image, quad = label_with(speckle)
-    assert leader_dots(image, [quad]) == [0]
+    assert [f.dots for f in find_leaders(image, [quad])] == [0]
 
     image, quad = label_with(dots(3))  # "..." after a word is the recogniser's job
-    assert leader_dots(image, [quad]) == [0]
+    assert [f.dots for f in find_leaders(image, [quad])] == [0]
     image, quad = label_with(lambda d, x, y: None)
-    assert leader_dots(image, [quad]) == [0]
+    assert [f.dots for f in find_leaders(image, [quad])] == [0]
 
 
 def _leader_to(n: int) -> tuple[np.ndarray, np.ndarray, float]:

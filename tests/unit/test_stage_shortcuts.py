@@ -8,7 +8,7 @@ import pytest
 
 from ocrq.stages import leaders
 from ocrq.stages.detect import _box_score
-from ocrq.stages.leaders import LeaderOptions, leader_dots
+from ocrq.stages.leaders import LeaderOptions, find_leaders
 from ocrq.stages.recognize import ink_profile
 from tests.fixtures import dots, label_with
 
@@ -39,14 +39,14 @@ def test_leaders_that_start_near_and_far_from_the_text_count_as_before(start: in
     image, quad = label_with(dots(9, start=start))
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     want = _leader_without_shortcut(gray, quad[None], 0, LeaderOptions())
-    assert leader_dots(image, [quad]) == [want]
+    assert [f.dots for f in find_leaders(image, [quad])] == [want]
 
 
 def test_the_shortcut_still_finds_a_leader_and_still_skips_a_far_one() -> None:
     image, quad = label_with(dots(9, start=8))
-    assert leader_dots(image, [quad]) == [9]
+    assert [f.dots for f in find_leaders(image, [quad])] == [9]
     image, quad = label_with(dots(9, start=80))
-    assert leader_dots(image, [quad]) == [0]
+    assert [f.dots for f in find_leaders(image, [quad])] == [0]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -63,7 +63,7 @@ def test_leaders_on_speckled_strips_count_as_before(seed: int) -> None:
     image, quad = label_with(speckle)
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     want = _leader_without_shortcut(gray, quad[None], 0, LeaderOptions())
-    assert leader_dots(image, [quad]) == [want]
+    assert [f.dots for f in find_leaders(image, [quad])] == [want]
 
 
 def _box_score_with_np_clip(prob: np.ndarray, box: np.ndarray) -> float:
