@@ -226,14 +226,15 @@ def refine(quad: np.ndarray, gx: np.ndarray, gy: np.ndarray, reach: int,
         qx = np.clip(np.round(q[..., 0]).astype(int), 0, w - 1)
         qy = np.clip(np.round(q[..., 1]).astype(int), 0, h - 1)
         across = np.abs(gx[qy, qx] * normal[0] + gy[qy, qx] * normal[1])
-        # The outermost strong edge, not the strongest: the normal points into the
-        # quad, and a card's dark title band or photo meets its ground with a harder
-        # edge than the card meets the table.
-        top = across.max(axis=1, keepdims=True)
-        best = (across >= float(p["outer_share"]) * top).argmax(axis=1)
-        keep = top[:, 0] >= float(p["strong_gradient"])
         if nearest:
             best, keep = _nearest_ridge(across, offs, float(p["strong_gradient"]))
+        else:
+            # The outermost strong edge, not the strongest: the normal points into the
+            # quad, and a card's dark title band or photo meets its ground with a harder
+            # edge than the card meets the table.
+            top = across.max(axis=1, keepdims=True)
+            best = (across >= float(p["outer_share"]) * top).argmax(axis=1)
+            keep = top[:, 0] >= float(p["strong_gradient"])
         found = pts + offs[best][:, None] * normal[None, :]
         if keep.sum() < 5:
             lines.append((a, d / max(float(np.hypot(*d)), 1e-6)))

@@ -81,8 +81,7 @@ def learned(image: np.ndarray, quad: np.ndarray, prob: np.ndarray, scale: float,
     its sides hold ``seg_gain`` more support: a wrong pick (a side on a clutter
     rectangle's or a tile's straight edge, a card merged with one) can have sides as
     well supported as the card's, but it is not the region the network sees."""
-    big, big_scale = _scaled(image, int(p["refine_side"]))
-    bgx, bgy = _colour_gradient(cv2.cvtColor(big, cv2.COLOR_BGR2LAB))
+    bgx, bgy, big_scale = _refine_copy(image, p)
     mine = refined(quad * (big_scale / scale), bgx, bgy, big_scale, p)
     own = mask_quad(prob, image.shape[:2])
     if own is None:
@@ -102,8 +101,16 @@ def learned(image: np.ndarray, quad: np.ndarray, prob: np.ndarray, scale: float,
 
 def finish(image: np.ndarray, quad: np.ndarray, scale: float, p: Mapping[str, Any]) -> Quad:
     """The chosen quad's sides refined on the larger copy; confidence is their support."""
+    bgx, bgy, big_scale = _refine_copy(image, p)
+    return refined(quad * (big_scale / scale), bgx, bgy, big_scale, p)
+
+
+def _refine_copy(image: np.ndarray, p: Mapping[str, Any]
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The colour gradients of the copy sides are refined on (``refine_side`` px), and
+    its scale."""
     big, big_scale = _scaled(image, int(p["refine_side"]))
     bgx, bgy = _colour_gradient(cv2.cvtColor(big, cv2.COLOR_BGR2LAB))
-    return refined(quad * (big_scale / scale), bgx, bgy, big_scale, p)
+    return bgx, bgy, big_scale
 
 
