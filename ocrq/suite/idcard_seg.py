@@ -6,7 +6,7 @@ merged with a shape beside it, can outscore the card. A small convolutional
 network, trained on generated cards (idcard_seg_train.py, fixed seeds of its
 own), looks at the whole image shrunk to ``SIDE`` x ``SIDE`` and says for each
 pixel whether it is card. The quad of that mask is a second proposal beside the
-classic pick, and the mask is the referee between the two (idcard_pick.py).
+classic pick, and the mask is the referee between the two (idcard_find.py).
 
 Its weights ride in the ``idd`` parameters (``segnet``: float16 in base64,
 pinned by sha256 with every other number). The forward pass runs in ONNX

@@ -4,12 +4,12 @@
 with idcard_synth.py from seeds of its own (7000 and up: never the evaluation's
 13, 29, 41, 57, 83, the tuning set's 1-6 nor the scorer's 2024), shrinks each
 image to idcard_seg.STORE square and keeps the card's true corners; the
-network's input (SIDE square) and its target (the card's quad drawn, anti-aliased,
-at the mask's half resolution) are made from those. A small convolutional network
-(idcard_seg.LAYOUT) is fitted with a fixed torch seed on the CPU and written as
-JSON (idcard_segnet.json, package data; float16 packed in base64) that idcard.py
-folds into the ``idd`` parameters. Drawing is the slow part (~0.35 s a card on
-one free core): ``--part K`` draws one part into ``--cache`` (run them in
+network's input (SIDE square) and its target (at the mask's half resolution, the
+share of each pixel the card's quad covers: ``targets``) are made from those. A
+small convolutional network (idcard_seg.LAYOUT) is fitted with a fixed torch seed
+on the CPU and written as JSON (idcard_segnet.json, package data; float16 packed
+in base64) that idcard.py folds into the ``idd`` parameters. Drawing is the slow
+part (~0.35 s a card on one free core): ``--part K`` draws one part into ``--cache`` (run them in
 parallel), a run without ``--part`` trains on the parts found there (the shipped
 weights: 3 x 1200 cards, 18 epochs, 835 s on one thread of the shared machine).
 """
