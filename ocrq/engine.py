@@ -20,6 +20,7 @@ from ocrq.models.runtimes.cost import Cost, costed, page_cost
 from ocrq.models.states import LoadedModel
 from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
+from ocrq.stages.amounts import AmountOptions, Doubt, settle_lines
 from ocrq.stages.deskew import estimate_skew, should_deskew, straighten
 from ocrq.stages.detect import DetectOptions, InkLook, Region, detect
 from ocrq.stages.frames import Quad, line_crops, to_submitted
@@ -72,6 +73,7 @@ class Recognized:
     models: dict[str, int]
     ms: float
     cost: Cost = Cost()
+    doubts: list[list[Doubt]] = field(default_factory=list)  # per line (stages/amounts.py)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class EngineOptions:
     use_direction: bool = True  # per-line 180° model
     use_leaders: bool = True  # dot leaders right of a line become "." (stages/leaders.py)
     use_deskew: bool = True  # straighten a skewed page before reading it (stages/deskew.py)
+    # Doubtful digits settled by the page's sums (stages/amounts.py); None = off.
+    amounts: AmountOptions | None = field(default_factory=AmountOptions)
     # Below this (degrees) a page is read as it is: scans lie within a degree
     # of level (the dev receipts within 0.9°) and read well so.
     deskew_min_degrees: float = 1.0
@@ -140,7 +144,7 @@ class Engine:
         return self.step_reorder(
             name, w, h, d.rotation, d.polygons, t.texts, models, timings, leaders=d.leaders,
             skew=d.skew, cost={"rotate": r.cost, "detect": d.cost, "recognize": t.cost},
-            leader_reach=d.leader_reach,
+            leader_reach=d.leader_reach, doubts=t.doubts,
         )
 
     # --- steps -----------------------------------------------------------------
@@ -290,7 +294,7 @@ class Engine:
                      for c, f in zip(crops, flipped, strict=True)]
         results = recognize(model, crops, opts)
         texts = [(r.text, round(r.confidence, 4)) for r in results]
-        return Recognized(texts, models, _ms(t0))
+        return Recognized(texts, models, _ms(t0), doubts=[list(r.doubts) for r in results])
 
     def step_reorder(
         self,
@@ -306,13 +310,14 @@ class Engine:
         skew: float = 0.0,
         cost: Mapping[str, Cost] | None = None,
         leader_reach: Sequence[float] | None = None,
+        doubts: Sequence[Sequence[Doubt]] | None = None,
     ) -> PageResult:
         """Assemble the page; ``leaders``: dots to append to each line (step_detect), whose
         polygon is drawn out ``leader_reach`` px to the last dot (none given: as detected);
-        ``cost``: the earlier steps' (the result's ``cost`` adds reorder's and the total).
-
-        ``polygons`` are on the page step_detect read (turned by ``rotation``,
-        straightened by ``skew``); the result's are on the image as submitted.
+        ``cost``: the earlier steps' (the result's ``cost`` adds reorder's and the total);
+        ``doubts``: step_recognize's, for the page's sums to settle digits. ``polygons``
+        are on the page step_detect read (turned by ``rotation``, straightened by
+        ``skew``); the result's are on the image as submitted.
         """
         t0, cpu0 = time.perf_counter(), time.process_time()
         if leaders:
@@ -322,6 +327,9 @@ class Engine:
                 if text.strip() and float(conf) >= self.options.min_line_confidence]
         quads = [np.asarray(polygons[i], np.float32) for i in keep]
         placements = reading_order(quads)
+        if doubts and len(doubts) == len(texts) and self.options.amounts is not None:
+            texts = settle_lines(texts, doubts, keep, [p.order for p in placements],
+                                 [p.line for p in placements], self.options.amounts)
         lines = []
         for i, q, p in zip(keep, quads, placements, strict=True):
             # Drawn out after the reading order: that is the detected lines' order.

@@ -21,6 +21,7 @@ from typing import Any, Self, TypeVar
 from ocrq.engine import Detected, Quad
 from ocrq.errors import OcrqError
 from ocrq.models.runtimes.cost import NO_COST, Cost
+from ocrq.stages.amounts import Doubt
 
 T = TypeVar("T")
 
@@ -200,6 +201,9 @@ class BatchResult(_Message):
     # The batch's Cost (0 from a producer that predates it).
     cpu_s: float = 0.0
     gpu_s: float = 0.0
+    # Per line: runner-up digits of its amounts (stages/amounts.py); [] from a
+    # producer that predates them (the page's sums then settle nothing).
+    doubts: list[list[Doubt]] = field(default_factory=list)
 
     @classmethod
     def skipped(cls, index: int) -> BatchResult:
@@ -209,7 +213,9 @@ class BatchResult(_Message):
     def from_message(cls, data: Mapping[str, Any]) -> Self:
         res = _build(cls, data)
         return replace(res, texts=[(str(t), float(c)) for t, c in res.texts],
-                       cpu_s=float(res.cpu_s), gpu_s=float(res.gpu_s))
+                       cpu_s=float(res.cpu_s), gpu_s=float(res.gpu_s),
+                       doubts=[[(int(at), str(d), float(r)) for at, d, r in line]
+                               for line in res.doubts])
 
 
 def job_id_of(args: Iterable[Any] | None) -> str | None:

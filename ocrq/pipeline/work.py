@@ -209,7 +209,8 @@ def recognize(state: WorkerState, ref: RecognitionRef, polygons: list[Quad],
                                     languages=ref.lexicon, skew=ref.skew)
     state.cache.incr_done(ref.job_id)
     stage_done(log, Step.RECOGNIZE, t.ms, t.models)
-    return BatchResult(index, t.texts, t.models, t.ms, cpu_s=t.cost.cpu_s, gpu_s=t.cost.gpu_s)
+    return BatchResult(index, t.texts, t.models, t.ms, cpu_s=t.cost.cpu_s, gpu_s=t.cost.gpu_s,
+                       doubts=t.doubts)
 
 
 def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
@@ -222,6 +223,9 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
     state.cache.update(job_id, stage=str(Step.REORDER))
     results = sorted(results, key=lambda r: r.index)  # chord keeps order; be explicit
     texts = [t for r in results for t in r.texts]
+    # Every batch's doubts, or none (a batch from a producer that predates them).
+    doubts = ([d for r in results for d in r.doubts]
+              if all(len(r.doubts) == len(r.texts) for r in results) else None)
     models = dict(ctx.models)
     for r in results:
         models.update(r.models)
@@ -231,7 +235,7 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
                                      lines.polygons, texts, models, timings,
                                      leaders=lines.leaders, skew=ctx.skew,
                                      cost=ctx.costs(Step.RECOGNIZE.value, results),
-                                     leader_reach=lines.leader_reach)
+                                     leader_reach=lines.leader_reach, doubts=doubts)
     doc = page.to_dict()
     stage_done(log, Step.REORDER, page.timings_ms.get(Step.REORDER.value, 0.0), page.models)
     if ctx.stages:

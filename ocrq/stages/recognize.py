@@ -20,13 +20,14 @@ import math
 import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from ocrq.models.runtimes.inputs import run_many_images
 from ocrq.models.states import LoadedModel
+from ocrq.stages.amounts import Doubt, digit_doubts
 from ocrq.stages.ctc import Scores
 from ocrq.stages.currency import places, settle_currency
 from ocrq.stages.lexicon import Glyph, Lexicon, LexiconOptions, get_lexicon
@@ -41,6 +42,8 @@ from ocrq.stages.zero_o import settle_word
 class Recognized:
     text: str
     confidence: float
+    # Runner-up digits of the text's amounts, for the page's sums (stages/amounts.py).
+    doubts: tuple[Doubt, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class RecognizeOptions:
     # Look-alike letters in numbers and a misread '@' before a price or rate,
     # settled among the network's runner-ups (stages/numbers.py).
     numbers: bool = True
+    # The digits of amounts the network nearly read otherwise (a runner-up at least
+    # this share of the chosen digit's probability) are recorded for the page's
+    # sums to settle (stages/amounts.py); 1 = none.
+    amount_doubt: float = 0.1
     fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (stages/zero_o.py)
     # wordfreq language codes whose common words guide corrections among the
     # network's runner-up glyphs (stages/lexicon.py); () turns that off.
@@ -180,16 +187,16 @@ def decode(
     tokens, soft = split_tokens(chars, spacing, opts.spacing)
     if lexicon is not None and opts.rejoin:
         tokens = rejoin(tokens, soft, chars, lexicon)
-    words = _words(scores, steps, idx, chars, tokens, charset, opts, lexicon)
+    words, doubts = _words(scores, steps, idx, chars, tokens, charset, opts, lexicon)
     conf = float(best[steps].mean())
-    return Recognized(" ".join(words), conf)
+    return Recognized(" ".join(words), conf, tuple(doubts))
 
 
 def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
            tokens: list[list[int]], charset: list[str], opts: RecognizeOptions,
-           lexicon: Lexicon | None) -> list[str]:
+           lexicon: Lexicon | None) -> tuple[list[str], list[Doubt]]:
     """The tokens' words, settled (0/O, currencies, numbers) and corrected
-    against the lexicon."""
+    against the lexicon; and the doubtful digits of their amounts."""
     # NFKC folds the full-width punctuation the Chinese dictionary often picks
     # for Latin text (（ → (, ： → :) into the ASCII a Latin page printed.
     glyphs = [unicodedata.normalize("NFKC", c) for c in chars]
@@ -197,6 +204,7 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
     runners = functools.partial(_glyphs, scores, steps, idx, charset=charset,
                                 options=lexicon.options if lexicon else LexiconOptions())
     words: list[str] = []
+    doubts: list[Doubt] = []
     kept = [t for t in tokens if t]
     texts = ["".join(glyphs[k] for k in t) for t in kept]
     for n, token in enumerate(kept):
@@ -219,8 +227,15 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                 word = settle_number(runners(token, word))
             if lexicon is not None and lexicon.needs(word):
                 word = lexicon.correct(runners(token, word))
+            if (opts.amount_doubt < 1 and len(word) == len(token)
+                    and any(c.isdigit() for c in word)):
+                # Only digits the network itself chose: a settled glyph has no runner-ups.
+                own = [g if g.char == glyphs[k] else replace(g, alternatives=())
+                       for g, k in zip(runners(token, word), token, strict=True)]
+                offset = sum(len(w) + 1 for w in words)
+                doubts += digit_doubts(word, own, offset, opts.amount_doubt)
             words.append(word)
-    return words
+    return words, doubts
 
 
 def _glyphs(

@@ -83,6 +83,10 @@ def test_messages_round_trip_through_json() -> None:
     assert RecognitionRef.from_message(json.loads(json.dumps(ref.to_message()))) == ref
     res = BatchResult(2, [("TOTAL", 0.98)], {"str": 1}, 4.0)
     assert BatchResult.from_message(json.loads(json.dumps(res.to_message()))) == res
+    # Amounts' doubtful digits travel as (index, digit, ratio) tuples per line.
+    res = BatchResult(2, [("82.50", 0.9), ("x", 0.9)], {"str": 1}, 4.0,
+                      doubts=[[(0, "9", 0.71)], []])
+    assert BatchResult.from_message(json.loads(json.dumps(res.to_message()))) == res
     # Every message a stage task gets names its job at the top level.
     assert job_id_of([wire]) == job_id_of([ref.to_message()]) == "j1"
 

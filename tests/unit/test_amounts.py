@@ -1,0 +1,101 @@
+"""Amounts that must add up (stages/amounts.py), decode's doubts and the engine's use."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ocrq.stages.amounts import amount_spans, cents, digit_doubts, settle_amounts, settle_lines
+from ocrq.stages.lexicon import Glyph
+from ocrq.stages.recognize import RecognizeOptions, decode
+
+
+def page(*lines: str) -> tuple[list[str], list[int]]:
+    return list(lines), list(range(len(lines)))
+
+
+def test_amount_runs_and_their_value() -> None:
+    text = "RM13.65 -0.01 1,250.00 6.00% 12/01/2018 16:57:00 5,00"
+    runs = [text[a:b] for a, b in amount_spans(text)]
+    assert runs == ["13.65", "-0.01", "1,250.00", "5,00"]
+    assert [cents(r) for r in runs] == [1365, -1, 125000, 500]
+
+
+def test_a_faded_subtotal_and_total_are_settled_by_items_tax_cash_and_change() -> None:
+    # As read: 82.50 and 84.00 agree with each other (82.50 + 1.50), but not with the
+    # items (92.50) nor with cash and change; 9 was each one's runner-up.
+    texts, printed = page("ITEM A 25.00", "ITEM B 25.00", "ITEM C 42.50", "SUB-TOTAL 82.50",
+                          "DISC 0.00", "GST 1.50", "TOTAL 84.00", "CASH 94.00", "CHANGE 0.00")
+    doubts = [[] for _ in texts]
+    doubts[3] = [(10, "9", 0.71)]
+    doubts[6] = [(6, "9", 0.16)]
+    doubts[7] = [(5, "8", 0.44)]  # cash's own doubt: taking it checks out less
+    out = settle_amounts(texts, doubts, printed)
+    assert out[3] == "SUB-TOTAL 92.50" and out[6] == "TOTAL 94.00"
+    assert out[7] == "CASH 94.00"
+    assert [t for i, t in enumerate(out) if i not in (3, 6)] == \
+        [t for i, t in enumerate(texts) if i not in (3, 6)]
+
+
+def test_nothing_changes_without_a_sum_or_an_offered_digit() -> None:
+    texts, printed = page("ITEM A 25.00", "ITEM B 25.00", "ITEM C 42.50", "TOTAL 82.50")
+    assert settle_amounts(texts, [[] for _ in texts], printed) == texts  # 9 not offered
+    # Offered, but no sum it would make: left as read.
+    doubts: list[list[tuple[int, str, float]]] = [[] for _ in texts]
+    doubts[3] = [(7, "3", 0.5)]
+    assert settle_amounts(texts, doubts, printed) == texts
+
+
+def test_a_sum_that_checks_out_is_not_broken_for_another() -> None:
+    # 10 + 20 = 30 checks out; making 30 a 50 would make "50 = 20 + 30"... of nothing
+    # above it, and would stop 30 from checking out: never taken.
+    texts, printed = page("A 10.00", "B 20.00", "TOTAL 30.00", "CASH 50.00", "CHANGE 20.00")
+    doubts: list[list[tuple[int, str, float]]] = [[] for _ in texts]
+    doubts[2] = [(6, "5", 0.9)]
+    assert settle_amounts(texts, doubts, printed) == texts
+
+
+def test_the_rightmost_amount_of_a_printed_line_is_its_value() -> None:
+    # Unit price and amount on one printed line (two detected fragments): the amount counts.
+    texts = ["1 @ 3.00", "6.00", "2 @ 2.00", "4.00", "TOTAL", "16.00"]
+    printed = [0, 0, 1, 1, 2, 2]
+    doubts: list[list[tuple[int, str, float]]] = [[] for _ in texts]
+    doubts[5] = [(1, "0", 0.3)]  # "10.00" = 6.00 + 4.00
+    assert settle_amounts(texts, doubts, printed)[5] == "10.00"
+
+
+def test_settle_lines_works_in_reading_order_and_keeps_confidences() -> None:
+    # Detected order differs from reading order; line 2 was dropped (not kept).
+    texts = [("TOTAL 4.00", 0.9), ("A 1.00", 0.8), ("noise 7.77", 0.1), ("B 2.00", 0.95)]
+    doubts = [[(6, "3", 0.4)], [], [], []]
+    keep, order, printed = [0, 1, 3], [2, 0, 1], [2, 0, 1]
+    out = settle_lines(texts, doubts, keep, order, printed)
+    assert out == [("TOTAL 3.00", 0.9), ("A 1.00", 0.8), ("noise 7.77", 0.1), ("B 2.00", 0.95)]
+
+
+def test_digit_doubts_name_close_runner_up_digits_of_amounts_only() -> None:
+    word = "8.40"
+    glyphs = [Glyph("8", 0.6, (("9", 0.35), ("B", 0.04))), Glyph(".", 0.99),
+              Glyph("4", 0.95, (("1", 0.05),)), Glyph("0", 0.99, (("6", 0.2),))]
+    assert digit_doubts(word, glyphs, 5, 0.1) == [(5, "9", round(0.35 / 0.6, 4)),
+                                                  (8, "6", round(0.2 / 0.99, 4))]
+    # A code is no amount: nothing recorded.
+    assert digit_doubts("8401", [Glyph(c, 0.5, (("9", 0.4),)) for c in "8401"], 0, 0.1) == []
+
+
+def probs_row(classes: int, top: int, p: float, runner: int, q: float) -> np.ndarray:
+    row = np.full(classes, (1.0 - p - q) / (classes - 2), np.float32)
+    row[top], row[runner] = p, q
+    return row
+
+
+def test_decode_records_an_amounts_doubtful_digit_at_its_place_in_the_line() -> None:
+    charset = ["", "T", "8", ".", "5", "0", "9", " "]
+    seq = [1, 0, 7, 0, 2, 0, 4, 0, 3, 0, 4, 0, 5]  # "T 85.50", the 8 nearly a 9
+    rows = [probs_row(len(charset), 2, 0.55, 6, 0.4) if k == 4 else
+            probs_row(len(charset), c, 0.97, 2 if c == 1 else 1, 0.01)
+            for k, c in enumerate(seq)]
+    out = decode(np.stack(rows), charset, RecognizeOptions(languages=()))
+    assert out.text == "T 85.50"
+    assert out.doubts == ((2, "9", round(0.4 / 0.55, 4)),)
+    off = decode(np.stack(rows), charset, RecognizeOptions(languages=(), amount_doubt=1.0))
+    assert off.text == "T 85.50" and off.doubts == ()
