@@ -15,12 +15,17 @@ most ``max_swaps`` offered digits that makes the most lines check out is
 taken, when it makes more lines check out than the page as read, every line
 that checked out still does, and every line it changes takes part in a sum or
 difference that checks out. No digit the network did not offer is invented.
+
+First, a page's amounts share one decimal separator: an amount written with
+the other one ("60,30" among ten amounts with a point) takes the page's where
+the network offered it as the separator's runner-up.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,16 +60,19 @@ def cents(run: str) -> int:
 
 def digit_doubts(word: str, glyphs: Sequence[Glyph], offset: int, min_ratio: float
                  ) -> list[Doubt]:
-    """Doubts on the digits of ``word``'s amounts; ``glyphs``: the word's, one per
-    character, as the network chose them; ``offset``: where the word starts in its line."""
+    """Doubts on the digits and decimal separators of ``word``'s amounts; ``glyphs``:
+    the word's, one per character, as the network chose them; ``offset``: where the
+    word starts in its line."""
     out: list[Doubt] = []
     for a, b in amount_spans(word):
         for i in range(a, b):
             g = glyphs[i]
-            if not word[i].isdigit() or g.prob <= 0:
+            if g.prob <= 0:
                 continue
+            # A digit's runner-up digits; the decimal separator's other form.
+            want = "0123456789" if word[i].isdigit() else ".," if i == b - 3 else ""
             for alt, p in g.alternatives:
-                if alt.isdigit() and alt != word[i] and p >= min_ratio * g.prob:
+                if alt in want and alt != word[i] and p >= min_ratio * g.prob:
                     out.append((offset + i, alt, round(p / g.prob, 4)))
     return out
 
@@ -115,8 +123,10 @@ def settle_amounts(texts: Sequence[str], doubts: Sequence[Sequence[Doubt]],
     """``texts`` (in reading order; ``printed[i]``: text i's printed line) with the
     doubtful digits the page's sums settle changed."""
     opts = options or AmountOptions()
+    texts = _separators(texts, doubts)
     out = list(texts)
-    rows = _rows(texts, doubts, printed)
+    digits = [[d for d in line if d[1].isdigit()] for line in doubts]
+    rows = _rows(texts, digits, printed)
     values = [r.value for r in rows]
     base, _ = _checked(values, opts.max_run)
     offered = sorted(((k, d) for k, r in enumerate(rows) for d in r.doubts),
@@ -143,6 +153,22 @@ def settle_amounts(texts: Sequence[str], doubts: Sequence[Sequence[Doubt]],
     for k, (at, digit, _) in choice:
         i = rows[k].text
         out[i] = out[i][:at] + digit + out[i][at + 1 :]
+    return out
+
+
+def _separators(texts: Sequence[str], doubts: Sequence[Sequence[Doubt]]) -> list[str]:
+    """A page's amounts share one decimal separator: an amount written with the
+    other one takes the page's where the network offered it ("60,30" among
+    ten amounts with a point; a comma's tail is often a speck)."""
+    out = list(texts)
+    runs = [(i, b - 3) for i, t in enumerate(texts) for _, b in amount_spans(t)]
+    seps = Counter(texts[i][at] for i, at in runs).most_common()
+    if len(seps) < 2 or seps[0][1] < 3 or seps[0][1] < 3 * seps[1][1]:
+        return out  # no clear page convention
+    page = seps[0][0]
+    for i, at in runs:
+        if out[i][at] != page and any(d[0] == at and d[1] == page for d in doubts[i]):
+            out[i] = out[i][:at] + page + out[i][at + 1 :]
     return out
 
 

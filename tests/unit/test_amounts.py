@@ -99,3 +99,30 @@ def test_decode_records_an_amounts_doubtful_digit_at_its_place_in_the_line() -> 
     assert out.doubts == ((2, "9", round(0.4 / 0.55, 4)),)
     off = decode(np.stack(rows), charset, RecognizeOptions(languages=(), amount_doubt=1.0))
     assert off.text == "T 85.50" and off.doubts == ()
+
+
+def test_an_amount_takes_the_pages_decimal_separator_where_it_was_offered() -> None:
+    # Six amounts with a point, two with a comma: the point is the page's.
+    texts, printed = page("A 1.50", "B 2.25", "C 60,30", "D 3.00", "E 4,10", "F 5.00",
+                          "G 6.00", "H 7.00")
+    doubts: list[list[tuple[int, str, float]]] = [[] for _ in texts]
+    doubts[2] = [(4, ".", 0.65)]  # offered: the page's point
+    out = settle_amounts(texts, doubts, printed)
+    assert out[2] == "C 60.30"
+    assert out[:2] + out[3:] == texts[:2] + texts[3:]  # E 4,10: the point was not offered
+    # No clear convention (two of each): left as read.
+    texts, printed = page("A 1.50", "B 2,25", "C 60,30", "D 3.00")
+    doubts = [[] for _ in texts]
+    doubts[2] = [(4, ".", 0.65)]
+    assert settle_amounts(texts, doubts, printed) == texts
+    # A comma-decimal page settles the other way.
+    texts, printed = page("A 1.250,50", "B 2,25", "C 60.30", "D 3,00")
+    doubts = [[] for _ in texts]
+    doubts[2] = [(4, ",", 0.3)]
+    assert settle_amounts(texts, doubts, printed)[2] == "C 60,30"
+
+
+def test_digit_doubts_name_the_decimal_separators_other_form() -> None:
+    glyphs = [Glyph("6", 0.99), Glyph("0", 0.99), Glyph(",", 0.56, ((".", 0.37), ("、", 0.1))),
+              Glyph("3", 0.99), Glyph("0", 0.99)]
+    assert digit_doubts("60,30", glyphs, 0, 0.1) == [(2, ".", round(0.37 / 0.56, 4))]
