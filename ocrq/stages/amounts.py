@@ -77,6 +77,28 @@ def digit_doubts(word: str, glyphs: Sequence[Glyph], offset: int, min_ratio: flo
     return out
 
 
+def code_letter(glyph: Glyph, min_ratio: float) -> str:
+    """A lone glyph ending a line right after an amount is a code column's (a tax
+    code: "4.90 S"), a letter: the letter the network offered for a digit there
+    ("5" with S at a third of its probability), both cases counted together."""
+    if not glyph.char.isdigit():
+        return glyph.char
+    offered: Counter[str] = Counter()
+    for alt, p in glyph.alternatives:
+        if alt.isascii() and alt.isalpha():
+            offered[alt.upper()] += p
+    if offered:
+        letter, p = offered.most_common(1)[0]
+        if p >= min_ratio * glyph.prob:
+            return letter
+    return glyph.char
+
+
+def ends_in_amount(word: str) -> bool:
+    spans = amount_spans(word)
+    return bool(spans) and spans[-1][1] == len(word)
+
+
 @dataclass(frozen=True)
 class _Row:
     text: int  # which line text holds the amount

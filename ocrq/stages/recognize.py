@@ -27,7 +27,7 @@ import numpy as np
 
 from ocrq.models.runtimes.inputs import run_many_images
 from ocrq.models.states import LoadedModel
-from ocrq.stages.amounts import Doubt, digit_doubts
+from ocrq.stages.amounts import Doubt, code_letter, digit_doubts, ends_in_amount
 from ocrq.stages.ctc import Scores
 from ocrq.stages.currency import places, settle_currency
 from ocrq.stages.lexicon import Glyph, Lexicon, LexiconOptions, get_lexicon
@@ -225,6 +225,9 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                     word = word[:a] + settle_currency(runners(token[a:b], word[a:b])) + word[b:]
             if opts.numbers and any(c.isdigit() for c in word):
                 word = settle_number(runners(token, word))
+            if (opts.numbers and len(word) == 1 and n + 1 == len(texts) and words
+                    and ends_in_amount(words[-1])):
+                word = code_letter(runners(token, word)[0], opts.amount_doubt)
             if lexicon is not None and lexicon.needs(word):
                 word = lexicon.correct(runners(token, word))
             if (opts.amount_doubt < 1 and len(word) == len(token)

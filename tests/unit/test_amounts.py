@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ocrq.stages.amounts import amount_spans, cents, digit_doubts, settle_amounts, settle_lines
+from ocrq.stages.amounts import (
+    amount_spans,
+    cents,
+    code_letter,
+    digit_doubts,
+    ends_in_amount,
+    settle_amounts,
+    settle_lines,
+)
 from ocrq.stages.lexicon import Glyph
 from ocrq.stages.recognize import RecognizeOptions, decode
 
@@ -126,3 +134,26 @@ def test_digit_doubts_name_the_decimal_separators_other_form() -> None:
     glyphs = [Glyph("6", 0.99), Glyph("0", 0.99), Glyph(",", 0.56, ((".", 0.37), ("、", 0.1))),
               Glyph("3", 0.99), Glyph("0", 0.99)]
     assert digit_doubts("60,30", glyphs, 0, 0.1) == [(2, ".", round(0.37 / 0.56, 4))]
+
+
+def test_a_lone_digit_after_an_amount_at_a_lines_end_is_a_code_letter() -> None:
+    five = Glyph("5", 0.64, (("s", 0.25), ("S", 0.07), ("6", 0.01)))
+    assert code_letter(five, 0.1) == "S"  # both cases of S together
+    assert code_letter(Glyph("5", 0.93, (("S", 0.05),)), 0.1) == "5"  # too faint a doubt
+    assert code_letter(Glyph("S", 0.9, (("5", 0.09),)), 0.1) == "S"
+    assert ends_in_amount("RM18.80") and not ends_in_amount("18.80%")
+    assert not ends_in_amount("ITEM(S)")
+
+
+def test_decode_reads_a_tax_code_after_an_amount_as_a_letter() -> None:
+    charset = ["", "4", ".", "9", "0", "5", "S", " "]
+    seq = [1, 0, 2, 0, 3, 0, 4, 7, 0, 5]  # "4.90 5": the 5 nearly an S
+    rows = [probs_row(len(charset), 5, 0.6, 6, 0.35) if k == 9 else
+            probs_row(len(charset), c, 0.97, 1 if c != 1 else 3, 0.01)
+            for k, c in enumerate(seq)]
+    assert decode(np.stack(rows), charset, RecognizeOptions(languages=())).text == "4.90 S"
+    # Not after an amount ("ITEMS 5" style): the digit stays.
+    seq = [3, 0, 3, 7, 0, 5]
+    rows = [probs_row(len(charset), 5, 0.6, 6, 0.35) if k == 5 else
+            probs_row(len(charset), c, 0.97, 1, 0.01) for k, c in enumerate(seq)]
+    assert decode(np.stack(rows), charset, RecognizeOptions(languages=())).text == "99 5"
