@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from ocrq.engine import Engine
 from ocrq.stages.amounts import (
     amount_spans,
     cents,
@@ -157,3 +160,22 @@ def test_decode_reads_a_tax_code_after_an_amount_as_a_letter() -> None:
     rows = [probs_row(len(charset), 5, 0.6, 6, 0.35) if k == 5 else
             probs_row(len(charset), c, 0.97, 1, 0.01) for k, c in enumerate(seq)]
     assert decode(np.stack(rows), charset, RecognizeOptions(languages=())).text == "99 5"
+
+
+def test_the_engine_settles_amounts_in_reading_order_and_can_be_switched_off(
+        engine: Engine) -> None:
+    def box(y: float) -> list[list[float]]:
+        return [[10.0, y], [200.0, y], [200.0, y + 20], [10.0, y + 20]]
+
+    # Detected out of reading order: the total first.
+    polygons = [box(80), box(0), box(40)]
+    texts = [("TOTAL 4.00", 0.9), ("A 1.00", 0.9), ("B 2.00", 0.9)]
+    doubts = [[(6, "3", 0.4)], [], []]
+    page = engine.step_reorder("p", 300, 120, 0, polygons, texts, {}, {}, doubts=doubts)
+    assert [ln.text for ln in page.lines] == ["A 1.00", "B 2.00", "TOTAL 3.00"]
+    off = Engine(engine.registry, replace(engine.options, amounts=None))
+    page = off.step_reorder("p", 300, 120, 0, polygons, texts, {}, {}, doubts=doubts)
+    assert [ln.text for ln in page.lines] == ["A 1.00", "B 2.00", "TOTAL 4.00"]
+    # Without doubts (a producer that predates them) nothing is settled either.
+    page = engine.step_reorder("p", 300, 120, 0, polygons, texts, {}, {})
+    assert [ln.text for ln in page.lines][-1] == "TOTAL 4.00"

@@ -17,7 +17,7 @@ import pytest
 
 from ocrq.engine import Engine, EngineOptions
 from ocrq.models.runtimes.cost import NO_COST
-from ocrq.pipeline.messages import JobContext, Lines, RecognitionRef
+from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
 from ocrq.stages.deskew import estimate_skew, should_deskew, straighten, to_upright
 from ocrq.stages.rotate import lines_run_sideways
 from tests.fixtures import rotate
@@ -162,14 +162,18 @@ def test_skew_travels_through_the_job_messages(
     lines = ctx.lines
     assert lines is not None
     texts: list[tuple[str, float]] = []
+    doubts: list = []
     for a in range(0, len(lines.polygons), ctx.batch_lines):
         b = a + ctx.batch_lines
         t = engine.step_recognize(skewed, ref.rotation, lines.polygons[a:b],
                                   lines.flipped[a:b], skew=ref.skew)
-        texts += t.texts
+        res = BatchResult.from_message(hop(BatchResult(a, t.texts, t.models, t.ms,
+                                                       doubts=t.doubts).to_message()))
+        texts += res.texts
+        doubts += res.doubts
     page = engine.step_reorder(ctx.name, ctx.width, ctx.height, ctx.rotation or 0,
                                lines.polygons, texts, {}, {}, leaders=lines.leaders,
-                               skew=ctx.skew, leader_reach=lines.leader_reach)
+                               skew=ctx.skew, leader_reach=lines.leader_reach, doubts=doubts)
     direct = engine.run(skewed, "s.png")
     assert [(ln.text, ln.polygon, ln.order) for ln in page.lines] == [
         (ln.text, ln.polygon, ln.order) for ln in direct.lines]
