@@ -32,7 +32,7 @@ from ocrq.stages.ctc import Scores
 from ocrq.stages.currency import places, settle_currency
 from ocrq.stages.lexicon import Glyph, Lexicon, LexiconOptions, get_lexicon
 from ocrq.stages.numbers import settle_number
-from ocrq.stages.rejoin import rejoin
+from ocrq.stages.rejoin import join_times, rejoin
 from ocrq.stages.spacing import Ink, SpaceRules, ink_profile, measure, split_tokens
 from ocrq.stages.uncovered import recover
 from ocrq.stages.zero_o import settle_word
@@ -187,6 +187,8 @@ def decode(
     tokens, soft = split_tokens(chars, spacing, opts.spacing)
     if lexicon is not None and opts.rejoin:
         tokens = rejoin(tokens, soft, chars, lexicon)
+    if opts.rejoin:
+        tokens = join_times(tokens, chars)
     words, doubts = _words(scores, steps, idx, chars, tokens, charset, opts, lexicon)
     conf = float(best[steps].mean())
     return Recognized(" ".join(words), conf, tuple(doubts))

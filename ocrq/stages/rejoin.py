@@ -1,4 +1,5 @@
-"""Soft word breaks inside common words taken back ("INC LUSIVE" -> "INCLUSIVE").
+"""Soft word breaks inside common words taken back ("INC LUSIVE" -> "INCLUSIVE"),
+and any break inside a time of day ("12:12: 57" -> "12:12:57").
 
 The ink-gap rule of stages/spacing.py splits beside the narrow I and L of
 monospaced receipt fonts, and the network's space class rises a little there
@@ -9,6 +10,7 @@ the lexicon may take it back.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from ocrq.stages.lexicon import Lexicon
 
@@ -95,3 +97,24 @@ def _attested(word: str, lexicon: Lexicon) -> bool:
     three letters ("RETURNABL E" -> "RETURNABLE"): joining never adds a
     non-word, as the grouping still counts them (``Lexicon.common``)."""
     return lexicon.common(word) or (len(word) > 3 and lexicon.zipf(word) >= 1.5)
+
+
+# A time of day as one token: "7:05", "12:12:57", "02:49PM".
+_TIME = re.compile(r"^(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:[AaPp][Mm])?$")
+
+
+def join_times(tokens: list[list[int]], chars: list[str]) -> list[list[int]]:
+    """Breaks beside a time's colon taken back: the wide blank around a colon in
+    receipt fonts puts one there ("03: 17:50"), and a time is never written with
+    a space inside. Only where the tokens joined read as a whole time."""
+    out: list[list[int]] = []
+    for t in tokens:
+        if out and out[-1] and t:
+            # NFKC: the recogniser often picks the full-width colon for a Latin one.
+            left = unicodedata.normalize("NFKC", "".join(chars[k] for k in out[-1]))
+            right = unicodedata.normalize("NFKC", "".join(chars[k] for k in t))
+            if (left.endswith(":") or right.startswith(":")) and _TIME.match(left + right):
+                out[-1] = out[-1] + t
+                continue
+        out.append(t)
+    return out

@@ -7,6 +7,7 @@ import pytest
 
 from ocrq.stages.lexicon import Glyph, Lexicon, UnknownLanguage
 from ocrq.stages.recognize import RecognizeOptions, decode
+from ocrq.stages.rejoin import join_times
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +224,27 @@ def test_a_letter_without_a_case_pair_takes_its_neighbours_case(en):
 
     assert _same_case("S", list("ßTRASSE"), 0) == "S"  # not "s": ß has no upper form
     assert _same_case("m", list("TINE"), 2) == "M"
+
+
+def test_a_break_beside_a_times_colon_is_taken_back() -> None:
+    def split(*parts: str) -> tuple[list[list[int]], list[str]]:
+        chars = [c for p in parts for c in p]
+        tokens, k = [], 0
+        for p in parts:
+            tokens.append(list(range(k, k + len(p))))
+            k += len(p)
+        return tokens, chars
+
+    def joined(*parts: str) -> list[str]:
+        tokens, chars = split(*parts)
+        return ["".join(chars[k] for k in t) for t in join_times(tokens, chars)]
+
+    assert joined("12/05/18", "12:12:", "57", "pm") == ["12/05/18", "12:12:57", "pm"]
+    assert joined("03:", "17:50", "PM") == ["03:17:50", "PM"]
+    assert joined("12：", "45") == ["12：45"]  # a full-width colon, as the network reads it
+    assert joined("02:49", "PM") == ["02:49", "PM"]  # no colon at the break
+    # Not a time: a label, a phone number, an hour past 23, minutes past 59.
+    assert joined("TEL:", "016-7780546") == ["TEL:", "016-7780546"]
+    assert joined("TIME:", "17:34:00") == ["TIME:", "17:34:00"]
+    assert joined("25:", "10") == ["25:", "10"]
+    assert joined("10:", "75") == ["10:", "75"]
