@@ -30,7 +30,7 @@ from ocrq.webhooks import check_url
 
 log = logging.getLogger(__name__)
 NAME_MAX = 255  # ocrq_jobs.image_name
-# Job ids whose INSERT failed after their image was stored -> when (the sweeper's).
+# Job ids whose INSERT failed (their image stored then) -> when (the sweeper's).
 IN_DOUBT = "ocrq:intake:doubt"
 
 
@@ -74,12 +74,6 @@ def submit(
     # the caller's bid: the key names the business), only now that the image is
     # valid: a replay carrying junk learns nothing.
     job_id = uuid().replace("-", "")
-    # The image is stored before the row exists. A row is never without its image:
-    # when the database commits the INSERT but its reply is lost (MariaDB restarting
-    # mid-COMMIT: the client gets a 503, the row exists), or this process dies before
-    # enqueueing, the sweeper re-drives the queued job from its stored image instead
-    # of failing it `lost` (soak at 9a3a3a5). Redis down here: a 503, nothing written.
-    image_key = services.blobs.put(job_id, data)
     try:
         job, created = store.create_job(
             services.db, id=job_id, bid=plan.bid, tid=plan.tid, status=str(JobStatus.QUEUED),
@@ -87,18 +81,22 @@ def submit(
             image_name=name, width=width, height=height, batches_done=0,
         )
     except Exception:
-        # The row may exist (its COMMIT's reply lost) or not: the sweeper looks once the
-        # database answers again, and drops the image if there is no row.
+        # The row may exist (its COMMIT's reply lost: MariaDB restarting mid-COMMIT, the
+        # client gets a 503) or not. The image is stored now, with the id in IN_DOUBT, one
+        # round trip: a committed row is re-driven from it by the sweeper (soak at
+        # 9a3a3a5), and once the database answers again the sweeper drops the image of an
+        # id without a row. Redis down too: the row (if any) ends failed `lost`.
         with contextlib.suppress(Exception):
-            services.redis.zadd(IN_DOUBT, {job_id: time.time()})
+            pipe = services.redis.pipeline(transaction=False)
+            services.blobs.put(job_id, data, pipe)
+            pipe.zadd(IN_DOUBT, {job_id: time.time()})
+            pipe.execute()
         raise
     if not created:  # a replay, or lost an idempotency race: the other job is the answer
-        with contextlib.suppress(Exception):  # unused; its TTL would drop it anyway
-            services.blobs.delete(image_key)
         return work.document(services, job.id) or {}, False
     # A document: one canvas per page (canvas.start).
     ctx = first_context(services, plan, job, queues, doc_info.sizes if doc_info else ())
-    return _enqueue(services, app, job, ctx), True
+    return _enqueue(services, app, job, ctx, data), True
 
 
 def first_context(services: Services, plan: Plan, job: Job, queues: dict[str, str],
@@ -136,11 +134,16 @@ def _stored_pages(services: Services, job: Job) -> tuple[tuple[int, int], ...]:
     return info.sizes if info else ()
 
 
-def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext) -> dict[str, Any]:
-    """Cache the status, start the canvas (the image is stored); the job as accepted.
+def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: bytes
+             ) -> dict[str, Any]:
+    """Store the image, cache the status, start the canvas; the job as accepted.
 
-    Everything after the row exists may fail (Redis or the broker down): the
-    job then ends failed, never sits in "queued" forever.
+    The image rides the status pipeline, after the row (one Redis round trip for
+    all of it: each blocking round trip costs a submit about twice its own CPU).
+    A web process that dies between the INSERT and that pipeline leaves a queued
+    row with no image, no status and no task: the sweeper fails it ``lost`` and
+    frees its Idempotency-Key. Everything after the row exists may fail (Redis
+    or the broker down): the job then ends failed, never sits in "queued" forever.
     """
     job_id = ctx.job_id
     try:
@@ -152,9 +155,11 @@ def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext) -> dict
         argsrepr = f"(job {job_id})"
         pub = publish.publisher(app, services.settings.redis_url)
         message = pub.message(sig, argsrepr)
-        # Status and task ids in one round trip, both before the message exists (the
-        # message too, when the broker is the cache's Redis database).
+        # Image, status and task ids in one round trip, all before the message exists
+        # (the message too, when the broker is the cache's Redis database): a worker
+        # that pops it finds them.
         pipe = services.redis.pipeline(transaction=False)
+        services.blobs.put(job_id, data, pipe)
         services.cache.put(job_id, flat, pipe)
         services.cache.add_tasks(job_id, ids, pipe)
         pushed = message is not None and pub.push(message, pipe)

@@ -12,10 +12,13 @@ limit, a cancel). The sweeper catches what those paths cannot see:
   was created, with no task ever recorded for it, was left by a web process that
   died between writing the row and enqueueing the job, or whose INSERT committed
   while the database's reply was lost (the client got a 503). Intake stores the
-  image before the row, so it is normally still in Redis, and the job is re-driven:
-  its first tasks are built and sent, as intake would have done. If the image is
-  gone (expired, flushed), nothing can ever run the job, and it is failed with
-  ``lost`` at once. Only jobs younger than the task list's TTL
+  image in the pipeline that enqueues the job, right after the row, and at once
+  when the INSERT raised (the reply lost), so the latter still has it in Redis,
+  and the job is re-driven: its first tasks are built and sent, as intake would
+  have done. Without its image (a web process that died between its INSERT and
+  that pipeline; expired, flushed), nothing can ever run the job: it is failed
+  with ``lost`` at once, and its Idempotency-Key is freed (a retry makes a new
+  job, as for a job intake failed itself). Only jobs younger than the task list's TTL
   (``OCRQ_RESULT_CACHE_TTL_S``) and the deadline are re-driven. After that, a
   missing task list proves nothing, and the deadline decides.
 * **Images without a row.** A submit whose INSERT failed (the database down or
@@ -118,9 +121,11 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
             continue  # enqueued: running, or waiting in a queue; the deadline decides
         if not services.redis.exists(services.blobs.key_for(job.id)):
             message = ("this job was never enqueued (its web process stopped after "
-                       "recording it) and its image is no longer stored")
+                       "recording it) and its image is not stored")
             if _fail(services, app, job, "lost", message):
                 out.lost.append(job.id)
+                # Nothing ran: a retry with the same Idempotency-Key gets a new job.
+                store.release_idempotency_key(services.db, job.id)
         elif _redrive(services, app, job):
             out.redriven.append(job.id)
     out.orphans = _images_without_row(services, now)
