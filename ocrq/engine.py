@@ -20,7 +20,6 @@ from ocrq.models.runtimes.cost import Cost, costed, page_cost
 from ocrq.models.states import LoadedModel
 from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
-from ocrq.stages.amounts import AmountOptions, Doubt, settle_lines
 from ocrq.stages.deskew import estimate_skew, should_deskew, straighten
 from ocrq.stages.detect import DetectOptions, InkLook, Region, detect
 from ocrq.stages.frames import Quad, line_crops, to_submitted
@@ -35,6 +34,7 @@ from ocrq.stages.rotate import (
     rotate_image,
 )
 from ocrq.stages.second_look import WeakRules, confirm
+from ocrq.stages.sums import AmountOptions, Doubt, settle_lines
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Recognized:
     models: dict[str, int]
     ms: float
     cost: Cost = Cost()
-    doubts: list[list[Doubt]] = field(default_factory=list)  # per line (stages/amounts.py)
+    doubts: list[list[Doubt]] = field(default_factory=list)  # per line (stages/sums.py)
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class EngineOptions:
     use_direction: bool = True  # per-line 180° model
     use_leaders: bool = True  # dot leaders right of a line become "." (stages/leaders.py)
     use_deskew: bool = True  # straighten a skewed page before reading it (stages/deskew.py)
-    # Doubtful digits settled by the page's sums (stages/amounts.py); None = off.
+    # The page's decimal separator and sums settle doubtful digits (stages/sums.py); None = off.
     amounts: AmountOptions | None = field(default_factory=AmountOptions)
     # Below this (degrees) a page is read as it is: scans lie within a degree
     # of level (the dev receipts within 0.9°) and read well so.

@@ -214,8 +214,17 @@ class BatchResult(_Message):
         res = _build(cls, data)
         return replace(res, texts=[(str(t), float(c)) for t, c in res.texts],
                        cpu_s=float(res.cpu_s), gpu_s=float(res.gpu_s),
-                       doubts=[[(int(at), str(d), float(r)) for at, d, r in line]
-                               for line in res.doubts])
+                       doubts=_doubts(res.doubts))
+
+
+def _doubts(raw: Any) -> list[list[Doubt]]:
+    """A batch's doubts as (index, glyph, ratio) tuples; [] where any entry is not
+    one (a producer that changed their shape): they only advise the page's sums, so
+    an odd entry costs the settling, never the job."""
+    try:
+        return [[(int(at), str(d), float(r)) for at, d, r in line] for line in raw]
+    except (TypeError, ValueError):
+        return []
 
 
 def job_id_of(args: Iterable[Any] | None) -> str | None:

@@ -20,7 +20,7 @@ from ocrq.names import Step
 from ocrq.observability.logs import stage_done
 from ocrq.observability.metrics import job_finished
 from ocrq.pipeline import badcases, pages
-from ocrq.pipeline.messages import BatchResult, JobContext, Lines, RecognitionRef
+from ocrq.pipeline.messages import BatchResult, Doubt, JobContext, Lines, RecognitionRef
 from ocrq.pipeline.retry import RETRY_FOR_S, retry_io
 from ocrq.pipeline.state import Services, WorkerState
 from ocrq.settings import Settings
@@ -213,6 +213,13 @@ def recognize(state: WorkerState, ref: RecognitionRef, polygons: list[Quad],
                        doubts=t.doubts)
 
 
+def joined(results: list[BatchResult]) -> tuple[list[tuple[str, float]], list[list[Doubt]] | None]:
+    """Batches' texts and doubts (None where one predates them: nothing settled)."""
+    texts = [t for r in results for t in r.texts]
+    whole = all(len(r.doubts) == len(r.texts) for r in results)
+    return texts, [d for r in results for d in r.doubts] if whole else None
+
+
 def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
             ) -> dict[str, Any] | None:
     """Join the batches into the result document; finish the job unless plug-in
@@ -222,10 +229,7 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
         return None
     state.cache.update(job_id, stage=str(Step.REORDER))
     results = sorted(results, key=lambda r: r.index)  # chord keeps order; be explicit
-    texts = [t for r in results for t in r.texts]
-    # Every batch's doubts, or none (a batch from a producer that predates them).
-    doubts = ([d for r in results for d in r.doubts]
-              if all(len(r.doubts) == len(r.texts) for r in results) else None)
+    texts, doubts = joined(results)
     models = dict(ctx.models)
     for r in results:
         models.update(r.models)

@@ -42,7 +42,7 @@ from ocrq.stages.zero_o import settle_word
 class Recognized:
     text: str
     confidence: float
-    # Runner-up digits of the text's amounts, for the page's sums (stages/amounts.py).
+    # Runner-up digits and separators of the text's amounts, for the page (stages/sums.py).
     doubts: tuple[Doubt, ...] = ()
 
 
@@ -69,8 +69,12 @@ class RecognizeOptions:
     numbers: bool = True
     # The digits of amounts the network nearly read otherwise (a runner-up at least
     # this share of the chosen digit's probability) are recorded for the page's
-    # sums to settle (stages/amounts.py); 1 = none.
+    # sums to settle (stages/sums.py); 1 = none.
     amount_doubt: float = 0.1
+    # A lone digit after an amount at a line's end is a tax code's letter where the
+    # network offered one at this share of the digit's probability (amounts.code_letter);
+    # 1 = off.
+    code_letters: float = 0.2
     fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (stages/zero_o.py)
     # wordfreq language codes whose common words guide corrections among the
     # network's runner-up glyphs (stages/lexicon.py); () turns that off.
@@ -210,7 +214,9 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
     kept = [t for t in tokens if t]
     texts = ["".join(glyphs[k] for k in t) for t in kept]
     for n, token in enumerate(kept):
-        for word in texts[n].split():
+        parts = texts[n].split()
+        for m, word in enumerate(parts):
+            last_word = n + 1 == len(texts) and m + 1 == len(parts)
             if opts.fix_zero_o:
                 word = settle_word(word)
             # Runner-ups line up with characters only where each glyph is one
@@ -227,9 +233,9 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                     word = word[:a] + settle_currency(runners(token[a:b], word[a:b])) + word[b:]
             if opts.numbers and any(c.isdigit() for c in word):
                 word = settle_number(runners(token, word))
-            if (opts.numbers and len(word) == 1 and n + 1 == len(texts) and words
+            if (opts.code_letters < 1 and len(word) == 1 and last_word and words
                     and ends_in_amount(words[-1])):
-                word = code_letter(runners(token, word)[0], opts.amount_doubt)
+                word = code_letter(runners(token, word)[0], opts.code_letters)
             if lexicon is not None and lexicon.needs(word):
                 word = lexicon.correct(runners(token, word))
             if (opts.amount_doubt < 1 and len(word) == len(token)
