@@ -32,11 +32,13 @@ Prints one table; run it twice and compare ratios (the machine is shared).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -154,7 +156,7 @@ class Bench:
         a = self.args
         web = start_web(self.cluster, "127.0.0.1", web_port, server=a.server,
                         processes=a.procs, threads=a.threads)
-        a.web_pid, a.redis_pid = web.pid, redis_proc.pid
+        a.web_pid, a.web_port, a.redis_pid = web.pid, web_port, redis_proc.pid
         if a.consume:
             ModelRepository(s.model_root).ensure_defaults()
             queues = ",".join([s.queue_gpu, s.queue_cpu])
@@ -195,6 +197,17 @@ def others(r: Run, db_cpu_s: float, busy_s: float) -> float:
     return max(0.0, busy_s - r.wrk_cpu_s - r.web_cpu_s - r.redis_cpu_s - db_cpu_s)
 
 
+def web_split(web_pid: int, port: int) -> dict[int, tuple[int, float]]:
+    """Per web process: (wrk's connections on it, CPU seconds so far). The kernel spreads
+    them unevenly (5 / 11 seen), and a process holds at most one core (its GIL)."""
+    out = {}
+    for p in psutil.Process(web_pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            out[p.pid] = (sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+                              for c in p.net_connections("tcp")), sum(p.cpu_times()[:2]))
+    return out
+
+
 def submit_body(image: bytes, raw: bool) -> tuple[bytes, str]:
     """(body, its Content-Type) of one submit: multipart, or the image itself."""
     if raw:
@@ -214,12 +227,17 @@ def measure(args: argparse.Namespace, s: Settings, url: str, tmp: Path) -> None:
     broker, store = Redis.from_url(s.broker_url), Redis.from_url(s.redis_url)
     db_pid, db_cpu = mariadb_pid(make_url(MYSQL_URL).port or 3306), {}
     busy: dict[str, float] = {}
+    split: dict[str, str] = {}
 
     def run(name: str, path: str, lua: str, **kw: Any) -> Run:
         c0, m0 = (cpu_seconds(db_pid) if db_pid else 0.0), machine_busy_s()
+        w0, mid = web_split(args.web_pid, args.web_port), {}
+        threading.Timer(1.0, lambda: mid.update(web_split(args.web_pid, args.web_port))).start()
         r = wrk(name, f"{url}{path}", lua, tmp, args, **kw)
         db_cpu[name] = (cpu_seconds(db_pid) - c0) if db_pid else 0.0
-        busy[name] = machine_busy_s() - m0
+        busy[name], w1 = machine_busy_s() - m0, web_split(args.web_pid, args.web_port)
+        split[name] = " / ".join(f"{mid[p][0]}: {(w1[p][1] - w0[p][1]) / r.seconds:.2f}"
+                                 for p in w1 if p in w0 and p in mid and mid[p][0])
         return r
 
     runs = [run("healthz", "/healthz", "")]
@@ -236,11 +254,11 @@ def measure(args: argparse.Namespace, s: Settings, url: str, tmp: Path) -> None:
         raise SystemExit(f"no job was queued; web log:\n{(tmp / 'web.log').read_text()[-3000:]}")
     runs.append(run("poll", "/v1/jobs/", poll_lua(ids, token)))
     report(args, runs, db_cpu, m0, m1, key_bytes(store, ids[0]), len(image))
-    print("machine, busy cores during each phase (of "
-          f"{psutil.cpu_count()}) / of them other programs': "
+    print(f"machine, busy cores during each phase (of {psutil.cpu_count()}) / of them other "
+          "programs' (web processes, wrk's connections on each: the cores it used): "
           + "; ".join(f"{r.name} {busy[r.name] / r.seconds:.2f} / "
-                      f"{others(r, db_cpu[r.name], busy[r.name]) / r.seconds:.2f}"
-                      for r in runs if r.seconds))
+                      f"{others(r, db_cpu[r.name], busy[r.name]) / r.seconds:.2f} "
+                      f"({split[r.name]})" for r in runs if r.seconds))
     if any(r.errors for r in runs):  # what the web said about them
         lines = (tmp / "web.log").read_text(errors="replace").splitlines()
         print("web log, its warnings and errors:",
