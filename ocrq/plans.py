@@ -182,6 +182,8 @@ def _steps(spec: Any, where: str) -> tuple[Step, ...]:
         raise InvalidPlans(f"{where}: recognize.batch_lines must be a positive integer")
     if "lexicon" in rec:
         _check_lexicon(rec["lexicon"], where)
+    if not isinstance(rec.get("amounts", True), bool):
+        raise InvalidPlans(f"{where}: recognize.amounts must be true or false")
     return tuple(steps)
 
 

@@ -143,6 +143,7 @@ class JobContext(_Message):
     batch_lines: int  # most lines one recognition task reads
     callback: bool  # the job has a callback_url: send a webhook when it ends
     lexicon: tuple[str, ...] | None = None  # the plan's recognize.lexicon, if it sets one
+    amounts: bool = True  # the plan's recognize.amounts: the page's sums settle digits
     rotate_here: bool = False  # detect runs rotate first (both on one queue)
     stages: tuple[str, ...] = ()  # the plan's plug-in stages, run in turn after reorder
     rotation: int | None = None

@@ -213,10 +213,11 @@ def recognize(state: WorkerState, ref: RecognitionRef, polygons: list[Quad],
                        doubts=t.doubts)
 
 
-def joined(results: list[BatchResult]) -> tuple[list[tuple[str, float]], list[list[Doubt]] | None]:
-    """Batches' texts and doubts (None where one predates them: nothing settled)."""
+def joined(results: list[BatchResult], amounts: bool = True
+           ) -> tuple[list[tuple[str, float]], list[list[Doubt]] | None]:
+    """Batches' texts and doubts (None: plan's recognize.amounts off, or a batch predates them)."""
     texts = [t for r in results for t in r.texts]
-    whole = all(len(r.doubts) == len(r.texts) for r in results)
+    whole = amounts and all(len(r.doubts) == len(r.texts) for r in results)
     return texts, [d for r in results for d in r.doubts] if whole else None
 
 
@@ -229,7 +230,7 @@ def reorder(state: WorkerState, results: list[BatchResult], ctx: JobContext
         return None
     state.cache.update(job_id, stage=str(Step.REORDER))
     results = sorted(results, key=lambda r: r.index)  # chord keeps order; be explicit
-    texts, doubts = joined(results)
+    texts, doubts = joined(results, ctx.amounts)
     models = dict(ctx.models)
     for r in results:
         models.update(r.models)

@@ -64,6 +64,14 @@ def test_broken_override_fails_at_load(tmp_path: Path) -> None:
         Plans.load(f)
 
 
+def test_recognize_amounts_option_is_checked_at_load():
+    base = {"tids": {"ocr": {"steps": ["detect", "recognize", "reorder"]}}}
+    ok = Plans({**base, "bids": {"my": {"ocr": {"options": {"recognize": {"amounts": False}}}}}})
+    assert ok.resolve("my", "ocr").step("recognize").options == {"amounts": False}
+    with pytest.raises(InvalidPlans, match="recognize.amounts must be true or false"):
+        Plans({**base, "bids": {"b": {"ocr": {"options": {"recognize": {"amounts": "no"}}}}}})
+
+
 def test_recognize_lexicon_option_is_checked_at_load():
     base = {"tids": {"ocr": {"steps": ["detect", "recognize", "reorder"]}}}
     ok = Plans({**base, "bids": {"my": {"ocr": {"options": {"recognize": {"lexicon": ["ms"]}}}}}})

@@ -145,3 +145,4 @@ def test_the_pipeline_joins_every_batchs_doubts_or_none() -> None:
     assert doubts == [[(6, "9", 0.2)], [], []]
     old = replace(b, doubts=[])  # a batch from a producer that predates doubts
     assert joined([a, old]) == (texts, None)
+    assert joined([a, b], amounts=False) == (texts, None)  # the plan turned them off
