@@ -199,9 +199,10 @@ def others(r: Run, db_cpu_s: float, busy_s: float) -> float:
 
 def web_split(web_pid: int, port: int) -> dict[int, tuple[int, float]]:
     """Per web process: (wrk's connections on it, CPU seconds so far). The kernel spreads
-    them unevenly (5 / 11 seen), and a process holds at most one core (its GIL)."""
+    them unevenly (granian 5 / 11; gunicorn gthread all 16 on one), and a process holds
+    about one core (its GIL; a C decode without it can add a little)."""
     out = {}
-    for p in psutil.Process(web_pid).children(recursive=True):
+    for p in ((root := psutil.Process(web_pid)), *root.children(recursive=True)):  # waitress: root
         with contextlib.suppress(psutil.Error):
             out[p.pid] = (sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
                               for c in p.net_connections("tcp")), sum(p.cpu_times()[:2]))
