@@ -198,9 +198,8 @@ def others(r: Run, db_cpu_s: float, busy_s: float) -> float:
 
 
 def web_split(web_pid: int, port: int) -> dict[int, tuple[int, float]]:
-    """Per web process: (wrk's connections on it, CPU seconds so far). The kernel spreads
-    them unevenly (granian 5 / 11; gunicorn gthread all 16 on one), and a process holds
-    about one core (its GIL; a C decode without it can add a little)."""
+    """Per web process: (wrk's connections on it, CPU seconds so far). Spread unevenly (granian
+    5 / 11; gunicorn gthread 16 on one): a process holds about one core (its GIL)."""
     out = {}
     for p in ((root := psutil.Process(web_pid)), *root.children(recursive=True)):  # waitress: root
         with contextlib.suppress(psutil.Error):
