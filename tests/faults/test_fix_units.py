@@ -236,7 +236,8 @@ def test_a_job_committed_while_the_database_lost_its_reply_is_redriven(
     # committed, the web got "Lost connection to MySQL server during query" and
     # answered 503; the client's retry (same Idempotency-Key) replayed the queued
     # job, which had no image (it was stored after the row) and the sweeper failed
-    # it `lost`. Now the image is stored first and the job is re-driven from it.
+    # it `lost`. Now an INSERT that raises stores the image with the job's IN_DOUBT
+    # entry, and the job is re-driven from it.
     from datetime import timedelta
 
     import pymysql

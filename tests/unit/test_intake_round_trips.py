@@ -4,10 +4,10 @@ MONITOR, filtered to this process's own connections), the connections it opens
 (CLIENT LIST), and the SQL statements it runs (the engine's own events).
 
 bench/load.py measures the rates; these pin the work per request, which is
-what the tuning changed: the image stored before the row (so a row is never
-without it: the sweeper can re-drive a job whose intake was cut off), one Redis
-round trip for status + task ids and one for the message, no result-channel
-subscription, one INSERT, no database query per poll with API keys.
+what the tuning changed: one INSERT, then one Redis round trip for the image,
+status + task ids and the message (a row whose intake died before that round trip
+is failed `lost` by the sweeper, its Idempotency-Key freed), no result-channel
+subscription, no database query per poll with API keys.
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ def test_a_submit_is_one_insert_one_pipeline_and_one_push(
     monitor.seen.clear()
     job_id = submit(client, jpeg)
     names = [words[0].strip('"').upper() for words in monitor.commands(ports)]
-    # Image (before the INSERT), status hash + TTL and task ids + TTL (one pipeline),
-    # then the message. Before:
+    # After the INSERT, one pipeline: image, status hash + TTL, task ids + TTL, then
+    # the message. Before:
     # MULTI/EXEC twice, an HGETALL of what was just written, SUBSCRIBE/UNSUBSCRIBE.
     assert names == ["SET", "HSET", "EXPIRE", "SADD", "EXPIRE", "LPUSH"], names
     assert statements == ["INSERT INTO ocrq_jobs"], statements
