@@ -80,12 +80,15 @@ def submit(
             idempotency_key=idempotency_key or None, callback_url=callback_url or None,
             image_name=name, width=width, height=height, batches_done=0,
         )
-    except Exception:
+    except Exception as exc:
         # The row may exist (its COMMIT's reply lost: MariaDB restarting mid-COMMIT, the
         # client gets a 503) or not. The image is stored now, with the id in IN_DOUBT, one
         # round trip: a committed row is re-driven from it by the sweeper (soak at
         # 9a3a3a5), and once the database answers again the sweeper drops the image of an
-        # id without a row. Redis down too: the row (if any) ends failed `lost`.
+        # id without a row. Redis down too: the row (if any) ends failed `lost`. Not where
+        # the INSERT surely never ran (no connection, no turn): an outage would fill Redis.
+        if not store.row_may_exist(exc):
+            raise
         with contextlib.suppress(Exception):
             pipe = services.redis.pipeline(transaction=False)
             services.blobs.put(job_id, data, pipe)
@@ -158,8 +161,10 @@ def _enqueue(services: Services, app: Celery, job: Any, ctx: JobContext, data: b
         message = pub.message(sig, argsrepr)
         # Image, status and task ids in one round trip, all before the message exists
         # (the message too, when the broker is the cache's Redis database): a worker
-        # that pops it finds them.
-        pipe = services.redis.pipeline(transaction=False)
+        # that pops it finds them. MULTI/EXEC, same round trip: a Redis at its
+        # maxmemory (noeviction) refuses the whole transaction, never the image alone
+        # with the message after it pushed.
+        pipe = services.redis.pipeline(transaction=True)
         services.blobs.put(job_id, data, pipe)
         services.cache.put(job_id, flat, pipe)
         services.cache.add_tasks(job_id, ids, pipe)

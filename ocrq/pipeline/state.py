@@ -29,6 +29,9 @@ from ocrq.settings import Settings
 from ocrq.storage import BlobStore, Database, StatusCache
 
 log = logging.getLogger(__name__)
+# One Redis command or pipeline (no blocking command uses this client): a hung
+# server costs a request this long, not a thread forever.
+REDIS_IO_TIMEOUT_S = 10.0
 DECODED_IMAGES_KEPT = 4  # per process: the stages of one job often run back to back
 
 
@@ -41,7 +44,8 @@ class Services:
 
     @cached_property
     def redis(self) -> Redis:
-        return Redis.from_url(self.settings.redis_url)
+        return Redis.from_url(self.settings.redis_url, socket_timeout=REDIS_IO_TIMEOUT_S,
+                              socket_connect_timeout=REDIS_IO_TIMEOUT_S)
 
     @cached_property
     def blobs(self) -> BlobStore:

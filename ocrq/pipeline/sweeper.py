@@ -124,8 +124,7 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
                        "recording it) and its image is not stored")
             if _fail(services, app, job, "lost", message):
                 out.lost.append(job.id)
-                # Nothing ran: a retry with the same Idempotency-Key gets a new job.
-                store.release_idempotency_key(services.db, job.id)
+                _release_key(services, job.id)
         elif _redrive(services, app, job):
             out.redriven.append(job.id)
     out.orphans = _images_without_row(services, now)
@@ -140,6 +139,16 @@ def sweep(services: Services, app: Celery, now: datetime | None = None,
                                          batch=s.purge_batch, max_batches=PURGE_BATCHES)
         out.more = out.more or out.badcases_purged >= PURGE_BATCHES * max(1, s.purge_batch)
     return out
+
+
+def _release_key(services: Services, job_id: str) -> None:
+    """Nothing ran: a retry with the same Idempotency-Key gets a new job. A failure
+    here must not end the sweep (the job is no longer queued: no later sweep comes
+    back to it), so it is logged: the key then replays the failed job."""
+    try:
+        store.release_idempotency_key(services.db, job_id)
+    except Exception:
+        log.exception("sweep: could not free the Idempotency-Key of lost job %s", job_id)
 
 
 def _images_without_row(services: Services, now: datetime) -> int:

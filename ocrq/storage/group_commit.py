@@ -44,11 +44,13 @@ WAIT_S = 30.0  # the longest a queued row waits for its COMMIT
 
 
 class CommitInDoubt(OperationalError):
-    """The row's COMMIT did not answer in time, or was interrupted: the row may exist.
+    """The row's COMMIT did not answer in time, or was interrupted: the row may exist
+    (``sent``; False: it waited for a turn that never came, nothing was sent).
     A connection-level error (``connection_invalidated``): the intake answers 503."""
 
-    def __init__(self, why: str) -> None:
+    def __init__(self, why: str, sent: bool = True) -> None:
         super().__init__("group commit", None, TimeoutError(why), connection_invalidated=True)
+        self.sent = sent
 
 
 class _Entry:
@@ -107,7 +109,7 @@ class GroupCommit:
                 return  # woken just now: the caller's loop takes it from here
             if me in self._queue:
                 self._queue.remove(me)  # never sent: the row does not exist
-                raise CommitInDoubt(f"no turn to commit within {self.wait_s:g} s")
+                raise CommitInDoubt(f"no turn to commit within {self.wait_s:g} s", sent=False)
         raise CommitInDoubt(f"the COMMIT holding this row did not end within {self.wait_s:g} s")
 
     def _lead(self) -> None:

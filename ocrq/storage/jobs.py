@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 
 from ocrq.storage.db import Database
+from ocrq.storage.group_commit import CommitInDoubt
 from ocrq.storage.models import TERMINAL, Delivery, Job, JobStatus, Result, utcnow
 
 UNFINISHED = [str(s) for s in JobStatus if s not in TERMINAL]
@@ -66,6 +67,25 @@ def create_job(db: Database, **fields: Any) -> tuple[Job, bool]:
         if existing is None:
             raise
         return existing, False
+
+
+# MySQL client errors that say the statement never reached a server: no connection
+# (2003 can't connect, 2005 unknown host), refused at login (1044, 1045, 1049).
+NOT_SENT = frozenset({1044, 1045, 1049, 2003, 2005})
+
+
+def row_may_exist(exc: BaseException) -> bool:
+    """After create_job raised: may its row be committed all the same (the reply
+    lost, a timeout)? False where the INSERT surely never ran: refused (a constraint,
+    bad data), never sent (no connection, no turn in the group commit)."""
+    if isinstance(exc, CommitInDoubt):
+        return exc.sent
+    if isinstance(exc, IntegrityError | DataError):
+        return False
+    if isinstance(exc, DBAPIError):
+        args = getattr(exc.orig, "args", ())
+        return not (args and isinstance(args[0], int) and args[0] in NOT_SENT)
+    return True  # anything else: the sweeper drops the image if no row turns up
 
 
 def find_idempotent(db: Database, bid: str, key: str) -> Job | None:

@@ -289,9 +289,10 @@ def test_a_job_committed_while_the_database_lost_its_reply_is_redriven(
 
 def test_the_image_of_a_submit_the_database_refused_is_dropped(
         web_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The other side of storing the image first: an INSERT that never committed
-    # (MariaDB down) leaves an image no job will delete; the sweeper does, once the
-    # database answers and shows no row for it.
+    # The other side of storing the image in doubt: an INSERT cut off before it
+    # committed (MariaDB going down mid-query) leaves an image no job will delete; the
+    # sweeper does, once the database answers and shows no row for it. (A database
+    # that cannot be reached at all stores nothing: test_intake_image_after_row.py.)
     from datetime import timedelta
 
     import pymysql
@@ -305,8 +306,9 @@ def test_the_image_of_a_submit_the_database_refused_is_dropped(
     s = web_settings.with_(redrive_after_s=5, job_deadline_s=600)
 
     def refused(*_: Any, **__: Any) -> Any:
+        # Cut off mid-INSERT, never committed: the row may exist as far as intake knows.
         raise OperationalError("INSERT", {}, pymysql.err.OperationalError(
-            2003, "Can't connect to MySQL server"))
+            2013, "Lost connection to MySQL server during query"))
 
     monkeypatch.setattr(store, "create_job", refused)
     services = Services(s)

@@ -19,13 +19,16 @@ import pytest
 from flask import Flask
 from redis.connection import AbstractConnection
 from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from ocrq.localcluster import free_port
 from ocrq.pipeline import jobs
 from ocrq.pipeline.state import Services
 from ocrq.settings import Settings
 from ocrq.storage import jobs as store
+from ocrq.storage.group_commit import CommitInDoubt
 from tests.fixtures import encode, render_page
+from web import create_app
 
 
 @pytest.fixture
@@ -117,3 +120,32 @@ def test_an_insert_whose_reply_was_lost_leaves_the_image_in_doubt(
     finally:
         services.redis.delete(services.blobs.key_for(job_id))
         services.redis.zrem(jobs.IN_DOUBT, job_id)
+
+
+def test_a_database_that_cannot_be_reached_leaves_no_image(
+        web_settings: Settings, png: bytes) -> None:
+    # MariaDB down (nothing listens): the INSERT was never sent, so there is no row to
+    # re-drive; storing the image in doubt would only fill Redis for the whole outage.
+    settings = web_settings.with_(
+        database_url=f"mysql+pymysql://root@127.0.0.1:{free_port()}/ocrq")
+    services = Services(settings)
+    before = set(services.redis.zrange(jobs.IN_DOUBT, 0, -1))
+    images = set(services.redis.scan_iter(match=services.blobs.key_for("*")))
+    resp = post(create_app(settings), png)
+    assert resp.status_code == 503 and resp.headers.get("Retry-After")
+    assert set(services.redis.zrange(jobs.IN_DOUBT, 0, -1)) == before
+    assert set(services.redis.scan_iter(match=services.blobs.key_for("*"))) == images
+
+
+def test_which_failures_of_the_insert_may_have_left_a_row() -> None:
+    def mysql(code: int) -> OperationalError:
+        return OperationalError("INSERT", {}, pymysql.err.OperationalError(code, "x"))
+
+    assert store.row_may_exist(mysql(2013))  # lost during the query: maybe committed
+    assert store.row_may_exist(mysql(2006))  # gone away: maybe
+    assert not store.row_may_exist(mysql(2003))  # never connected
+    assert not store.row_may_exist(mysql(1045))  # refused at login
+    assert store.row_may_exist(CommitInDoubt("the COMMIT did not end"))
+    assert not store.row_may_exist(CommitInDoubt("no turn to commit", sent=False))
+    assert not store.row_may_exist(IntegrityError("INSERT", {}, Exception("dup")))
+    assert store.row_may_exist(RuntimeError("anything else"))  # the sweeper sorts it out

@@ -120,10 +120,10 @@ def test_a_submit_is_one_insert_one_pipeline_and_one_push(
     monitor.seen.clear()
     job_id = submit(client, jpeg)
     names = [words[0].strip('"').upper() for words in monitor.commands(ports)]
-    # After the INSERT, one pipeline: image, status hash + TTL, task ids + TTL, then
-    # the message. Before:
-    # MULTI/EXEC twice, an HGETALL of what was just written, SUBSCRIBE/UNSUBSCRIBE.
-    assert names == ["SET", "HSET", "EXPIRE", "SADD", "EXPIRE", "LPUSH"], names
+    # After the INSERT, one transaction (one round trip): image, status hash + TTL,
+    # task ids + TTL, then the message. Before: MULTI/EXEC twice, an HGETALL of what
+    # was just written, SUBSCRIBE/UNSUBSCRIBE.
+    assert names == ["MULTI", "SET", "HSET", "EXPIRE", "SADD", "EXPIRE", "LPUSH", "EXEC"], names
     assert statements == ["INSERT INTO ocrq_jobs"], statements
     assert client.get(f"/v1/jobs/{job_id}").get_json()["status"] == "queued"
 

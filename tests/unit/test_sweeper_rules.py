@@ -20,10 +20,12 @@ from redis import Redis
 
 from ocrq.pipeline import state, sweeper, work
 from ocrq.pipeline.app import create_celery_app
-from ocrq.pipeline.state import Services
+from ocrq.pipeline.state import REDIS_IO_TIMEOUT_S, Services
 from ocrq.settings import Settings
 from ocrq.storage import JobStatus
 from ocrq.storage import jobs as store
+from ocrq.storage.db import DB_IO_TIMEOUT_S
+from ocrq.storage.group_commit import WAIT_S
 from ocrq.storage.models import utcnow
 
 DEADLINE, REDRIVE = 600, 60
@@ -196,3 +198,11 @@ def test_the_deadline_default_is_well_above_a_jobs_steps() -> None:
     assert Settings(task_time_limit_s=1200).job_deadline >= 4 * 1200
     assert Settings(job_deadline_s=90).job_deadline == 90
     assert Settings.from_env({"OCRQ_JOB_DEADLINE_S": "120"}).job_deadline == 120
+
+
+def test_the_redrive_wait_outlasts_the_slowest_submit() -> None:
+    # A queued row without its image is failed `lost` after OCRQ_REDRIVE_AFTER_S; a
+    # submit still on its way (a group-commit wait, a slow INSERT, a slow Redis) would
+    # then store the image and answer 202 for a job already failed.
+    slowest = WAIT_S + DB_IO_TIMEOUT_S + REDIS_IO_TIMEOUT_S
+    assert Settings().redrive_after_s > slowest
