@@ -7,12 +7,21 @@ ensure_system_packages() {
   # prometheus: its promtool unit-tests compose/prometheus/alerts.yml (test_alert_rules.py);
   # docker-compose: `docker-compose config` validates compose/docker-compose.yml
   # (test_deploy.py; no Docker engine needed);
+  # nginx: tests/faults/test_slow_uploads.py runs compose/nginx.conf (the intake's
+  # front) on a free port of its own;
   # redis/mariadb: only installed when no server answers on their ports.
   local want=(tesseract-ocr tesseract-ocr-eng fonts-dejavu-core python3-venv
-              chromium chromium-driver prometheus docker-compose)
+              chromium chromium-driver prometheus docker-compose nginx)
   port_open 6379 || want+=(redis-server)
   port_open 3306 || want+=(mariadb-server)
+  local had_nginx=1
+  dpkg -s nginx >/dev/null 2>&1 || had_nginx=0
   apt_install "${want[@]}"
+  if [ "$had_nginx" = 0 ] && dpkg -s nginx >/dev/null 2>&1; then
+    # The packaged service apt may have started on port 80 is not ours to leave running.
+    as_root systemctl disable --now nginx >/dev/null 2>&1 \
+      || as_root service nginx stop >/dev/null 2>&1 || true
+  fi
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -34,7 +34,7 @@ def granian_argv(host: str, port: int, processes: int, threads: int) -> list[str
 
 
 def start_web(cluster: LocalCluster, host: str, port: int, *, server: str = "granian",
-              processes: int = 1, threads: int = 8) -> LocalProcess:
+              processes: int = 1, threads: int = 2) -> LocalProcess:
     """The web intake on ``cluster``: granian here, gunicorn and waitress by the cluster."""
     if server == "granian":
         return cluster.start_process("web", granian_argv(host, port, processes, threads),
@@ -111,8 +111,9 @@ def local_secret(s: Settings, data_dir: Path | None = None) -> Settings:
               help="the web intake's WSGI server")
 @click.option("--web-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="web processes (granian, gunicorn; waitress runs only one)")
-@click.option("--threads", type=click.IntRange(min=1), default=8, show_default=True,
-              help="threads per web process (requests one process serves at once)")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="threads per web process (requests one process serves at once; "
+                   "more cost CPU in switching: README)")
 @click.option("--migrate/--no-migrate", default=True, show_default=True)
 def serve(port: int, host: str, workers: int, server: str, web_processes: int, threads: int,
           migrate: bool) -> None:

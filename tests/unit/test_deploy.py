@@ -319,3 +319,18 @@ def test_readyz_gives_up_on_silent_backends(web_settings: Settings, silent_port:
     checks = resp.get_json()["checks"]
     assert set(checks) == {"broker", "redis", "database"}
     assert all(v.startswith("error: ") for v in checks.values()), checks
+
+
+def test_the_intake_is_published_only_through_its_front(compose_config: dict[str, Any]) -> None:
+    # An upload held open holds a web thread (granian sets no body deadline): the web
+    # is reached only through nginx, which reads each body whole under a deadline
+    # (compose/nginx.conf; tests/faults/test_slow_uploads.py runs it for real).
+    services = compose_config["services"]
+    assert not services["web"].get("ports")
+    proxy = services["proxy"]
+    assert [p["target"] for p in proxy["ports"]] == [8080]
+    mounted = {v.split(":")[0]: v.split(":")[1] for v in proxy["volumes"]}
+    assert mounted == {str(COMPOSE.parent / "nginx.conf"): "/etc/nginx/nginx.conf"}
+    conf = (COMPOSE.parent / "nginx.conf").read_text()
+    assert "server web:8080;" in conf and "listen 8080;" in conf
+    assert "proxy_request_buffering on;" in conf and "client_body_timeout" in conf
