@@ -88,6 +88,20 @@ def _swapped(chars: list[str], swap: dict[int, str | None], a: int, b: int) -> s
     return "".join(swap.get(i) or chars[i] for i in range(a, b))
 
 
+_TIMES = frozenset({"X", "x", "×", "*"})
+
+
+def at_quantity(glyphs: Sequence[Glyph], following: str | None) -> str:
+    """A count before a multiplication sign written "@2 X RM 6.35" whose '@' was read
+    as a zero ("02 X"): the '@' where the network offered it. A count is not written
+    with a leading zero, so "02" right before "X" is no number as read."""
+    text = "".join(g.char for g in glyphs)
+    if (following in _TIMES and re.fullmatch(r"0\d{1,3}", text) is not None
+            and _offered(glyphs[0], "@")):
+        return "@" + text[1:]
+    return text
+
+
 def _at_sign(chars: list[str], glyphs: Sequence[Glyph]) -> None:
     """A price or rate whose first glyph would be '@' where its integer part starts
     with a zero ("00.98", "GST06%") or with a letter ("B6%"), if '@' was offered."""

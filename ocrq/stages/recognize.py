@@ -31,7 +31,7 @@ from ocrq.stages.amounts import Doubt, code_letter, digit_doubts, ends_in_amount
 from ocrq.stages.ctc import Scores
 from ocrq.stages.currency import places, settle_currency
 from ocrq.stages.lexicon import Glyph, Lexicon, LexiconOptions, get_lexicon
-from ocrq.stages.numbers import settle_number
+from ocrq.stages.numbers import at_quantity, settle_number
 from ocrq.stages.rejoin import join_times, rejoin
 from ocrq.stages.spacing import Ink, SpaceRules, ink_profile, measure, split_tokens
 from ocrq.stages.uncovered import recover
@@ -233,6 +233,8 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                     word = word[:a] + settle_currency(runners(token[a:b], word[a:b])) + word[b:]
             if opts.numbers and any(c.isdigit() for c in word):
                 word = settle_number(runners(token, word))
+                if word[:1] == "0":  # "02 X RM 6.35": the '@' of a count read as a zero
+                    word = at_quantity(runners(token, word), _next_word(texts, n, parts, m))
             if (opts.code_letters < 1 and len(word) == 1 and last_word and words
                     and ends_in_amount(words[-1])):
                 word = code_letter(runners(token, word)[0], opts.code_letters)
@@ -247,6 +249,14 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                 doubts += digit_doubts(word, own, offset, opts.amount_doubt)
             words.append(word)
     return words, doubts
+
+
+def _next_word(texts: list[str], n: int, parts: list[str], m: int) -> str | None:
+    """The word after word ``m`` of token ``n`` on the line (None at its end)."""
+    if m + 1 < len(parts):
+        return parts[m + 1]
+    later = texts[n + 1].split() if n + 1 < len(texts) else []
+    return later[0] if later else None
 
 
 def _glyphs(

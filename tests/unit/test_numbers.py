@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ocrq.stages.lexicon import Glyph
-from ocrq.stages.numbers import settle_number
+from ocrq.stages.numbers import at_quantity, settle_number
 from ocrq.stages.recognize import RecognizeOptions, decode
 
 
@@ -70,3 +70,25 @@ def test_glyphs_of_several_characters_leave_the_token_as_read() -> None:
     glyphs = [Glyph("12", 0.9), Glyph("3", 0.9), Glyph("S", 0.5, (("5", 0.4),)),
               Glyph("6", 0.9), Glyph("7", 0.9)]
     assert settle_number(glyphs) == "123S67"  # no position mix-up, no IndexError
+
+
+def test_a_counts_at_sign_read_as_a_zero_before_a_multiplication_sign() -> None:
+    zero = [Glyph("0", 0.34, (("@", 0.13), ("C", 0.07))), Glyph("2", 0.9)]
+    assert at_quantity(zero, "X") == "@2"
+    assert at_quantity(zero, "x") == "@2"
+    # Not before a multiplication sign, not offered, or no leading zero: as read.
+    assert at_quantity(zero, "RM") == "02"
+    assert at_quantity(zero, None) == "02"
+    assert at_quantity([Glyph("0", 0.9, (("@", 0.05),)), Glyph("2", 0.9)], "X") == "02"
+    assert at_quantity([Glyph("1", 0.4, (("@", 0.3),)), Glyph("2", 0.9)], "X") == "12"
+
+
+def test_decode_restores_a_counts_at_sign() -> None:
+    charset = ["", "0", "2", "X", "@", " "]
+    seq = [1, 0, 2, 5, 0, 3]  # "02 X": the 0 nearly an @
+    rows = [probs_row(len(charset), 1, 0.5, 4, 0.3) if k == 0 else
+            probs_row(len(charset), c, 0.97, 1 if c != 1 else 2, 0.01)
+            for k, c in enumerate(seq)]
+    assert decode(np.stack(rows), charset, RecognizeOptions(languages=())).text == "@2 X"
+    off = RecognizeOptions(languages=(), numbers=False)
+    assert decode(np.stack(rows), charset, off).text == "02 X"
