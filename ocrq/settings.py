@@ -176,10 +176,11 @@ class Settings:
     # A job still queued this long with no task ever enqueued was abandoned by its web
     # process (it died between the row and the enqueue): re-driven, or failed (lost)
     # when its image is gone. Above the longest a submit can take from its row's
-    # timestamp to its Redis round trip (a group-commit wait of 30 s, the INSERT's 60 s
-    # read timeout, Redis' 10 s, and a margin for two hosts' clocks): a slow submit is
-    # never failed under its web thread, which would then answer 202.
-    redrive_after_s: int = 120
+    # timestamp to its Redis round trip (a group-commit wait of 30 s, a reconnect of
+    # 10 s and the INSERT's 60 s read timeout, Redis' 10 s connect and 10 s I/O, and a
+    # margin for two hosts' clocks): a slow submit is never failed under its web
+    # thread, which would then answer 202.
+    redrive_after_s: int = 150
     purge_interval_s: int = 3600  # the sweep purges past the retention this often; 0: off
     purge_batch: int = 1000  # jobs deleted per statement and transaction
     # --- logs and bad cases (issue 15) ----------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.storage.group_commit import GroupCommit
 
 DB_IO_TIMEOUT_S = 60  # one read or write on a MariaDB connection; no query here is longer
+DB_CONNECT_TIMEOUT_S = 10
 
 
 class Database:
@@ -69,7 +70,8 @@ def _make_engine(url: str) -> Engine:
         kwargs.update(pool_pre_ping=True, pool_recycle=1800)
         if url.startswith("mysql+pymysql"):
             # A half-open socket (a failover) must fail, not hang: pymysql waits forever.
-            kwargs["connect_args"] = {"connect_timeout": 10, "read_timeout": DB_IO_TIMEOUT_S,
+            kwargs["connect_args"] = {"connect_timeout": DB_CONNECT_TIMEOUT_S,
+                                      "read_timeout": DB_IO_TIMEOUT_S,
                                       "write_timeout": DB_IO_TIMEOUT_S}
         # The pool's ROLLBACK on every return is skipped when the connection's last
         # transaction already ended (see _skip_needless_reset): a round trip per

@@ -69,9 +69,11 @@ def create_job(db: Database, **fields: Any) -> tuple[Job, bool]:
         return existing, False
 
 
-# MySQL client errors that say the statement never reached a server: no connection
-# (2003 can't connect, 2005 unknown host), refused at login (1044, 1045, 1049).
-NOT_SENT = frozenset({1044, 1045, 1049, 2003, 2005})
+# MySQL errors that say the statement never reached a server: no connection (2002,
+# 2003 can't connect, 2005 unknown host), refused at connect or login (1040 too many
+# connections, 1044, 1045, 1049, 1129, 1130 host blocked or not allowed, 1203/1226
+# user limits, 1698 access denied by the auth plugin).
+NOT_SENT = frozenset({1040, 1044, 1045, 1049, 1129, 1130, 1203, 1226, 1698, 2002, 2003, 2005})
 
 
 def row_may_exist(exc: BaseException) -> bool:

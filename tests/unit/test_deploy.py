@@ -15,6 +15,7 @@ worker command lines, queue names and the web's probe paths.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -334,3 +335,7 @@ def test_the_intake_is_published_only_through_its_front(compose_config: dict[str
     conf = (COMPOSE.parent / "nginx.conf").read_text()
     assert "server web:8080;" in conf and "listen 8080;" in conf
     assert "proxy_request_buffering on;" in conf and "client_body_timeout" in conf
+    # Never below the web's own limit (base64 JSON of the largest image): the web's
+    # JSON 413 answers there, and nothing the web accepts is refused in front of it.
+    limit_mib = int(re.search(r"client_max_body_size (\d+)m;", conf).group(1))  # type: ignore[union-attr]
+    assert limit_mib * 1024 * 1024 >= create_app(Settings()).config["MAX_CONTENT_LENGTH"]

@@ -145,6 +145,8 @@ def test_which_failures_of_the_insert_may_have_left_a_row() -> None:
     assert store.row_may_exist(mysql(2006))  # gone away: maybe
     assert not store.row_may_exist(mysql(2003))  # never connected
     assert not store.row_may_exist(mysql(1045))  # refused at login
+    assert not store.row_may_exist(mysql(1698))  # refused by the auth plugin
+    assert not store.row_may_exist(mysql(1040))  # too many connections
     assert store.row_may_exist(CommitInDoubt("the COMMIT did not end"))
     assert not store.row_may_exist(CommitInDoubt("no turn to commit", sent=False))
     assert not store.row_may_exist(IntegrityError("INSERT", {}, Exception("dup")))
