@@ -339,3 +339,17 @@ def test_the_intake_is_published_only_through_its_front(compose_config: dict[str
     # JSON 413 answers there, and nothing the web accepts is refused in front of it.
     limit_mib = int(re.search(r"client_max_body_size (\d+)m;", conf).group(1))  # type: ignore[union-attr]
     assert limit_mib * 1024 * 1024 >= create_app(Settings()).config["MAX_CONTENT_LENGTH"]
+
+
+def test_the_ingress_buffers_bodies_up_to_the_webs_own_limit() -> None:
+    ingress = _of_kind("Ingress")["ocrq-web"]
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    limit_mib = int(notes["nginx.ingress.kubernetes.io/proxy-body-size"].removesuffix("m"))
+    assert limit_mib * 1024 * 1024 >= create_app(Settings()).config["MAX_CONTENT_LENGTH"]
+    [rule] = ingress["spec"]["rules"]
+    [path] = rule["http"]["paths"]
+    service = path["backend"]["service"]
+    web = _of_kind("Service")["ocrq-web"]
+    assert service["name"] == web["metadata"]["name"]
+    assert service["port"]["name"] in {p["name"] for p in web["spec"]["ports"]}
