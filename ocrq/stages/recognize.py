@@ -206,9 +206,18 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
     # NFKC folds the full-width punctuation the Chinese dictionary often picks
     # for Latin text (（ → (, ： → :) into the ASCII a Latin page printed.
     glyphs = [unicodedata.normalize("NFKC", c) for c in chars]
-    # A token's glyphs with the network's runner-ups, looked up only where needed.
-    runners = functools.partial(_glyphs, scores, steps, idx, charset=charset,
+    # A token's glyphs with the network's runner-ups, looked up only where needed and
+    # once per token: several settling rules may ask for the same token's.
+    offered = functools.partial(_alternatives, scores, steps, idx, charset=charset,
                                 options=lexicon.options if lexicon else LexiconOptions())
+    found: dict[tuple[int, ...], list[tuple[float, tuple[tuple[str, float], ...]]]] = {}
+
+    def runners(token: list[int], word: str) -> list[Glyph]:
+        key = tuple(token)
+        if key not in found:
+            found[key] = offered(token)
+        return [Glyph(ch, p, alts) for ch, (p, alts) in zip(word, found[key], strict=True)]
+
     words: list[str] = []
     doubts: list[Doubt] = []
     kept = [t for t in tokens if t]
@@ -259,22 +268,21 @@ def _next_word(texts: list[str], n: int, parts: list[str], m: int) -> str | None
     return later[0] if later else None
 
 
-def _glyphs(
+def _alternatives(
     scores: Scores,
     steps: np.ndarray,
     idx: np.ndarray,
     token: list[int],
-    word: str,
     charset: list[str],
     options: LexiconOptions,
-) -> list[Glyph]:
-    """The token's characters with their probability and the network's runners-up
-    (the most probable first, at most ``alternatives`` of them)."""
+) -> list[tuple[float, tuple[tuple[str, float], ...]]]:
+    """Per character of the token: the chosen glyph's probability and the network's
+    runners-up (the most probable first, at most ``alternatives`` of them)."""
     at = steps[token]
     k = options.alternatives + 1  # the top k, the chosen one included
     runners = scores.runners(at, min(options.min_alternative, options.nonword_alternative), k)
     out = []
-    for step, cands, ch in zip(at, runners, word, strict=True):
+    for step, cands in zip(at, runners, strict=True):
         chosen = idx[step]
         alts = []
         for c in cands:
@@ -283,5 +291,5 @@ def _glyphs(
             alt = unicodedata.normalize("NFKC", charset[c])
             if len(alt) == 1 and not alt.isspace():  # "№" -> "No" would lengthen the word
                 alts.append((alt, scores.prob(step, c)))
-        out.append(Glyph(ch, float(scores.best[step]), tuple(alts)))
+        out.append((float(scores.best[step]), tuple(alts)))
     return out
