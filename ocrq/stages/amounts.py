@@ -27,9 +27,12 @@ from ocrq.stages.lexicon import Glyph
 # (index in the line's text, the digit or separator offered, its probability / the chosen one's)
 Doubt = tuple[int, str, float]
 
-# An amount with two decimals ("5.25", "-0.01", "1,250.00", "RM13.65"'s 13.65),
-# not part of a longer number, a date or a rate ("6.00%"); leader dots may follow.
-_AMOUNT = re.compile(r"(?<![\d.,])[-+]?\d+(?:[.,]\d{3})*[.,]\d{2}(?![\d,%]|\.\d)")
+# An amount's digits with two decimals ("5.25", "1,250.00"): the one pattern the
+# settling rules share (stages/currency.py, stages/numbers.py).
+AMOUNT_DIGITS = r"\d+(?:[.,]\d{3})*[.,]\d{2}"
+# An amount in a text ("-0.01", "RM13.65"'s 13.65), not part of a longer number, a
+# date or a rate ("6.00%"); leader dots may follow.
+_AMOUNT = re.compile(rf"(?<![\d.,])[-+]?{AMOUNT_DIGITS}(?![\d,%]|\.\d)")
 # Letters whose two cases look alike: a lowercase runner-up is the capital too.
 _CASE_ALIKE = set("COSUVWXZ")
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ocrq.stages.amounts import AMOUNT_DIGITS
 from ocrq.stages.currencies import CURRENCIES
 from ocrq.stages.lexicon import Glyph
 
-_AMOUNT = r"[-+]?\d+(?:[.,]\d{3})*[.,]\d{2}"
+_AMOUNT = rf"[-+]?{AMOUNT_DIGITS}"
 AMOUNT = re.compile(f"^{_AMOUNT}$")
 # A letter run in a currency's place inside one token: before an amount
 # ("RH13.65"), or in parentheses ("(RN)", "TAX(RH)").

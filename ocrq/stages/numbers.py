@@ -16,16 +16,17 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+from ocrq.stages.amounts import AMOUNT_DIGITS
 from ocrq.stages.lexicon import Glyph
 
 # An amount ("5.25", "1,250.00") or a percentage ("6%", "6.00%") as a whole run.
-_AMOUNT = re.compile(r"^\d+(?:[.,]\d{3})*[.,]\d{2}$")
+_AMOUNT = re.compile(f"^{AMOUNT_DIGITS}$")
 _RATE = re.compile(r"^\d+(?:[.,]\d+)?%$")
 # A number run inside a token: digits with separators, perhaps a trailing %.
 _RUN = re.compile(r"[0-9A-Za-z](?:[0-9A-Za-z.,]*[0-9A-Za-z])?%?")
 # A glyph (a zero or a letter) right before a rate or an amount that starts
 # with a digit, not itself inside a number ("GST06%", "00.98", "B6%").
-_AT = re.compile(r"(?<![0-9.,])([0A-Za-z])(?=\d+(?:[.,]\d+)?%|\d+(?:[.,]\d{3})*[.,]\d{2}(?!\d))")
+_AT = re.compile(rf"(?<![0-9.,])([0A-Za-z])(?=\d+(?:[.,]\d+)?%|{AMOUNT_DIGITS}(?!\d))")
 NEARLY = 0.1  # a runner-up this close to the chosen glyph is a real doubt
 MIN_DIGITS = 3  # a digit run needs more digits than this before a letter in it is one
 
