@@ -47,7 +47,7 @@ from redis.exceptions import RedisError
 
 from ocrq.cluster.heartbeat import read_snapshot
 from ocrq.cluster.snapshot import Snapshot
-from ocrq.names import OCR_MODELS
+from ocrq.names import OCR_MODELS, ModelKind
 from ocrq.settings import Settings
 
 READY_TIMEOUT_S = 120.0  # model loads on a busy 2-core machine take a while
@@ -117,7 +117,8 @@ class WorkerSpec:
             return False
         if not self.preload:
             return True
-        needed = {str(m) for m in OCR_MODELS}
+        # The second recogniser is off under OCRQ_SECOND_READING=0 and not preloaded then.
+        needed = {str(m) for m in OCR_MODELS if m != ModelKind.STR2}
         return len(worker.processes) >= self.processes and all(
             needed <= set(p.ready()) for p in worker.processes)
 

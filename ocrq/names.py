@@ -16,12 +16,14 @@ class ModelKind(enum.StrEnum):
     STD = "std"  # text detection
     DIR = "dir"  # text-line direction (0/180)
     STR = "str"  # text recognition
+    STR2 = "str2"  # a second recogniser: an independent reading of doubtful lines
 
 
 # The models one OCR page needs, loaded together at worker start.
-OCR_MODELS: tuple[ModelKind, ...] = (ModelKind.ROT, ModelKind.STD, ModelKind.DIR, ModelKind.STR)
+OCR_MODELS: tuple[ModelKind, ...] = (ModelKind.ROT, ModelKind.STD, ModelKind.DIR, ModelKind.STR,
+                                     ModelKind.STR2)
 # Line models whose concurrent calls may share one forward pass (runtimes/batching.py).
-BATCHED_MODELS: tuple[ModelKind, ...] = (ModelKind.STR, ModelKind.DIR)
+BATCHED_MODELS: tuple[ModelKind, ...] = (ModelKind.STR, ModelKind.STR2, ModelKind.DIR)
 
 
 class Step(enum.StrEnum):

@@ -61,6 +61,10 @@ class ModelSpec:
     resource: str = ""  # path of that file inside the module
     labels: tuple[str, ...] = ()
     charset_from_metadata: bool = False
+    # A dictionary file shipped beside the weights (one character per line), pinned
+    # by its own digest: recognisers whose ONNX file carries no "character" metadata.
+    charset_resource: str = ""
+    charset_sha256: str = ""
     weights: str = "model.onnx"  # file name inside a version folder
     runtime: str = "onnx"  # the weight format, recorded in the manifest
     make: Callable[[], bytes] | None = None

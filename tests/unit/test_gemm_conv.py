@@ -21,7 +21,7 @@ from ocrq.models.runtimes.onnx_torch.module import BUF, PY  # noqa: E402
 
 def _configs(root: Path) -> list[tuple[str, object, list]]:
     out = []
-    for kind in ("std", "str", "dir", "rot"):
+    for kind in ("std", "str", "str2", "dir", "rot"):
         module = load_module(ModelRepository(root).manifest(kind, 1).weights_path, label=kind)
         for step in module.steps:
             if step.op not in ("Conv", "ConvTranspose"):

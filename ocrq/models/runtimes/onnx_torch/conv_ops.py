@@ -13,13 +13,14 @@ from ocrq.models.runtimes.onnx_torch.node import (
     as_floats,
     as_ints,
     check_auto_pad,
+    same_pads,
     split_pads,
     torch_pad,
 )
 
 
 def _conv(n: Node) -> Fn:
-    check_auto_pad(n)
+    auto_pad = check_auto_pad(n, same=True)
     w = n.const(1)
     nd = len(n.attrs["kernel_shape"]) if "kernel_shape" in n.attrs else w.dim() - 2  # type: ignore[union-attr]
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
@@ -29,9 +30,13 @@ def _conv(n: Node) -> Fn:
     begin, end = split_pads(n.attrs.get("pads"), nd)
     pre = None if begin == end else torch_pad(begin, end)
     padding = begin if pre is None else [0] * nd
+    kernel = list(n.attrs.get("kernel_shape", w.shape[2:]))  # type: ignore[union-attr]
 
     def fn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-        if pre is not None:
+        if auto_pad.startswith("SAME"):  # PP-OCRv6's 2x2 convolutions: pads by input size
+            x = F.pad(x, same_pads(x.shape[2:], kernel, strides, dilations,
+                                   auto_pad == "SAME_UPPER"))
+        elif pre is not None:
             x = F.pad(x, pre)
         if nd == 2 and group == 1 and _gemm(x):
             return gemm_conv2d(x, w, b, strides, padding, dilations)
@@ -103,7 +108,7 @@ def _conv_transpose(n: Node) -> Fn:
 
 
 def _pool(n: Node) -> Fn:
-    check_auto_pad(n)
+    auto_pad = check_auto_pad(n, same=n.op_type == "MaxPool")
     kernel = n.attrs["kernel_shape"]
     nd = len(kernel)
     strides = n.attrs.get("strides", [1] * nd)
@@ -118,7 +123,10 @@ def _pool(n: Node) -> Fn:
         padding = begin if pre is None else [0] * nd
 
         def max_fn(x: torch.Tensor) -> torch.Tensor:
-            if pre is not None:
+            if auto_pad.startswith("SAME"):  # PP-OCRv6's recogniser: pads by input size
+                x = F.pad(x, same_pads(x.shape[2:], kernel, strides, dilations,
+                                       auto_pad == "SAME_UPPER"), value=float("-inf"))
+            elif pre is not None:
                 x = F.pad(x, pre, value=float("-inf"))
             return pool(x, kernel, strides, padding, dilations, ceil_mode=ceil)
 

@@ -105,6 +105,7 @@ MATH_BUILDERS: dict[str, Callable[[Node], Fn]] = {
     "Add": _binary(torch.add, lambda a, b: a + b),
     "Clip": _clip,
     "Div": _binary(_div, lambda a, b: int(a / b)),
+    "Erf": _direct(torch.erf),  # the exact GELU of PP-OCRv6's recogniser
     "HardSigmoid": _hard_sigmoid,
     "HardSwish": _direct(F.hardswish),
     "Identity": _direct(lambda x: x),

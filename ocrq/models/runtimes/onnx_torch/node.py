@@ -10,7 +10,7 @@ branching on tensor values, shapes handled as (Sym)ints.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +104,24 @@ def torch_pad(begin: list[int], end: list[int]) -> list[int]:
     return out
 
 
-def check_auto_pad(n: Node) -> None:
+def check_auto_pad(n: Node, same: bool = False) -> str:
+    """The node's auto_pad as text; SAME_UPPER/SAME_LOWER only where ``same`` (the
+    op pads by the input's size itself)."""
     auto_pad = n.attrs.get("auto_pad", b"NOTSET")
-    if auto_pad not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
+    text = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    if text not in ("NOTSET", "VALID") and not (same and text in ("SAME_UPPER", "SAME_LOWER")):
         raise NotImplementedError(f"{n.op_type} auto_pad={auto_pad!r} is not supported")
+    return text
+
+
+def same_pads(size: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+              dilations: Sequence[int], upper: bool) -> list[int]:
+    """F.pad's list for ONNX's auto_pad SAME_*: the output is ceil(size / stride)
+    long; the odd pixel goes at the end (UPPER) or the beginning (LOWER)."""
+    begin, end = [], []
+    for i, k, s, d in zip(size, kernel, strides, dilations, strict=True):
+        total = max(0, (-(-i // s) - 1) * s + (k - 1) * d + 1 - i)
+        low = total // 2 if upper else total - total // 2
+        begin.append(low)
+        end.append(total - low)
+    return torch_pad(begin, end)

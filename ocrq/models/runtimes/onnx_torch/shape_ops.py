@@ -99,10 +99,32 @@ def _slice(n: Node) -> Fn:
 
 def _squeeze(n: Node) -> Fn:
     axes = n.attrs.get("axes") if n.opset < 13 else as_ints(n.need_const(1, "axes"))
-    if not axes:
-        return lambda x, *_: torch.squeeze(x)
-    dims = tuple(axes)
-    return lambda x, *_: torch.squeeze(x, dim=dims)
+    dims = tuple(axes) if axes else None
+
+    def fn(x: Value, *_: Any) -> Value:
+        if isinstance(x, Ints):
+            # A one-element shape vector squeezed to the scalar it holds: kept as
+            # the vector (Unsqueeze below gives it back unchanged), so the
+            # Shape -> Slice -> Squeeze -> Unsqueeze -> Concat chain stays Ints.
+            return x
+        return torch.squeeze(x) if dims is None else torch.squeeze(x, dim=dims)
+
+    return fn
+
+
+def _unsqueeze(n: Node) -> Fn:
+    axes = n.attrs.get("axes") if n.opset < 13 else as_ints(n.need_const(1, "axes"))
+    dims = sorted(int(a) for a in axes or ())
+
+    def unsqueeze(x: Value, *_: object) -> Value:
+        if isinstance(x, Ints):
+            return x  # a scalar of a shape vector (see _squeeze)
+        rank = x.dim() + len(dims)
+        for d in sorted(d % rank for d in dims):  # ascending: each lands where ONNX says
+            x = x.unsqueeze(d)
+        return x
+
+    return unsqueeze
 
 
 def _transpose(n: Node) -> Fn:
@@ -120,4 +142,5 @@ SHAPE_BUILDERS: dict[str, Callable[[Node], Fn]] = {
     "Slice": _slice,
     "Squeeze": _squeeze,
     "Transpose": _transpose,
+    "Unsqueeze": _unsqueeze,
 }
