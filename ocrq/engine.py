@@ -27,12 +27,7 @@ from ocrq.stages.leaders import NO_LEADER, find_leaders, reach_out
 from ocrq.stages.lexicon import get_lexicon
 from ocrq.stages.recognize import RecognizeOptions, recognize
 from ocrq.stages.reorder import reading_order
-from ocrq.stages.rotate import (
-    classify_lines,
-    classify_pages,
-    lines_run_sideways,
-    rotate_image,
-)
+from ocrq.stages.rotate import classify_lines, classify_pages, lines_run_sideways, rotate_image
 from ocrq.stages.second_look import WeakRules, confirm
 from ocrq.stages.sums import AmountOptions, Doubt, settle_lines
 
@@ -108,7 +103,8 @@ class EngineOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
-        return cls(recognize=RecognizeOptions(languages=settings.lexicon_languages))
+        return cls(recognize=RecognizeOptions(languages=settings.lexicon_languages,
+                                              second_below=settings.second_reading))
 
 
 def _ms(t0: float) -> float:
@@ -131,7 +127,8 @@ class Engine:
         return cls(ModelRegistry.from_settings(settings, desired=desired), options)
 
     def preload(self) -> None:
-        self.registry.preload(OCR_MODELS)
+        second = self.options.recognize.second_below > 0
+        self.registry.preload([m for m in OCR_MODELS if second or m != ModelKind.STR2])
 
     # --- in-process ------------------------------------------------------------
     def run(self, image: np.ndarray, name: str = "") -> PageResult:
@@ -292,7 +289,10 @@ class Engine:
         if flipped:
             crops = [np.ascontiguousarray(c[::-1, ::-1]) if f else c
                      for c, f in zip(crops, flipped, strict=True)]
-        results = recognize(model, crops, opts)
+        second = self.registry.get(ModelKind.STR2) if opts.second_below > 0 else None
+        if second is not None:  # the lines it reads again: stages/fusion.py
+            models[ModelKind.STR2.value] = second.version
+        results = recognize(model, crops, opts, second)
         texts = [(r.text, round(r.confidence, 4)) for r in results]
         return Recognized(texts, models, _ms(t0), doubts=[list(r.doubts) for r in results])
 

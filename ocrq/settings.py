@@ -84,6 +84,11 @@ class Settings:
     # Languages (wordfreq codes, comma-separated) whose common words guide the
     # correction of look-alike glyphs in recognised words; "none" turns it off.
     lexicon: str = "en"
+    # A word whose least sure glyph the recogniser gave less than this probability
+    # is read again by a second recogniser (PP-OCRv6 small) and the two readings
+    # settled (stages/fusion.py); 0 turns that off, 1 reads every word again.
+    # Recognition costs ~20% more at 0.8 (BENCHMARKS.md).
+    second_reading: float = 0.8
 
     # --- input limits -------------------------------------------------------
     max_image_pixels: int = 60_000_000  # refuse before decoding (decompression bombs)

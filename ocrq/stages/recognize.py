@@ -10,7 +10,8 @@ Decoding: greedy CTC, then punctuation the crop shows but the argmax left
 blank (stages/uncovered.py), word spaces (stages/spacing.py), soft breaks
 inside common words taken back (stages/rejoin.py), 0/O (stages/zero_o.py), a
 currency's place (stages/currency.py) and look-alike glyphs
-(stages/lexicon.py).
+(stages/lexicon.py). Lines with a doubtful glyph are then read by a second
+recogniser where one is given, and the two readings settled (stages/fusion.py).
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ import functools
 import math
 import unicodedata
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
-from ocrq.models.runtimes.inputs import run_many_images
 from ocrq.models.states import LoadedModel
+from ocrq.stages import passes
 from ocrq.stages.amounts import Doubt, code_letter, digit_doubts, ends_in_amount
 from ocrq.stages.ctc import Scores
 from ocrq.stages.currency import places, settle_currency
+from ocrq.stages.fusion import Reading, WordSpan, apply, compact, greedy, settle, windows
 from ocrq.stages.lexicon import Glyph, Lexicon, LexiconOptions, get_lexicon
 from ocrq.stages.numbers import at_quantity, settle_number
 from ocrq.stages.rejoin import join_times, rejoin
@@ -44,6 +46,9 @@ class Recognized:
     confidence: float
     # Runner-up digits and separators of the text's amounts, for the page (stages/sums.py).
     doubts: tuple[Doubt, ...] = ()
+    # Per word of ``text``: its CTC steps, least probable glyph and whether a settling
+    # rule made it (what stages/fusion.py needs; not part of the result).
+    spans: tuple[WordSpan, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,16 @@ class RecognizeOptions:
     # 1 = off.
     code_letters: float = 0.2
     fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (stages/zero_o.py)
+    # A line whose least probable glyph is below this is read again by the second
+    # recogniser where one is given, and the two readings settled (stages/fusion.py);
+    # 0 = never.
+    second_below: float = 0.8
+    second_context: int = 0  # words either side of a doubtful one read with it
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.second_below <= 1.0:  # NaN fails too
+            raise ValueError("the second reading's threshold (OCRQ_SECOND_READING) must lie "
+                             f"between 0 (off) and 1 (every word), not {self.second_below}")
     # wordfreq language codes whose common words guide corrections among the
     # network's runner-up glyphs (stages/lexicon.py); () turns that off.
     languages: tuple[str, ...] = ("en",)
@@ -110,50 +125,72 @@ def _charset(model: LoadedModel) -> list[str]:
 
 
 def recognize(
-    model: LoadedModel, crops: Sequence[np.ndarray], options: RecognizeOptions | None = None
+    model: LoadedModel, crops: Sequence[np.ndarray], options: RecognizeOptions | None = None,
+    second: LoadedModel | None = None,
 ) -> list[Recognized]:
+    """Each crop's text; ``second``: the second recogniser, which reads again the
+    lines the first was unsure of (stages/fusion.py)."""
     opts = options or RecognizeOptions()
     height = int(model.manifest.input.get("height", 48))
     charset = _charset(model)
     lexicon = get_lexicon(tuple(opts.languages)) if opts.languages else None
-    buckets: dict[int, list[int]] = defaultdict(list)
     resized: list[np.ndarray] = []
-    for i, crop in enumerate(crops):
+    for crop in crops:
         h, w = crop.shape[:2]
         rw = min(opts.max_width, max(1, math.ceil(height * w / max(h, 1))))
         resized.append(cv2.resize(crop, (rw, height), interpolation=cv2.INTER_LINEAR))
-        width = max(opts.min_width, math.ceil(rw / opts.bucket) * opts.bucket)
-        buckets[width].append(i)
-    chunks: list[tuple[int, list[int]]] = []  # (padded width, crop indices)
-    for width, idxs in sorted(buckets.items()):
-        per_batch = max(1, opts.max_batch_pixels // (height * width))
-        chunks += [(width, idxs[s : s + per_batch]) for s in range(0, len(idxs), per_batch)]
+    chunks = passes.chunks(resized, opts, height)
     results: list[Recognized] = [Recognized("", 0.0)] * len(crops)
-    # Passes go to the runtime a round at a time: a sharded runtime spreads a
-    # round's batches over its copies; the round bounds the memory held at once.
-    budget = opts.round_batches * opts.max_batch_pixels
-    while chunks:
-        round_, pixels = [], 0
-        while chunks and (not round_ or pixels + height * chunks[0][0] * len(chunks[0][1])
-                          <= budget):
-            round_.append(chunks.pop(0))
-            pixels += height * round_[-1][0] * len(round_[-1][1])
-        batches = []
-        for width, chunk in round_:
-            batch = np.zeros((len(chunk), height, width, 3), np.uint8)
-            # Pad with what normalises to 0 is what PaddleOCR does (zeros after
-            # normalisation); we pad in pixel space with mid-grey (127.5 ~ 0).
-            batch[:] = 128
-            for j, i in enumerate(chunk):
-                batch[j, :, : resized[i].shape[1]] = resized[i]
-            batches.append(batch)
-        outputs = run_many_images(model.runtime, batches, model.manifest.input)
-        for (width, chunk), probs in zip(round_, outputs, strict=True):
-            for j, i in enumerate(chunk):
-                ink = ink_profile(resized[i])
-                results[i] = decode(probs[j], charset, opts, ink=ink, width=width,
-                                    lexicon=lexicon)
+    again: list[_Window] = []  # doubtful words the second recogniser reads
+    reads_again = (second is not None and opts.second_below > 0
+                   and int(second.manifest.input.get("height", 48)) == height)
+    for i, width, probs in passes.forward(model, resized, chunks, opts, height):
+        results[i] = decode(probs, charset, opts, ink=ink_profile(resized[i]), width=width,
+                            lexicon=lexicon)
+        stride = width / len(probs)  # input columns per CTC step
+        for w0, w1, t0, t1 in windows(results[i].spans, len(probs), opts.second_below,
+                                      opts.second_context) if reads_again else ():
+            crop = resized[i][:, round(t0 * stride) : round(t1 * stride)]
+            if crop.shape[1] > 0:
+                again.append(_Window(i, w0, w1, compact(probs[t0:t1], len(charset)), crop))
+    if again and second is not None:
+        _read_again(second, again, charset, results, opts, lexicon)
     return results
+
+
+@dataclass(frozen=True)
+class _Window:
+    line: int
+    first: int  # the words [first, end) of the line's text
+    end: int
+    scores: Scores  # the first network's steps under the window
+    crop: np.ndarray
+
+
+def _read_again(second: LoadedModel, again: list[_Window], charset: list[str],
+                results: list[Recognized], opts: RecognizeOptions,
+                lexicon: Lexicon | None) -> None:
+    """The second recogniser's reading of each window, settled into ``results``."""
+    other = _charset(second)
+    crops = [w.crop for w in again]
+    picks: dict[int, dict[int, str]] = defaultdict(dict)
+    extra: dict[int, list[Doubt]] = defaultdict(list)
+    planned = passes.chunks(crops, replace(opts, min_width=opts.bucket), crops[0].shape[0])
+    for n, _width, probs in passes.forward(second, crops, planned, opts, crops[0].shape[0]):
+        win = again[n]
+        words = results[win.line].text.split()
+        spans = results[win.line].spans
+        theirs = Reading(Scores.of(probs, len(other)), other)
+        chosen, doubts = settle(words[win.first : win.end],
+                                [s.settled for s in spans[win.first : win.end]],
+                                greedy(theirs), Reading(win.scores, charset), theirs, lexicon,
+                                sum(len(x) + 1 for x in words[: win.first]))
+        picks[win.line].update({win.first + k: word for k, word in chosen.items()})
+        extra[win.line] += doubts
+    for i in set(picks) | set(extra):
+        r = results[i]
+        text, doubts = apply(r.text, r.doubts, picks[i], extra[i])
+        results[i] = replace(r, text=text, doubts=tuple(doubts))
 
 
 def decode(
@@ -193,16 +230,16 @@ def decode(
         tokens = rejoin(tokens, soft, chars, lexicon)
     if opts.rejoin:
         tokens = join_times(tokens, chars)
-    words, doubts = _words(scores, steps, idx, chars, tokens, charset, opts, lexicon)
+    words, doubts, spans = _words(scores, steps, idx, chars, tokens, charset, opts, lexicon)
     conf = float(best[steps].mean())
-    return Recognized(" ".join(words), conf, tuple(doubts))
+    return Recognized(" ".join(words), conf, tuple(doubts), tuple(spans))
 
 
 def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
            tokens: list[list[int]], charset: list[str], opts: RecognizeOptions,
-           lexicon: Lexicon | None) -> tuple[list[str], list[Doubt]]:
+           lexicon: Lexicon | None) -> tuple[list[str], list[Doubt], list[WordSpan]]:
     """The tokens' words, settled (0/O, currencies, numbers) and corrected
-    against the lexicon; and the doubtful digits of their amounts."""
+    against the lexicon; the doubtful digits of their amounts; each word's span."""
     # NFKC folds the full-width punctuation the Chinese dictionary often picks
     # for Latin text (（ → (, ： → :) into the ASCII a Latin page printed.
     glyphs = [unicodedata.normalize("NFKC", c) for c in chars]
@@ -220,6 +257,7 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
 
     words: list[str] = []
     doubts: list[Doubt] = []
+    spans: list[WordSpan] = []
     kept = [t for t in tokens if t]
     texts = ["".join(glyphs[k] for k in t) for t in kept]
     for n, token in enumerate(kept):
@@ -232,14 +270,10 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
             # character ("ﬀ" -> "ff" or a full-width space would shift them).
             if len(word) != len(token) or not all(len(glyphs[k]) == 1 for k in token):
                 words.append(word)
+                spans.append(WordSpan(-1, -1, 1.0, True))  # no glyph-by-glyph reading
                 continue
             if lexicon is not None and opts.currencies:
-                last = n + 1 == len(texts)
-                label = last and n > 0 and not lexicon.common(word)
-                for a, b in places(word, None if last else texts[n + 1],
-                                   alone=len(texts) == 1, label=label):
-                    # runner-ups looked up for the span's few glyphs only
-                    word = word[:a] + settle_currency(runners(token[a:b], word[a:b])) + word[b:]
+                word = _currencies(word, token, texts, n, lexicon, runners)
             if opts.numbers and any(c.isdigit() for c in word):
                 word = settle_number(runners(token, word))
                 if word[:1] == "0":  # "02 X RM 6.35": the '@' of a count read as a zero
@@ -256,8 +290,23 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                        for g, k in zip(runners(token, word), token, strict=True)]
                 offset = sum(len(w) + 1 for w in words)
                 doubts += digit_doubts(word, own, offset, opts.amount_doubt)
+            at = steps[token]  # the word's steps, for a second reading (stages/fusion.py)
+            spans.append(WordSpan(at[0], at[-1], scores.best[at].min(), word != parts[m]))
             words.append(word)
-    return words, doubts
+    return words, doubts, spans
+
+
+def _currencies(word: str, token: list[int], texts: list[str], n: int, lexicon: Lexicon,
+                runners: Callable[[list[int], str], list[Glyph]]) -> str:
+    """``word`` (of token ``n`` of ``texts``) with its runs in a currency's place
+    settled to a currency (stages/currency.py)."""
+    last = n + 1 == len(texts)
+    label = last and n > 0 and not lexicon.common(word)
+    for a, b in places(word, None if last else texts[n + 1], alone=len(texts) == 1,
+                       label=label):
+        # runner-ups looked up for the span's few glyphs only
+        word = word[:a] + settle_currency(runners(token[a:b], word[a:b])) + word[b:]
+    return word
 
 
 def _next_word(texts: list[str], n: int, parts: list[str], m: int) -> str | None:

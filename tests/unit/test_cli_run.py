@@ -23,8 +23,8 @@ def folder(tmp_path_factory):
     return d
 
 
-def ocrq(model_root, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OCRQ_MODEL_ROOT": str(model_root)}
+def ocrq(model_root, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OCRQ_MODEL_ROOT": str(model_root), **extra}
     return subprocess.run(
         [sys.executable, "-m", "ocrq", *args], capture_output=True, text=True, env=env, timeout=300
     )
@@ -45,7 +45,7 @@ def test_every_format_reads_and_a_bad_file_is_one_line_error(model_root, folder)
         assert [ln["text"] for ln in doc["lines"]] == INVOICE_LINES[:4]
         assert [ln["order"] for ln in doc["lines"]] == [0, 1, 2, 3]
         assert all(len(ln["polygon"]) == 4 and 0 < ln["confidence"] <= 1 for ln in doc["lines"])
-        assert doc["models"] == {"rot": 1, "std": 1, "dir": 1, "str": 1}
+        assert doc["models"] == {"rot": 1, "std": 1, "dir": 1, "str": 1, "str2": 1}
         assert doc["rotation"] == 0
 
 
@@ -74,7 +74,15 @@ def test_lexicon_option(model_root, tmp_path):
     path = tmp_path / "medium.png"
     path.write_bytes(encode(blurred_line(), "png"))
     assert ocrq(model_root, "run", str(path)).stdout.strip() == "MEDIUM MONTH"
-    plain = ocrq(model_root, "run", "--lexicon", "none", str(path))
+    # The lexicon's own effect: with the second reading off, no lexicon misreads it.
+    one = {"OCRQ_SECOND_READING": "0"}
+    assert ocrq(model_root, "run", str(path), **one).stdout.strip() == "MEDIUM MONTH"
+    plain = ocrq(model_root, "run", "--lexicon", "none", str(path), **one)
     assert plain.returncode == 0 and plain.stdout.strip() not in ("", "MEDIUM MONTH")
+    # The second network's reading settles the same words without any lexicon.
+    both = ocrq(model_root, "run", "--lexicon", "none", str(path))
+    assert both.returncode == 0 and both.stdout.strip() == "MEDIUM MONTH"
+    off = ocrq(model_root, "run", str(path), OCRQ_SECOND_READING="1.5")
+    assert off.returncode == 1 and "OCRQ_SECOND_READING" in off.stderr
     bad = ocrq(model_root, "run", "--lexicon", "en,xx", str(path))
     assert bad.returncode == 1 and "unknown lexicon language(s) xx" in bad.stderr

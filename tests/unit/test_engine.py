@@ -18,7 +18,7 @@ def test_reads_rendered_invoice_with_word_spaces(engine, invoice_page):
     page = engine.run(invoice_page, "invoice.png")
     assert _lines(page) == INVOICE_LINES
     assert page.rotation == 0
-    assert set(page.models) == {"rot", "std", "dir", "str"}
+    assert set(page.models) == {"rot", "std", "dir", "str", "str2"}
     assert set(page.timings_ms) == {"rotate", "detect", "recognize", "reorder"}
     for ln in page.lines:
         assert 0.5 < ln.confidence <= 1.0
@@ -26,6 +26,20 @@ def test_reads_rendered_invoice_with_word_spaces(engine, invoice_page):
         ys = [p[1] for p in ln.polygon]
         assert min(xs) >= 0 and max(xs) < page.width
         assert min(ys) >= 0 and max(ys) < page.height
+
+
+def test_second_reading_off_loads_and_records_no_second_model(model_root, invoice_page):
+    from ocrq.engine import Engine
+    from ocrq.settings import Settings
+
+    engine = Engine.from_settings(Settings(model_root=model_root, threads=0, second_reading=0))
+    engine.preload()
+    assert {m.name for m in engine.registry.loaded()} == {"rot", "std", "dir", "str"}
+    page = engine.run(invoice_page, "invoice.png")
+    assert _lines(page) == INVOICE_LINES  # a clean page needs no second reading
+    assert set(page.models) == {"rot", "std", "dir", "str"}
+    with pytest.raises(ValueError, match="OCRQ_SECOND_READING"):
+        Engine.from_settings(Settings(model_root=model_root, second_reading=-0.1))
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])

@@ -104,9 +104,14 @@ def test_an_engine_with_an_unknown_lexicon_language_fails_at_start(model_root):
     assert Engine.from_settings(off).options.recognize.languages == ()
 
 
-def test_engine_corrects_a_real_misreading_unless_told_not_to(engine):
+def test_engine_corrects_a_real_misreading_unless_told_not_to(model_root):
+    from ocrq.engine import Engine
+    from ocrq.settings import Settings
     from tests.fixtures import blurred_line
 
+    # One recogniser: the second reading settles this line without any lexicon
+    # (tests/unit/test_cli_run.py::test_lexicon_option).
+    engine = Engine.from_settings(Settings(model_root=model_root, threads=0, second_reading=0))
     image = blurred_line()
     assert engine.run(image).text() == "MEDIUM MONTH"
     d = engine.step_detect(image, 0)
