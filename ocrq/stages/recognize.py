@@ -10,7 +10,7 @@ Decoding: greedy CTC, then punctuation the crop shows but the argmax left
 blank (stages/uncovered.py), word spaces (stages/spacing.py), soft breaks
 inside common words taken back (stages/rejoin.py), 0/O (stages/zero_o.py), a
 currency's place (stages/currency.py) and look-alike glyphs
-(stages/lexicon.py). Lines with a doubtful glyph are then read by a second
+(stages/lexicon.py). Words with a doubtful glyph are then read by a second
 recogniser where one is given, and the two readings settled (stages/fusion.py).
 """
 
@@ -81,9 +81,9 @@ class RecognizeOptions:
     # 1 = off.
     code_letters: float = 0.2
     fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (stages/zero_o.py)
-    # A line whose least probable glyph is below this is read again by the second
+    # A word whose least probable glyph is below this is read again by the second
     # recogniser where one is given, and the two readings settled (stages/fusion.py);
-    # 0 = never.
+    # 0 = never, 1 = every word a settling rule did not make.
     second_below: float = 0.8
     second_context: int = 0  # words either side of a doubtful one read with it
 
@@ -180,11 +180,13 @@ def _read_again(second: LoadedModel, again: list[_Window], charset: list[str],
         win = again[n]
         words = results[win.line].text.split()
         spans = results[win.line].spans
-        theirs = Reading(Scores.of(probs, len(other)), other)
+        # Both outputs in the top-k form a GPU runtime returns: the same page reads
+        # alike on either (a class outside the top k weighs the floor there).
+        theirs = Reading(compact(probs, len(other)), other)
         chosen, doubts = settle(words[win.first : win.end],
                                 [s.settled for s in spans[win.first : win.end]],
                                 greedy(theirs), Reading(win.scores, charset), theirs, lexicon,
-                                sum(len(x) + 1 for x in words[: win.first]))
+                                sum(len(x) + 1 for x in words[: win.first]), opts.second_below)
         picks[win.line].update({win.first + k: word for k, word in chosen.items()})
         extra[win.line] += doubts
     for i in set(picks) | set(extra):
@@ -230,14 +232,16 @@ def decode(
         tokens = rejoin(tokens, soft, chars, lexicon)
     if opts.rejoin:
         tokens = join_times(tokens, chars)
-    words, doubts, spans = _words(scores, steps, idx, chars, tokens, charset, opts, lexicon)
+    words, doubts, spans = _words(scores, best, steps, idx, chars, tokens, charset, opts,
+                                  lexicon)
     conf = float(best[steps].mean())
     return Recognized(" ".join(words), conf, tuple(doubts), tuple(spans))
 
 
-def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
-           tokens: list[list[int]], charset: list[str], opts: RecognizeOptions,
-           lexicon: Lexicon | None) -> tuple[list[str], list[Doubt], list[WordSpan]]:
+def _words(scores: Scores, best: np.ndarray, steps: np.ndarray, idx: np.ndarray,
+           chars: list[str], tokens: list[list[int]], charset: list[str],
+           opts: RecognizeOptions, lexicon: Lexicon | None
+           ) -> tuple[list[str], list[Doubt], list[WordSpan]]:
     """The tokens' words, settled (0/O, currencies, numbers) and corrected
     against the lexicon; the doubtful digits of their amounts; each word's span."""
     # NFKC folds the full-width punctuation the Chinese dictionary often picks
@@ -269,8 +273,8 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
             # Runner-ups line up with characters only where each glyph is one
             # character ("ﬀ" -> "ff" or a full-width space would shift them).
             if len(word) != len(token) or not all(len(glyphs[k]) == 1 for k in token):
-                words.append(word)
-                spans.append(WordSpan(-1, -1, 1.0, True))  # no glyph-by-glyph reading
+                words.append(word)  # no glyph-by-glyph reading: never read again,
+                spans.append(WordSpan(steps[token[0]], steps[token[-1]], 1.0, True))  # a border
                 continue
             if lexicon is not None and opts.currencies:
                 word = _currencies(word, token, texts, n, lexicon, runners)
@@ -291,7 +295,7 @@ def _words(scores: Scores, steps: np.ndarray, idx: np.ndarray, chars: list[str],
                 offset = sum(len(w) + 1 for w in words)
                 doubts += digit_doubts(word, own, offset, opts.amount_doubt)
             at = steps[token]  # the word's steps, for a second reading (stages/fusion.py)
-            spans.append(WordSpan(at[0], at[-1], scores.best[at].min(), word != parts[m]))
+            spans.append(WordSpan(at[0], at[-1], best[at].min(), word != parts[m]))
             words.append(word)
     return words, doubts, spans
 

@@ -60,6 +60,19 @@ def test_log_likelihood_sums_every_alignment(text: str) -> None:
     assert got == pytest.approx(math.log(want), abs=1e-5)
 
 
+def test_log_likelihood_edges() -> None:
+    charset = ["", "A", "a", "B", " "]
+    one = Reading(Scores.of(np.array([[0.2, 0.5, 0.2, 0.05, 0.05]]), 5), charset)
+    # One step: "A" is that step's A or a (case folded), nothing else fits.
+    assert log_likelihood(one, "A") == pytest.approx(math.log(0.7 + 1e-7))
+    assert log_likelihood(one, "AB") == -1e9 and log_likelihood(one, "") == -1e9
+    two = Reading(Scores.of(np.array([[0.1, 0.9, 0, 0, 0], [0.1, 0.9, 0, 0, 0]]), 5), charset)
+    # "AA" needs a blank between its two A's: three steps at least.
+    assert log_likelihood(two, "AA") < -15
+    assert log_likelihood(two, "A") == pytest.approx(math.log(0.9 * 0.9 + 0.1 * 0.9 * 2),
+                                                      abs=1e-5)
+
+
 def test_log_likelihood_reads_the_top_k_form_alike() -> None:
     probs = _probs([{"A": 0.9}, {}, {"B": 0.6, "C": 0.3}, {"B": 0.7}])
     full = Reading(Scores.of(probs, len(CHARSET)), CHARSET)
@@ -109,7 +122,12 @@ def test_settle_takes_the_word_both_networks_prefer() -> None:
     # A word a settling rule made is left as it is, and so is a reading in glyphs
     # outside ASCII for an ASCII word.
     assert settle(["CAB"], [True], "CBB", first, second, None, 0) == ({}, [])
-    assert settle(["CAB"], [False], "CÉB", first, second, None, 0) == ({}, [])
+    # ... and so is a reading in glyphs outside ASCII for an ASCII word, however
+    # probable both networks find it.
+    accent_1 = _reading([{"C": 0.9}, {}, {"A": 0.3, "É": 0.6}, {}, {"B": 0.9}])
+    accent_2 = _reading([{"C": 0.9}, {"É": 0.95}, {}, {"B": 0.9}, {}])
+    assert settle(["CAB"], [False], "CÉB", accent_1, accent_2, None, 0) == ({}, [])
+    assert settle(["CÉB"], [False], "CAB", accent_1, second, None, 0)[0] == {0: "CAB"}
 
 
 def test_settle_never_puts_a_digit_for_a_sign() -> None:
@@ -139,6 +157,19 @@ def test_settle_weighs_the_lexicon() -> None:
     second = _reading(rows, alphabet)
     assert settle(["CASM"], [False], "CASH", first, second, LEX, 0) == ({0: "CASH"}, [])
     assert settle(["CASH"], [False], "CASM", first, second, LEX, 0) == ({}, [])
+    assert settle(["CASM"], [False], "CASH", first, second, None, 0) == ({}, [])  # a tie
+
+
+def test_the_lexicon_does_not_overrule_two_sure_networks() -> None:
+    # The first network is sure of its D (0.97) and unsure only of the N; the second
+    # reads O. "SON" is a far more common word than "SDN", yet the D was no doubt.
+    alphabet = ["", "D", "N", "O", "S", " "]
+    first = _reading([{"S": 0.95}, {"D": 0.97, "O": 0.001}, {"N": 0.7}], alphabet)
+    second = _reading([{"S": 0.95}, {"O": 0.9, "D": 0.002}, {"N": 0.9}], alphabet)
+    assert settle(["SDN"], [False], "SON", first, second, LEX, 0, below=0.8) == ({}, [])
+    # Where the D was itself in doubt, the lexicon may tip the balance.
+    torn = _reading([{"S": 0.95}, {"D": 0.5, "O": 0.3}, {"N": 0.7}], alphabet)
+    assert settle(["SDN"], [False], "SON", torn, second, LEX, 0, below=0.8)[0] == {0: "SON"}
 
 
 def test_apply_keeps_the_doubts_in_step() -> None:
@@ -147,7 +178,7 @@ def test_apply_keeps_the_doubts_in_step() -> None:
     out, kept = apply(text, doubts, {0: "TOTAL", 2: "CASH"}, [(17, "9", 1.0), (7, "3", 1.0)])
     assert out == "TOTAL 12.50 CASH 20.00"
     # Same-length words: the doubts stay where they were; one inside a replaced word
-    # goes, a new doubt already known is not added twice.
-    assert kept == [(7, "3", 0.5), (18, "6", 0.4), (17, "9", 1.0)]
+    # goes; a doubt read twice is kept once, with the higher ratio.
+    assert kept == [(7, "3", 1.0), (18, "6", 0.4), (17, "9", 1.0)]
     longer, moved = apply("AB 1.00", [(4, "7", 0.5)], {0: "ABC"}, [])
     assert longer == "ABC 1.00" and moved == [(5, "7", 0.5)]

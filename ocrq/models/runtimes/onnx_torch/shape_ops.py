@@ -106,6 +106,9 @@ def _squeeze(n: Node) -> Fn:
             # A one-element shape vector squeezed to the scalar it holds: kept as
             # the vector (Unsqueeze below gives it back unchanged), so the
             # Shape -> Slice -> Squeeze -> Unsqueeze -> Concat chain stays Ints.
+            # Nothing else is done to a shape vector here: it would be wrong.
+            if len(x) != 1 or dims not in (None, (0,)):
+                raise NotImplementedError("Squeeze of a shape vector: only one element")
             return x
         return torch.squeeze(x) if dims is None else torch.squeeze(x, dim=dims)
 
@@ -118,7 +121,11 @@ def _unsqueeze(n: Node) -> Fn:
 
     def unsqueeze(x: Value, *_: object) -> Value:
         if isinstance(x, Ints):
-            return x  # a scalar of a shape vector (see _squeeze)
+            # Only the scalar _squeeze kept as a one-element vector comes back: a
+            # real shape vector would need a rank the Ints cannot hold.
+            if len(x) != 1 or dims != [0]:
+                raise NotImplementedError("Unsqueeze of a shape vector: only a scalar")
+            return x
         rank = x.dim() + len(dims)
         for d in sorted(d % rank for d in dims):  # ascending: each lands where ONNX says
             x = x.unsqueeze(d)
