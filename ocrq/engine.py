@@ -201,15 +201,10 @@ class Engine:
             found = [NO_LEADER if f else lead for lead, f in
                      zip(find_leaders(page, polygons), flipped, strict=True)]
         return Detected(
-            rotation=rotation,
+            rotation=rotation, flipped=flipped, models=models, ms=_ms(t0), skew=skew,
             polygons=[np.round(r.polygon.astype(np.float64), 1).tolist() for r in regions],
             scores=[round(r.score, 4) for r in regions],
-            flipped=flipped,
-            leaders=[lead.dots for lead in found],
-            leader_reach=[lead.reach for lead in found],
-            models=models,
-            ms=_ms(t0),
-            skew=skew,
+            leaders=[lead.dots for lead in found], leader_reach=[lead.reach for lead in found],
         )
 
     def _orient(self, image: np.ndarray, rotation: int, det: LoadedModel,
@@ -270,17 +265,20 @@ class Engine:
         flipped: Sequence[bool] | None = None,
         languages: Sequence[str] | None = None,
         skew: float = 0.0,
+        second_reading: float | None = None,
     ) -> Recognized:
         """Read the given lines; the answer for a line never depends on the others.
 
-        ``languages`` overrides the engine's lexicon for this call (a plan's
-        ``recognize.lexicon``; ``[]`` turns word correction off). ``rotation``
+        ``languages``/``second_reading``: a plan's ``recognize.lexicon`` ([]: no word
+        correction) and ``recognize.second_reading`` (0: none) for this call. ``rotation``
         and ``skew`` are step_detect's: the polygons are on that page.
         """
         t0 = time.perf_counter()
         opts = self.options.recognize
         if languages is not None:
             opts = replace(opts, languages=tuple(languages))
+        if second_reading is not None:
+            opts = replace(opts, second_below=float(second_reading))
         model = self.registry.get(ModelKind.STR)
         models = {ModelKind.STR.value: model.version}
         if not polygons:
@@ -290,7 +288,7 @@ class Engine:
             crops = [np.ascontiguousarray(c[::-1, ::-1]) if f else c
                      for c, f in zip(crops, flipped, strict=True)]
         second = self.registry.get(ModelKind.STR2) if opts.second_below > 0 else None
-        if second is not None:  # the lines it reads again: stages/fusion.py
+        if second is not None:  # the words it reads again: stages/fusion.py
             models[ModelKind.STR2.value] = second.version
         results = recognize(model, crops, opts, second)
         texts = [(r.text, round(r.confidence, 4)) for r in results]

@@ -184,6 +184,10 @@ def _steps(spec: Any, where: str) -> tuple[Step, ...]:
         _check_lexicon(rec["lexicon"], where)
     if not isinstance(rec.get("amounts", True), bool):
         raise InvalidPlans(f"{where}: recognize.amounts must be true or false")
+    second = rec.get("second_reading", 0.0)
+    if isinstance(second, bool) or not isinstance(second, int | float) or not 0 <= second <= 1:
+        raise InvalidPlans(f"{where}: recognize.second_reading must be a number from 0 (off) "
+                           "to 1 (every word)")
     return tuple(steps)
 
 

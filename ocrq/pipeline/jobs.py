@@ -122,6 +122,7 @@ def first_context(services: Services, plan: Plan, job: Job, queues: dict[str, st
                                       or services.settings.recognize_batch_lines),
                       callback=bool(job.callback_url),
                       lexicon=None if lexicon is None else tuple(lexicon),
+                      second_reading=rec.get("second_reading"),
                       amounts=bool(rec.get("amounts", True)),
                       stages=tuple(st.name for st in plan.steps if st.name not in STEPS),
                       page_sizes=page_sizes)

@@ -88,6 +88,15 @@ def _lexicon(value: Iterable[str] | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(str(v) for v in value)
 
 
+def _threshold(value: object) -> float | None:
+    """A plan's second-reading threshold from a message: a number in [0, 1] or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidMessage(f"second_reading must be a number from 0 to 1, not {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Lines:
     """What detection found, carried to reorder: polygons, 180° flags, leader dots."""
@@ -116,11 +125,13 @@ class RecognitionRef(_Message):
     # Detected.skew: the polygons are on the page straightened by this much.
     # Defaults to 0 so a message from a producer that predates it still reads.
     skew: float = 0.0
+    second_reading: float | None = None  # None: the worker's OCRQ_SECOND_READING
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> Self:
         ref = _build(cls, data)
-        return replace(ref, lexicon=_lexicon(ref.lexicon), skew=float(ref.skew))
+        return replace(ref, lexicon=_lexicon(ref.lexicon), skew=float(ref.skew),
+                       second_reading=_threshold(ref.second_reading))
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,7 @@ class JobContext(_Message):
     batch_lines: int  # most lines one recognition task reads
     callback: bool  # the job has a callback_url: send a webhook when it ends
     lexicon: tuple[str, ...] | None = None  # the plan's recognize.lexicon, if it sets one
+    second_reading: float | None = None  # the plan's recognize.second_reading, if set
     amounts: bool = True  # the plan's recognize.amounts: the page's sums settle digits
     rotate_here: bool = False  # detect runs rotate first (both on one queue)
     stages: tuple[str, ...] = ()  # the plan's plug-in stages, run in turn after reorder
@@ -166,6 +178,7 @@ class JobContext(_Message):
         if isinstance(lines, Mapping):
             lines = _build(Lines, lines)
         return replace(ctx, lexicon=_lexicon(ctx.lexicon), lines=lines, skew=float(ctx.skew),
+                       second_reading=_threshold(ctx.second_reading),
                        stages=tuple(str(s) for s in ctx.stages),
                        page_sizes=tuple((int(w), int(h)) for w, h in ctx.page_sizes))
 
@@ -187,7 +200,7 @@ class JobContext(_Message):
         if self.rotation is None:
             raise InvalidMessage(f"job {self.job_id}: recognition before the page's rotation")
         return RecognitionRef(self.job_id, self.bid, self.image_key, self.name, self.rotation,
-                              self.lexicon, self.skew)
+                              self.lexicon, self.skew, self.second_reading)
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ def recognize(state: WorkerState, ref: RecognitionRef, polygons: list[Quad],
     if ended(state, ref.job_id):
         return BatchResult.skipped(index)
     t = state.engine.step_recognize(_image(state, ref), ref.rotation, polygons, flipped,
-                                    languages=ref.lexicon, skew=ref.skew)
+                                    ref.lexicon, ref.skew, ref.second_reading)
     state.cache.incr_done(ref.job_id)
     stage_done(log, Step.RECOGNIZE, t.ms, t.models)
     return BatchResult(index, t.texts, t.models, t.ms, cpu_s=t.cost.cpu_s, gpu_s=t.cost.gpu_s,

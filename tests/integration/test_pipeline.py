@@ -216,7 +216,8 @@ def test_a_bids_lexicon_reaches_recognition(st: Stack) -> None:
     data = encode(blurred_line(), "png")
     base = st.web()
     texts = {}
-    for bid in ("default", "literal"):  # literal: recognize.lexicon = [] in plans.yaml
+    # literal: recognize.lexicon = [] and recognize.second_reading = 0 in plans.yaml
+    for bid in ("default", "literal"):
         r = requests.post(f"{base}/v1/jobs", files={"image": ("m.png", data, "image/png")},
                           data={"bid": bid, "tid": "ocr-upright"}, timeout=30)
         doc = st.wait(base, r.json()["id"])

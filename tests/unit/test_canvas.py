@@ -81,6 +81,15 @@ def test_messages_round_trip_through_json() -> None:
     assert JobContext.from_message(wire).lines == replace(ctx.lines, leader_reach=[])
     ref = ctx.ref()
     assert RecognitionRef.from_message(json.loads(json.dumps(ref.to_message()))) == ref
+    # A plan's second-reading threshold reaches recognition; one from before has none.
+    ref = replace(ctx, second_reading=0).ref()
+    assert ref.second_reading == 0
+    assert RecognitionRef.from_message(json.loads(json.dumps(ref.to_message()))) == ref
+    old = ref.to_message()
+    del old["second_reading"]
+    assert RecognitionRef.from_message(old).second_reading is None
+    with pytest.raises(InvalidMessage, match="second_reading"):
+        RecognitionRef.from_message({**old, "second_reading": "high"})
     res = BatchResult(2, [("TOTAL", 0.98)], {"str": 1}, 4.0)
     assert BatchResult.from_message(json.loads(json.dumps(res.to_message()))) == res
     # Amounts' doubtful digits travel as (index, digit, ratio) tuples per line.

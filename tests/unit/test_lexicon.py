@@ -104,21 +104,23 @@ def test_an_engine_with_an_unknown_lexicon_language_fails_at_start(model_root):
     assert Engine.from_settings(off).options.recognize.languages == ()
 
 
-def test_engine_corrects_a_real_misreading_unless_told_not_to(model_root):
-    from ocrq.engine import Engine
-    from ocrq.settings import Settings
+def test_engine_corrects_a_real_misreading_unless_told_not_to(engine):
     from tests.fixtures import blurred_line
 
-    # One recogniser: the second reading settles this line without any lexicon
-    # (tests/unit/test_cli_run.py::test_lexicon_option).
-    engine = Engine.from_settings(Settings(model_root=model_root, threads=0, second_reading=0))
     image = blurred_line()
     assert engine.run(image).text() == "MEDIUM MONTH"
     d = engine.step_detect(image, 0)
-    plain = engine.step_recognize(image, 0, d.polygons, d.flipped, languages=[])
-    fixed = engine.step_recognize(image, 0, d.polygons, d.flipped, languages=["en"])
-    assert [t for t, _ in fixed.texts] == ["MEDIUM MONTH"]
-    assert [t for t, _ in plain.texts] != ["MEDIUM MONTH"]  # what the network alone reads
+
+    def read(languages: list[str], second_reading: float | None) -> list[str]:
+        t = engine.step_recognize(image, 0, d.polygons, d.flipped, languages=languages,
+                                  second_reading=second_reading)
+        return [text for text, _ in t.texts]
+
+    # One recogniser (a plan's recognize.second_reading: 0): the lexicon settles it.
+    assert read(["en"], 0) == ["MEDIUM MONTH"]
+    assert read([], 0) != ["MEDIUM MONTH"]  # what the network alone reads
+    # The second reading settles the same words without any lexicon.
+    assert read([], None) == ["MEDIUM MONTH"]
 
 
 def test_decode_applies_the_lexicon_to_each_word():

@@ -72,6 +72,16 @@ def test_recognize_amounts_option_is_checked_at_load():
         Plans({**base, "bids": {"b": {"ocr": {"options": {"recognize": {"amounts": "no"}}}}}})
 
 
+def test_recognize_second_reading_option_is_checked_at_load():
+    base = {"tids": {"ocr": {"steps": ["detect", "recognize", "reorder"]}}}
+    ok = Plans({**base, "bids": {"my": {"ocr": {"options": {"recognize": {"second_reading": 0}}}}}})
+    assert ok.resolve("my", "ocr").step("recognize").options == {"second_reading": 0}
+    for bad in (1.5, -0.1, "0.8", True):
+        with pytest.raises(InvalidPlans, match="recognize.second_reading must be a number"):
+            Plans({**base, "bids": {"b": {"ocr": {"options": {
+                "recognize": {"second_reading": bad}}}}}})
+
+
 def test_recognize_lexicon_option_is_checked_at_load():
     base = {"tids": {"ocr": {"steps": ["detect", "recognize", "reorder"]}}}
     ok = Plans({**base, "bids": {"my": {"ocr": {"options": {"recognize": {"lexicon": ["ms"]}}}}}})
