@@ -64,12 +64,12 @@ class WordSpan(NamedTuple):
     settled: bool
 
 
-def windows(spans: Sequence[WordSpan], steps: int, below: float, context: int = 1
+def windows(spans: Sequence[WordSpan], steps: int, below: float, context: int = 0
             ) -> list[tuple[int, int, int, int]]:
     """(first word, end word, first step, end step) of the stretches the second
     network reads: each word with a glyph below ``below`` (not made by a settling
-    rule, steps known) with ``context`` words either side, overlapping stretches
-    merged. A stretch reaches halfway into the gaps beside it, so it shows none of
+    rule, steps known) with ``context`` words either side, stretches that overlap
+    or touch merged. A stretch reaches halfway into the gaps beside it, so it shows none of
     the words outside it."""
     known = [w for w, s in enumerate(spans) if s.first >= 0]
     doubtful = [w for w in known if not spans[w].settled and spans[w].weakest < below]
@@ -96,9 +96,10 @@ def settle(mine: Sequence[str], settled: Sequence[bool], read: str, first: Readi
     """The words to change among ``mine`` (the first network's reading of a
     stretch; ``settled``: made by a settling rule) where the second read ``read``
     (greedy) on the same stretch: {index in ``mine``: word}; doubts for the
-    digits of amounts, at ``offset`` (where ``mine`` starts in its line). Only
-    glyphs the first network gave less than ``below`` change: a doubt on one
-    glyph is no licence to rewrite another it was sure of ("SDN" -> "SON")."""
+    digits of amounts, at ``offset`` (where ``mine`` starts in its line). The
+    lexicon's prior decides only where the glyphs that change were below ``below``
+    to the first network: a doubt on one glyph is no licence to rewrite another it
+    was sure of for a more common word ("SDN" -> "SON")."""
     other = read.split()
     picks: dict[int, str] = {}
     doubts: list[Doubt] = []

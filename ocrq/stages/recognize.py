@@ -86,14 +86,14 @@ class RecognizeOptions:
     # 0 = never, 1 = every word a settling rule did not make.
     second_below: float = 0.8
     second_context: int = 0  # words either side of a doubtful one read with it
+    # wordfreq language codes whose common words guide corrections among the
+    # network's runner-up glyphs (stages/lexicon.py); () turns that off.
+    languages: tuple[str, ...] = ("en",)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.second_below <= 1.0:  # NaN fails too
             raise ValueError("the second reading's threshold (OCRQ_SECOND_READING) must lie "
                              f"between 0 (off) and 1 (every word), not {self.second_below}")
-    # wordfreq language codes whose common words guide corrections among the
-    # network's runner-up glyphs (stages/lexicon.py); () turns that off.
-    languages: tuple[str, ...] = ("en",)
 
 
 def crop_lines(image: np.ndarray, polygons: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -129,7 +129,7 @@ def recognize(
     second: LoadedModel | None = None,
 ) -> list[Recognized]:
     """Each crop's text; ``second``: the second recogniser, which reads again the
-    lines the first was unsure of (stages/fusion.py)."""
+    words the first was unsure of (stages/fusion.py)."""
     opts = options or RecognizeOptions()
     height = int(model.manifest.input.get("height", 48))
     charset = _charset(model)
