@@ -27,11 +27,13 @@ MODES = ("on", "benchmark", "off")
 def child(mode: str, shapes: list[tuple[int, int]], fp16: bool, root: str) -> dict:
     import numpy as np
 
+    from ocrq.models.builtin import serving_specs
     from ocrq.models.repository import ModelRepository
     from ocrq.models.runtimes.torch import TorchRuntime
+    from ocrq.settings import Settings
 
     repo = ModelRepository(Path(root))
-    repo.ensure_defaults()
+    repo.ensure_defaults(serving_specs(Settings.from_env().second_reading))
     rt = TorchRuntime(repo.manifest("std").weights_path, device="cuda", fp16=fp16,
                       cudnn=mode)
     out = {}

@@ -47,6 +47,7 @@ import onnxruntime
 from ocrq.engine import Engine
 from ocrq.evaluation.dataset import load_manifest
 from ocrq.evaluation.metrics import word_counts
+from ocrq.models.builtin import serving_specs
 from ocrq.models.repository import ModelRepository
 from ocrq.models.runtimes import load_runtime
 from ocrq.models.runtimes.torch import TorchRuntime, gpu_memory_mib
@@ -207,8 +208,9 @@ def bench_e2e(args: argparse.Namespace, root: Path, cuda: bool) -> None:
     engines, load_s = {}, {}
     for label, cfg in e2e_configs(args, cuda):
         t0 = time.perf_counter()
-        engines[label] = Engine.from_settings(Settings(model_root=root, threads=args.threads,
-                                                       **cfg))
+        engines[label] = Engine.from_settings(Settings(
+            model_root=root, threads=args.threads,
+            second_reading=Settings.from_env().second_reading, **cfg))
         engines[label].preload()  # models loaded and (on CUDA) every bucket warmed
         load_s[label] = time.perf_counter() - t0
     times: dict[str, list[float]] = {label: [] for label in engines}
@@ -274,7 +276,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.model_root or Path(tmp)
         repo = ModelRepository(root)
-        repo.ensure_defaults()
+        repo.ensure_defaults(serving_specs(Settings.from_env().second_reading))
         print()
         bench_models(args, repo, cuda)
         if not args.no_e2e:

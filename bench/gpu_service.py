@@ -57,6 +57,7 @@ from ocrq.engine import Engine
 from ocrq.evaluation.dataset import load_manifest
 from ocrq.images import decode_image
 from ocrq.localcluster import LocalCluster, WorkerSpec, free_port, wait_redis
+from ocrq.models.builtin import serving_specs
 from ocrq.models.repository import ModelRepository
 from ocrq.settings import Settings
 
@@ -121,7 +122,8 @@ def start_cluster(args: argparse.Namespace, cluster: LocalCluster, cuda: bool) -
                                     "--dir", str(cluster.log_dir)], service=True)
     wait_redis(s.broker_url)
     upgrade(s.database_url)
-    ModelRepository(s.model_root).ensure_defaults()  # once, before the workers race
+    # Once, before the workers race; no second recogniser where OCRQ_SECOND_READING=0.
+    ModelRepository(s.model_root).ensure_defaults(serving_specs(s.second_reading))
     gpu = s.with_(runtime="torch", fp16=args.fp16) if cuda else s
     extra = tuple(shlex.split(args.gpu_args))
     cluster.start_worker(ExtraArgsSpec("gpu", "bench-gpu", s.queue_gpu, args.gpu_concurrency,

