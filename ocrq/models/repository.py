@@ -189,12 +189,11 @@ class ModelRepository:
             missing = [spec for spec in wanted if not self.versions(spec.name)]
             # Every digest is checked before the first write: a wheel with other
             # bytes leaves the repository as it was.
-            blobs = [bundled_weights(spec) for spec in missing]
-            for spec in missing:
-                if spec.charset_resource:
-                    bundled_charset(spec)  # its dictionary's digest too
-            for spec, blob in zip(missing, blobs, strict=True):
-                self._materialise(spec, blob)
+            blobs = [(bundled_weights(spec),
+                      bundled_charset(spec) if spec.charset_resource else None)
+                     for spec in missing]
+            for spec, (blob, chars) in zip(missing, blobs, strict=True):
+                self._materialise(spec, blob, chars)
 
     def add_version(
         self,
@@ -241,16 +240,18 @@ class ModelRepository:
         with FileLock(self.root / LOCK_FILE, timeout=LOCK_TIMEOUT_S):
             yield
 
-    def _materialise(self, spec: ModelSpec, blob: bytes) -> Manifest:
-        """Write ``blob`` (the verified bundled file of ``spec``) as the next version."""
+    def _materialise(self, spec: ModelSpec, blob: bytes, chars: bytes | None = None
+                     ) -> Manifest:
+        """Write ``blob`` (the verified bundled file of ``spec``) as the next version;
+        ``chars``: its verified dictionary file (``spec.charset_resource``)."""
         extra: dict[str, bytes] = {}
         charset = None
         if spec.charset_from_metadata:
             chars = _onnx_metadata(blob).get("character", "")
             extra["charset.txt"] = chars.encode("utf-8")
             charset = "charset.txt"
-        elif spec.charset_resource:
-            extra["charset.txt"] = bundled_charset(spec)
+        elif chars is not None:
+            extra["charset.txt"] = chars
             charset = "charset.txt"
         source = {
             "package": spec.package,

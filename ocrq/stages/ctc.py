@@ -40,6 +40,12 @@ class Scores:
         top_p, top_i = out[:, :k], out[:, k : 2 * k].astype(np.int64)
         return cls(top_i[:, 0], top_p[:, 0], out[:, 2 * k], top_p=top_p, top_i=top_i)
 
+    def path(self) -> np.ndarray:
+        """The steps of the best path's glyphs: not blank, not a repeat of the step before."""
+        keep = self.idx != 0
+        keep[1:] &= self.idx[1:] != self.idx[:-1]
+        return np.flatnonzero(keep)
+
     def runners(self, steps: np.ndarray, min_prob: float, k: int) -> list[list[int]]:
         """Per step: up to ``k`` classes of probability >= ``min_prob``, most probable
         first (the chosen one included)."""
@@ -69,6 +75,15 @@ class Scores:
 def pack_top_k(probs: np.ndarray, k: int) -> np.ndarray:
     """The top-k form of full (..., T, C) probabilities, on the host (what the GPU
     runtime computes on the device; ties in the order of the full form)."""
-    order = np.argsort(-probs, axis=-1, kind="stable")[..., :k]
+    if k < probs.shape[-1]:
+        # A partial selection (a full sort of 18,710 classes per step cost the second
+        # reading more than its settling), then the k sorted; in class order first,
+        # so that equal probabilities keep the full form's order.
+        part = np.sort(np.argpartition(-probs, k, axis=-1)[..., :k], axis=-1)
+    else:
+        part = np.broadcast_to(np.arange(probs.shape[-1]), probs.shape)
+    order = np.take_along_axis(
+        part, np.argsort(-np.take_along_axis(probs, part, axis=-1), axis=-1, kind="stable"),
+        axis=-1)
     top = np.take_along_axis(probs, order, axis=-1)
     return np.concatenate([top, order.astype(probs.dtype), probs[..., -1:]], axis=-1)

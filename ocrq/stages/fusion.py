@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ocrq.stages.amounts import Doubt, amount_spans
-from ocrq.stages.ctc import Scores
+from ocrq.stages.ctc import Scores, pack_top_k
 from ocrq.stages.lexicon import Lexicon
 from ocrq.stages.zero_o import settle_word
 
@@ -54,9 +54,9 @@ class Reading:
 
 
 class WordSpan(NamedTuple):
-    """Where one decoded word came from: its first and last CTC step (-1: not known,
-    the word's glyphs did not map one to one), its least probable glyph's
-    probability, and whether a settling rule made it."""
+    """Where one decoded word came from: its first and last CTC step (-1: not known;
+    recognize._words always knows them), its least probable glyph's probability,
+    and whether a settling rule made it (or its glyphs did not map one to one)."""
 
     first: int
     last: int
@@ -118,7 +118,7 @@ def settle(mine: Sequence[str], settled: Sequence[bool], read: str, first: Readi
                     mine[i].isascii() and not theirs.isascii()):
                 continue
             if amount_spans(mine[i]) or amount_spans(theirs):
-                doubts += _digit_doubts(mine[i], theirs, offset + _offset(mine, i))
+                doubts += _digit_doubts(mine[i], theirs, offset + word_offset(mine, i))
             elif _digits_alike(mine[i], theirs) and _prefers(
                     out, i, theirs, first, second, lexicon,
                     _only_doubtful(mine[i], theirs, sure[i], below)):
@@ -144,11 +144,10 @@ def _glyph_probs(first: Reading, mine: Sequence[str]) -> list[list[float] | None
     """Per word of ``mine``, the first network's probability of each of its glyphs
     on the stretch (its best path); None where the path does not spell the words
     (a glyph recovered off the argmax, NFKC expansions): no glyph is known sure."""
-    idx, best = first.scores.idx, first.scores.best
-    keep = idx != 0
-    keep[1:] &= idx[1:] != idx[:-1]
+    at = first.scores.path()
     glyphs = [(unicodedata.normalize("NFKC", first.charset[k]) if k < len(first.charset)
-               else "", float(p)) for k, p in zip(idx[keep], best[keep], strict=True)]
+               else "", float(p))
+              for k, p in zip(first.scores.idx[at], first.scores.best[at], strict=True)]
     glyphs = [(g, p) for g, p in glyphs if g.strip()]
     if "".join(g for g, _ in glyphs) != "".join(mine) or any(len(g) != 1 for g, _ in glyphs):
         return [None] * len(mine)
@@ -191,7 +190,8 @@ def _prefers(words: list[str], i: int, theirs: str, first: Reading, second: Read
     return gain + prior(theirs) - prior(words[i]) > 0 and (gain > 0 or doubtful)
 
 
-def _offset(words: Sequence[str], i: int) -> int:
+def word_offset(words: Sequence[str], i: int) -> int:
+    """Where word ``i`` starts in ``" ".join(words)``."""
     return sum(len(w) + 1 for w in words[:i])
 
 
@@ -200,23 +200,14 @@ def compact(probs: np.ndarray, classes: int, k: int = 8) -> Scores:
     that waits for the second network: a full one is ~2.6 MB a line."""
     if probs.shape[-1] != classes:
         return Scores.of(probs, classes)  # already the top-k form
-    part = np.argpartition(-probs, k, axis=1)[:, :k]
-    top = np.take_along_axis(probs, part, axis=1)
-    order = np.argsort(-top, axis=1, kind="stable")
-    top_i = np.take_along_axis(part, order, axis=1)
-    top_p = np.take_along_axis(top, order, axis=1)
-    packed = np.concatenate([top_p, top_i.astype(probs.dtype), probs[:, -1:]], axis=1)
-    return Scores.of(packed, classes)
+    return Scores.of(pack_top_k(probs, k), classes)
 
 
 def greedy(reading: Reading) -> str:
     """Best-path CTC text (repeats merged, blanks dropped), NFKC-folded."""
-    idx = reading.scores.idx
-    keep = idx != 0
-    keep[1:] &= idx[1:] != idx[:-1]
     chars = reading.charset
-    return unicodedata.normalize(
-        "NFKC", "".join(chars[k] if k < len(chars) else "" for k in idx[keep]))
+    return unicodedata.normalize("NFKC", "".join(
+        chars[k] if k < len(chars) else "" for k in reading.scores.idx[reading.scores.path()]))
 
 
 def log_likelihood(reading: Reading, text: str) -> float:

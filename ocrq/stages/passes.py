@@ -33,11 +33,11 @@ def chunks(resized: Sequence[np.ndarray], opts: PassOptions, height: int
     for i, crop in enumerate(resized):
         width = max(opts.min_width, math.ceil(crop.shape[1] / opts.bucket) * opts.bucket)
         buckets[width].append(i)
-    chunks: list[tuple[int, list[int]]] = []
+    planned: list[tuple[int, list[int]]] = []
     for width, idxs in sorted(buckets.items()):
         per_batch = max(1, opts.max_batch_pixels // (height * width))
-        chunks += [(width, idxs[s : s + per_batch]) for s in range(0, len(idxs), per_batch)]
-    return chunks
+        planned += [(width, idxs[s : s + per_batch]) for s in range(0, len(idxs), per_batch)]
+    return planned
 
 
 def forward(model: LoadedModel, resized: Sequence[np.ndarray],
@@ -45,15 +45,15 @@ def forward(model: LoadedModel, resized: Sequence[np.ndarray],
              ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(crop index, padded width, the network's output for it), pass by pass, for
     the passes :func:`chunks` planned."""
-    chunks = list(planned)
+    todo = list(planned)
     # Passes go to the runtime a round at a time: a sharded runtime spreads a
     # round's batches over its copies; the round bounds the memory held at once.
     budget = opts.round_batches * opts.max_batch_pixels
-    while chunks:
+    while todo:
         round_, pixels = [], 0
-        while chunks and (not round_ or pixels + height * chunks[0][0] * len(chunks[0][1])
-                          <= budget):
-            round_.append(chunks.pop(0))
+        while todo and (not round_ or pixels + height * todo[0][0] * len(todo[0][1])
+                        <= budget):
+            round_.append(todo.pop(0))
             pixels += height * round_[-1][0] * len(round_[-1][1])
         batches = []
         for width, chunk in round_:

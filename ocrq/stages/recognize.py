@@ -27,11 +27,10 @@ import cv2
 import numpy as np
 
 from ocrq.models.states import LoadedModel
-from ocrq.stages import passes
+from ocrq.stages import fusion, passes
 from ocrq.stages.amounts import Doubt, code_letter, digit_doubts, ends_in_amount
 from ocrq.stages.ctc import Scores
 from ocrq.stages.currency import places, settle_currency
-from ocrq.stages.fusion import Reading, WordSpan, apply, compact, greedy, settle, windows
 from ocrq.stages.lexicon import Glyph, Lexicon, LexiconOptions, get_lexicon
 from ocrq.stages.numbers import at_quantity, settle_number
 from ocrq.stages.rejoin import join_times, rejoin
@@ -48,7 +47,7 @@ class Recognized:
     doubts: tuple[Doubt, ...] = ()
     # Per word of ``text``: its CTC steps, least probable glyph and whether a settling
     # rule made it (what stages/fusion.py needs; not part of the result).
-    spans: tuple[WordSpan, ...] = field(default=(), compare=False, repr=False)
+    spans: tuple[fusion.WordSpan, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -148,11 +147,11 @@ def recognize(
         results[i] = decode(probs, charset, opts, ink=ink_profile(resized[i]), width=width,
                             lexicon=lexicon)
         stride = width / len(probs)  # input columns per CTC step
-        for w0, w1, t0, t1 in windows(results[i].spans, len(probs), opts.second_below,
-                                      opts.second_context) if reads_again else ():
+        for w0, w1, t0, t1 in fusion.windows(results[i].spans, len(probs), opts.second_below,
+                                             opts.second_context) if reads_again else ():
             crop = resized[i][:, round(t0 * stride) : round(t1 * stride)]
             if crop.shape[1] > 0:
-                again.append(_Window(i, w0, w1, compact(probs[t0:t1], len(charset)), crop))
+                again.append(_Window(i, w0, w1, fusion.compact(probs[t0:t1], len(charset)), crop))
     if again and second is not None:
         _read_again(second, again, charset, results, opts, lexicon)
     return results
@@ -182,16 +181,16 @@ def _read_again(second: LoadedModel, again: list[_Window], charset: list[str],
         spans = results[win.line].spans
         # Both outputs in the top-k form a GPU runtime returns: the same page reads
         # alike on either (a class outside the top k weighs the floor there).
-        theirs = Reading(compact(probs, len(other)), other)
-        chosen, doubts = settle(words[win.first : win.end],
-                                [s.settled for s in spans[win.first : win.end]],
-                                greedy(theirs), Reading(win.scores, charset), theirs, lexicon,
-                                sum(len(x) + 1 for x in words[: win.first]), opts.second_below)
+        theirs = fusion.Reading(fusion.compact(probs, len(other)), other)
+        chosen, doubts = fusion.settle(
+            words[win.first : win.end], [s.settled for s in spans[win.first : win.end]],
+            fusion.greedy(theirs), fusion.Reading(win.scores, charset), theirs, lexicon,
+            fusion.word_offset(words, win.first), opts.second_below)
         picks[win.line].update({win.first + k: word for k, word in chosen.items()})
         extra[win.line] += doubts
     for i in set(picks) | set(extra):
         r = results[i]
-        text, doubts = apply(r.text, r.doubts, picks[i], extra[i])
+        text, doubts = fusion.apply(r.text, r.doubts, picks[i], extra[i])
         results[i] = replace(r, text=text, doubts=tuple(doubts))
 
 
@@ -212,9 +211,7 @@ def decode(
     """
     scores = Scores.of(probs, len(charset))  # the full or the top-k form (stages/ctc.py)
     idx, best = scores.idx, scores.best
-    keep = idx != 0
-    keep[1:] &= idx[1:] != idx[:-1]
-    steps = np.flatnonzero(keep)
+    steps = scores.path()
     stride = width / len(idx) if width else 0.0
     if ink is not None and opts.uncovered_min_prob < 1.0:
         found = recover(scores, steps, ink.columns, stride, charset, opts.uncovered_min_prob)
@@ -241,7 +238,7 @@ def decode(
 def _words(scores: Scores, best: np.ndarray, steps: np.ndarray, idx: np.ndarray,
            chars: list[str], tokens: list[list[int]], charset: list[str],
            opts: RecognizeOptions, lexicon: Lexicon | None
-           ) -> tuple[list[str], list[Doubt], list[WordSpan]]:
+           ) -> tuple[list[str], list[Doubt], list[fusion.WordSpan]]:
     """The tokens' words, settled (0/O, currencies, numbers) and corrected
     against the lexicon; the doubtful digits of their amounts; each word's span."""
     # NFKC folds the full-width punctuation the Chinese dictionary often picks
@@ -261,7 +258,7 @@ def _words(scores: Scores, best: np.ndarray, steps: np.ndarray, idx: np.ndarray,
 
     words: list[str] = []
     doubts: list[Doubt] = []
-    spans: list[WordSpan] = []
+    spans: list[fusion.WordSpan] = []
     kept = [t for t in tokens if t]
     texts = ["".join(glyphs[k] for k in t) for t in kept]
     for n, token in enumerate(kept):
@@ -273,8 +270,8 @@ def _words(scores: Scores, best: np.ndarray, steps: np.ndarray, idx: np.ndarray,
             # Runner-ups line up with characters only where each glyph is one
             # character ("ﬀ" -> "ff" or a full-width space would shift them).
             if len(word) != len(token) or not all(len(glyphs[k]) == 1 for k in token):
-                words.append(word)  # no glyph-by-glyph reading: never read again,
-                spans.append(WordSpan(steps[token[0]], steps[token[-1]], 1.0, True))  # a border
+                words.append(word)  # no glyph-by-glyph reading: never read again, a border
+                spans.append(fusion.WordSpan(steps[token[0]], steps[token[-1]], 1.0, True))
                 continue
             if lexicon is not None and opts.currencies:
                 word = _currencies(word, token, texts, n, lexicon, runners)
@@ -292,10 +289,10 @@ def _words(scores: Scores, best: np.ndarray, steps: np.ndarray, idx: np.ndarray,
                 # Only digits the network itself chose: a settled glyph has no runner-ups.
                 own = [g if g.char == glyphs[k] else replace(g, alternatives=())
                        for g, k in zip(runners(token, word), token, strict=True)]
-                offset = sum(len(w) + 1 for w in words)
-                doubts += digit_doubts(word, own, offset, opts.amount_doubt)
+                doubts += digit_doubts(word, own, fusion.word_offset(words, len(words)),
+                                       opts.amount_doubt)
             at = steps[token]  # the word's steps, for a second reading (stages/fusion.py)
-            spans.append(WordSpan(at[0], at[-1], best[at].min(), word != parts[m]))
+            spans.append(fusion.WordSpan(at[0], at[-1], best[at].min(), word != parts[m]))
             words.append(word)
     return words, doubts, spans
 
