@@ -20,6 +20,7 @@ from ocrq.errors import OcrqError
 from ocrq.models.builtin import catalog
 from ocrq.names import REQUIRED_STEPS, STEPS
 from ocrq.settings import Settings
+from ocrq.stages.fusion import is_threshold
 from ocrq.stages.lexicon import UnknownLanguage, check_languages
 
 HARDWARE = ("gpu", "cpu")
@@ -184,8 +185,7 @@ def _steps(spec: Any, where: str) -> tuple[Step, ...]:
         _check_lexicon(rec["lexicon"], where)
     if not isinstance(rec.get("amounts", True), bool):
         raise InvalidPlans(f"{where}: recognize.amounts must be true or false")
-    second = rec.get("second_reading", 0.0)
-    if isinstance(second, bool) or not isinstance(second, int | float) or not 0 <= second <= 1:
+    if not is_threshold(rec.get("second_reading", 0.0)):
         raise InvalidPlans(f"{where}: recognize.second_reading must be a number from 0 (off) "
                            "to 1 (every word)")
     return tuple(steps)

@@ -22,6 +22,7 @@ from ocrq.engine import Detected, Quad
 from ocrq.errors import OcrqError
 from ocrq.models.runtimes.cost import NO_COST, Cost
 from ocrq.stages.amounts import Doubt
+from ocrq.stages.fusion import is_threshold
 
 T = TypeVar("T")
 
@@ -92,7 +93,7 @@ def _threshold(value: object) -> float | None:
     """A plan's second-reading threshold from a message: a number in [0, 1] or None."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+    if not is_threshold(value):
         raise InvalidMessage(f"second_reading must be a number from 0 to 1, not {value!r}")
     return float(value)
 

@@ -45,6 +45,12 @@ FLOOR = 1e-7  # a class a top-k output does not list, or a character a network l
 LN10 = math.log(10)
 
 
+def is_threshold(value: object) -> bool:
+    """A second-reading threshold: a number (not a bool) from 0 (off) to 1 (every
+    word); NaN is none. Settings, plans and messages all check theirs with this."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= 1
+
+
 @dataclass(frozen=True)
 class Reading:
     """One network's output for a stretch of a line, with its dictionary (0 = blank)."""

@@ -90,7 +90,7 @@ class RecognizeOptions:
     languages: tuple[str, ...] = ("en",)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.second_below <= 1.0:  # NaN fails too
+        if not fusion.is_threshold(self.second_below):
             raise ValueError("the second reading's threshold (OCRQ_SECOND_READING) must lie "
                              f"between 0 (off) and 1 (every word), not {self.second_below}")
 
