@@ -72,18 +72,48 @@ class Scores:
         return float(self.top_p[step][self.top_i[step] == cls_][0])
 
 
-def pack_top_k(probs: np.ndarray, k: int) -> np.ndarray:
+def pack_top_k(probs: np.ndarray, k: int, block: int = 64) -> np.ndarray:
     """The top-k form of full (..., T, C) probabilities, on the host (what the GPU
-    runtime computes on the device; ties in the order of the full form)."""
-    if k < probs.shape[-1]:
-        # A partial selection (a full sort of 18,710 classes per step cost the second
-        # reading more than its settling), then the k sorted; in class order first,
-        # so that equal probabilities keep the full form's order.
-        part = np.sort(np.argpartition(-probs, k, axis=-1)[..., :k], axis=-1)
+    runtime computes on the device); equal probabilities in class order."""
+    classes = probs.shape[-1]
+    rows = probs.reshape(-1, classes)
+    if classes > 4 * k * block:
+        part = _top_classes(rows, k, block)
+    elif k < classes:
+        part = _first_k(rows, k)
     else:
-        part = np.broadcast_to(np.arange(probs.shape[-1]), probs.shape)
+        part = np.broadcast_to(np.arange(classes), rows.shape)
+    # ``part`` is in class order: a stable sort keeps equal probabilities so.
     order = np.take_along_axis(
-        part, np.argsort(-np.take_along_axis(probs, part, axis=-1), axis=-1, kind="stable"),
+        part, np.argsort(-np.take_along_axis(rows, part, axis=-1), axis=-1, kind="stable"),
         axis=-1)
-    top = np.take_along_axis(probs, order, axis=-1)
-    return np.concatenate([top, order.astype(probs.dtype), probs[..., -1:]], axis=-1)
+    top = np.take_along_axis(rows, order, axis=-1)
+    packed = np.concatenate([top, order.astype(probs.dtype), rows[:, -1:]], axis=-1)
+    return packed.reshape(*probs.shape[:-1], packed.shape[-1])
+
+
+def _top_classes(rows: np.ndarray, k: int, block: int) -> np.ndarray:
+    """:func:`_first_k`, looked for only in the k blocks of ``block`` classes with
+    the highest maxima (equal ones in block order): each of the top k lies in one
+    of them, else k blocks each held a class ranked above it. A partial selection
+    over all 18,710 classes of PP-OCRv6 per step cost the second reading a tenth of
+    a page's time; this reads each class once, for its block's maximum."""
+    classes = rows.shape[-1]
+    peaks = np.maximum.reduceat(rows, np.arange(0, classes, block), axis=-1)
+    cands = (_first_k(peaks, k)[:, :, None] * block + np.arange(block)).reshape(len(rows), -1)
+    beyond = cands >= classes  # the last block is short
+    cands = np.minimum(cands, classes - 1)
+    vals = np.take_along_axis(rows, cands, axis=-1)
+    vals[beyond] = -np.inf
+    return np.take_along_axis(cands, _first_k(vals, k), axis=-1)
+
+
+def _first_k(vals: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the columns of the k greatest values, in column order; of values
+    equal to the k-th greatest, the first ones (a partial selection alone picks
+    among equal values at will)."""
+    kth = -np.partition(-vals, k - 1, axis=-1)[:, k - 1 : k]
+    above = vals > kth
+    tied = vals == kth
+    keep = above | (tied & (np.cumsum(tied, axis=-1) <= k - above.sum(-1, keepdims=True)))
+    return np.nonzero(keep)[1].reshape(len(vals), k)

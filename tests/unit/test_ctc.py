@@ -78,3 +78,24 @@ def test_torch_runtime_reduces_on_the_device(outputs: tuple) -> None:
     for row_full, row_packed in zip(full, packed, strict=True):
         assert decode(row_full, charset, opts, width=640).text == \
             decode(row_packed, charset, opts, width=640).text
+
+
+def test_top_k_of_many_classes_is_exact() -> None:
+    # Many classes take the blockwise search (a block's maximum first); it must
+    # find what a full sort finds, wherever the top classes sit: crowded in one
+    # block, spread over many, or in the short last block.
+    rng = np.random.default_rng(5)
+    classes, k = 18_710, 8
+    logits = rng.normal(0, 2, (12, classes))
+    logits[1, 128:136] += 30  # all eight in one block
+    logits[2, rng.choice(classes, 8, replace=False)] += 25  # one per block
+    logits[3, classes - 6 :] += 40  # the last, short block
+    logits[4, :] = 0.0  # all equal: ties go in class order
+    probs = (np.exp(logits - logits.max(1, keepdims=True))).astype(np.float32)
+    probs /= probs.sum(axis=1, keepdims=True)
+    packed = pack_top_k(probs[None], k)[0]
+    assert packed.shape == (12, 2 * k + 1)
+    for row, got in zip(probs, packed, strict=True):
+        want = np.argsort(-row, kind="stable")[:k]
+        assert got[k : 2 * k].astype(np.int64).tolist() == want.tolist()
+        assert np.array_equal(got[:k], row[want]) and got[-1] == row[-1]
