@@ -163,3 +163,19 @@ def test_graph_executor_has_no_host_sync(repo: ModelRepository, kind: str,
     with torch.no_grad():
         out = module(torch.zeros(shape, device="meta"))
     assert out.device.type == "meta" and out.shape[0] == shape[0]
+
+
+def test_a_line_models_steps_are_cut_back_to_the_width_it_was_given() -> None:
+    # The recognition stage pads crops to a finer grid than a GPU's buckets: the
+    # steps the bucket's padding added must not reach the decoder, or a line would
+    # read with extra steps and a wrong step width.
+    rec, d = Buckets.from_spec(REC), Buckets.from_spec(DIR)
+    lines = np.zeros((3, 48, 144, 3), np.uint8)
+    padded, hw = rec.pad(lines)
+    assert padded.shape == (3, 48, 192, 3) and hw == (48, 144)
+    steps = np.arange(3 * 24 * 17, dtype=np.float32).reshape(3, 24, 17)  # 192 / 8
+    cut = rec.crop(steps, hw, (48, 192))
+    assert cut.shape == (3, 18, 17) and np.array_equal(cut, steps[:, :18])
+    assert rec.crop(steps, (48, 192), (48, 192)) is steps  # not padded: as it is
+    scores = np.ones((3, 2), np.float32)  # a classifier's scores are no sequence
+    assert d.crop(scores, (48, 150), (48, 192)) is scores

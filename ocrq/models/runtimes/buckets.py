@@ -8,8 +8,10 @@ shapes, all warmed when the model loads:
 - spatial: a page for detection is padded (edges replicated: the background
   continues) up to the next bucket side, the output cropped back; the
   coarse sides also let pages of different sizes share one pass;
-- width: a line crop's width is already a multiple of 64 (the recognition
-  stage pads it so); the bucket keeps that grid;
+- width: a line crop is padded (mid-grey) up to the next multiple of 64; the
+  recognition stage pads to a finer grid (16: less padding on a CPU), and a
+  line model's output, a sequence of steps along the width, is cut back to
+  the steps of the width it was given, as a page model's map is;
 - rows: every pass has exactly ``batch_size(shape)`` rows, zero-padded, so a
   row's result never depends on how many other rows, or whose, shared its pass.
 
@@ -133,11 +135,18 @@ class Buckets:
 
     def crop(self, output: np.ndarray, hw: tuple[int, int], padded_hw: tuple[int, int]
              ) -> np.ndarray:
-        """The output for the unpadded input: dense maps (N, C, H, W) are cut back;
-        other outputs (sequences, class scores) are returned as they are."""
-        if hw == padded_hw or output.ndim != 4 or tuple(output.shape[2:]) != padded_hw:
+        """The output for the unpadded input: dense maps (N, C, H, W) are cut back,
+        and so are a line model's (N, T, C) steps along the width (T a fixed share
+        of it: CTC recognisers); other outputs (class scores) are returned as they are."""
+        if hw == padded_hw:
             return output
-        return np.ascontiguousarray(output[:, :, : hw[0], : hw[1]])
+        if output.ndim == 4 and tuple(output.shape[2:]) == padded_hw:
+            return np.ascontiguousarray(output[:, :, : hw[0], : hw[1]])
+        steps = output.shape[1] if output.ndim == 3 else 0
+        if (self.height and not self.width and hw[0] == padded_hw[0]
+                and steps * hw[1] % padded_hw[1] == 0):
+            return np.ascontiguousarray(output[:, : steps * hw[1] // padded_hw[1]])
+        return output
 
 
 def _ceil_to(n: int, step: int) -> int:
