@@ -33,3 +33,12 @@ def test_garbage_is_not_a_model(tmp_path):
     bad.write_bytes(b"\x00garbage" * 100)
     with pytest.raises(Exception):  # noqa: B017 - onnx/ORT raise their own error types
         OnnxRuntime(bad, rewrite=True)
+
+
+def test_sessions_with_threads_do_not_spin(model_root):
+    # A spinning idle intra-op thread (the detector's, 2+ threads) took the core the
+    # recognition sessions and the Python stages between passes run on.
+    path = ModelRepository(model_root).manifest("dir").weights_path
+    opts = OnnxRuntime(path, threads=2)._session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.intra_op_num_threads == 2

@@ -31,6 +31,11 @@ class OnnxRuntime:
         if threads > 0:
             opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # No spinning: an idle intra-op thread (the detector's) that spins waiting for
+        # its next pass burns the core that recognition's sessions and the Python
+        # stages between passes need; off, the bench reads ~8% more pages/s on 2
+        # cores (BENCHMARKS.md). Its cost, waking a sleeping thread, is microseconds.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list[object] = ["CPUExecutionProvider"]
         self.device = "cpu"
         if device.startswith("cuda"):
