@@ -87,8 +87,8 @@ class Settings:
     # A word whose least sure glyph the recogniser gave less than this probability
     # is read again by a second recogniser (PP-OCRv6 small) and the two readings
     # settled (stages/fusion.py); 0 turns that off, 1 reads every word again.
-    # At 0.8 a page costs 15-20% more on a CPU (BENCHMARKS.md).
-    second_reading: float = 0.8
+    # At 0.9 a page costs ~20% more on a CPU than without (BENCHMARKS.md).
+    second_reading: float = 0.9
 
     # --- input limits -------------------------------------------------------
     max_image_pixels: int = 60_000_000  # refuse before decoding (decompression bombs)

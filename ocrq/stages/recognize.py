@@ -86,7 +86,7 @@ class RecognizeOptions:
     # A word whose least probable glyph is below this is read again by the second
     # recogniser where one is given, and the two readings settled (stages/fusion.py);
     # 0 = never, 1 = every word a settling rule did not make.
-    second_below: float = 0.8
+    second_below: float = 0.9
     second_context: int = 0  # words either side of a doubtful one read with it
     # wordfreq language codes whose common words guide corrections among the
     # network's runner-up glyphs (stages/lexicon.py); () turns that off.
