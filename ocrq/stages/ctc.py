@@ -77,6 +77,8 @@ def pack_top_k(probs: np.ndarray, k: int, block: int = 64) -> np.ndarray:
     runtime computes on the device); equal probabilities in class order."""
     classes = probs.shape[-1]
     rows = probs.reshape(-1, classes)
+    if len(rows) == 0:  # no steps: nothing to select (reshape(0, -1) cannot infer)
+        return np.zeros((*probs.shape[:-1], 2 * min(k, classes) + 1), probs.dtype)
     if classes > 4 * k * block:
         part = _top_classes(rows, k, block)
     elif k < classes:

@@ -53,8 +53,9 @@ class Recognized:
 @dataclass(frozen=True)
 class RecognizeOptions:
     # Padded widths are multiples of this: the network's output has one step per 8
-    # columns, so every step of a crop is its own; 16, not 64, pads ~3% of what a
-    # page reads, not ~14% (a GPU's buckets pad on to 64 and cut the steps back).
+    # columns, so every step of a crop is its own; 16, not 64, pads ~7% of what a
+    # page reads (mostly short crops up to min_width), not ~14% (a GPU's buckets
+    # pad on to 64 and cut the steps back).
     bucket: int = 16
     min_width: int = 128
     max_width: int = 2560  # longer crops are squeezed (rare: a whole-page-wide line)

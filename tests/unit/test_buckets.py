@@ -179,3 +179,8 @@ def test_a_line_models_steps_are_cut_back_to_the_width_it_was_given() -> None:
     assert rec.crop(steps, (48, 192), (48, 192)) is steps  # not padded: as it is
     scores = np.ones((3, 2), np.float32)  # a classifier's scores are no sequence
     assert d.crop(scores, (48, 150), (48, 192)) is scores
+    assert rec.crop(scores, hw, (48, 192)) is scores  # not even from a line model
+    coarse = np.ones((3, 1, 12, 48), np.float32)  # a map at a quarter of the input
+    assert rec.crop(coarse, hw, (48, 192)) is coarse
+    odd = rec.crop(steps, (48, 100), (48, 192))  # the network rounds 100 / 8 down
+    assert odd.shape == (3, 12, 17)

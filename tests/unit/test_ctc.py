@@ -99,3 +99,7 @@ def test_top_k_of_many_classes_is_exact() -> None:
         want = np.argsort(-row, kind="stable")[:k]
         assert got[k : 2 * k].astype(np.int64).tolist() == want.tolist()
         assert np.array_equal(got[:k], row[want]) and got[-1] == row[-1]
+    # No steps at all (an empty window) pack to no steps, in either search.
+    assert pack_top_k(np.zeros((0, classes), np.float32), k).shape == (0, 2 * k + 1)
+    assert pack_top_k(np.zeros((2, 0, 6625), np.float32), k).shape == (2, 0, 2 * k + 1)
+    assert pack_top_k(np.zeros((0, 300), np.float32), k).shape == (0, 2 * k + 1)

@@ -136,16 +136,18 @@ class Buckets:
     def crop(self, output: np.ndarray, hw: tuple[int, int], padded_hw: tuple[int, int]
              ) -> np.ndarray:
         """The output for the unpadded input: dense maps (N, C, H, W) are cut back,
-        and so are a line model's (N, T, C) steps along the width (T a fixed share
-        of it: CTC recognisers); other outputs (class scores) are returned as they are."""
+        and so are a line model's (N, T, C) steps along the width (T divides the
+        padded width: one step per so many columns, as CTC recognisers give; the
+        steps of the unpadded width kept, rounded down as the network rounds);
+        other outputs (class scores) are returned as they are."""
         if hw == padded_hw:
             return output
         if output.ndim == 4 and tuple(output.shape[2:]) == padded_hw:
             return np.ascontiguousarray(output[:, :, : hw[0], : hw[1]])
-        steps = output.shape[1] if output.ndim == 3 else 0
-        if (self.height and not self.width and hw[0] == padded_hw[0]
-                and steps * hw[1] % padded_hw[1] == 0):
-            return np.ascontiguousarray(output[:, : steps * hw[1] // padded_hw[1]])
+        if output.ndim == 3 and self.height and not self.width and hw[0] == padded_hw[0]:
+            steps = output.shape[1]  # one per ``stride`` columns of the padded width
+            if steps and padded_hw[1] % steps == 0:
+                return np.ascontiguousarray(output[:, : hw[1] // (padded_hw[1] // steps)])
         return output
 
 
