@@ -87,7 +87,7 @@ class Settings:
     # A word whose least sure glyph the recogniser gave less than this probability
     # is read again by a second recogniser (PP-OCRv6 small) and the two readings
     # settled (stages/fusion.py); 0 turns that off, 1 reads every word again.
-    # At 0.9 a page costs ~20% more on a CPU than without (BENCHMARKS.md).
+    # At 0.9 a CPU reads ~22% fewer pages/s than without (BENCHMARKS.md).
     second_reading: float = 0.9
 
     # --- input limits -------------------------------------------------------

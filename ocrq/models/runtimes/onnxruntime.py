@@ -33,8 +33,9 @@ class OnnxRuntime:
         opts.inter_op_num_threads = 1
         # No spinning: an idle intra-op thread (the detector's) that spins waiting for
         # its next pass burns the core that recognition's sessions and the Python
-        # stages between passes need; off, the bench reads ~8% more pages/s on 2
-        # cores (BENCHMARKS.md). Its cost, waking a sleeping thread, is microseconds.
+        # stages between passes need; off, a page read 8-10% faster on 2 cores
+        # (BENCHMARKS.md). Each parallel operator then wakes its threads instead: on
+        # hosts with many cores that cost has not been measured.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list[object] = ["CPUExecutionProvider"]
         self.device = "cpu"
