@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ocrq.models.runtimes.inputs import run_many_images
+from ocrq.models.runtimes.inputs import stream_images
 from ocrq.models.states import LoadedModel
 
 
@@ -44,7 +44,8 @@ def forward(model: LoadedModel, resized: Sequence[np.ndarray],
              planned: list[tuple[int, list[int]]], opts: PassOptions, height: int
              ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(crop index, padded width, the network's output for it), pass by pass, for
-    the passes :func:`chunks` planned."""
+    the passes :func:`chunks` planned, in the order the passes finish (a CPU's
+    copies run the next passes while the caller decodes: runtimes/sharded.py)."""
     todo = list(planned)
     # Passes go to the runtime a round at a time: a sharded runtime spreads a
     # round's batches over its copies; the round bounds the memory held at once.
@@ -64,7 +65,7 @@ def forward(model: LoadedModel, resized: Sequence[np.ndarray],
             for j, i in enumerate(chunk):
                 batch[j, :, : resized[i].shape[1]] = resized[i]
             batches.append(batch)
-        outputs = run_many_images(model.runtime, batches, model.manifest.input)
-        for (width, chunk), probs in zip(round_, outputs, strict=True):
+        for k, probs in stream_images(model.runtime, batches, model.manifest.input):
+            width, chunk = round_[k]
             for j, i in enumerate(chunk):
                 yield i, width, probs[j]

@@ -62,9 +62,8 @@ class RecognizeOptions:
     max_batch_pixels: int = 48 * 4096 * 8  # bounds one forward pass's input
     round_batches: int = 4  # passes' worth of input handed to the runtime at once
     spacing: SpaceRules = SpaceRules()  # where word spaces go (stages/spacing.py)
-    # A break that only the crop's geometry put inside what reads as a common
-    # word ("INC LUSIVE", "STAT IONERY": the narrow I and L of monospaced
-    # receipt fonts leave wide blanks) is taken back (stages/rejoin.py).
+    # A break only the crop's geometry put inside a common word ("INC LUSIVE", "STAT IONERY":
+    # the narrow I and L of monospaced receipt fonts leave wide blanks) is taken back.
     rejoin: bool = True
     # A blob of ink no emitted character sits on gets the best non-blank class
     # there when it holds at least this probability (stages/uncovered.py); 1 = off.
@@ -156,7 +155,8 @@ def recognize(
             crop = resized[i][:, round(t0 * stride) : round(t1 * stride)]
             if crop.shape[1] > 0:
                 again.append(_Window(i, w0, w1, fusion.compact(probs[t0:t1], len(charset)), crop))
-    if again and second is not None:
+    if again and second is not None:  # in line order, not the order passes finished in
+        again.sort(key=lambda w: (w.line, w.first))
         _read_again(second, again, charset, results, opts, lexicon)
     return results
 

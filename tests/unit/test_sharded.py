@@ -64,6 +64,83 @@ def test_concurrent_callers_get_their_own_rows(rec_path):
     assert not errors, errors
 
 
+class Recording:
+    """A real session that records the rows of every pass it runs, and can hold
+    passes back until the test lets them go (or fail on purpose)."""
+
+    def __init__(self, path, hold: threading.Event | None = None, fail_rows: int = -1) -> None:
+        self.inner = OnnxRuntime(path, threads=1)
+        self.backend, self.device = self.inner.backend, self.inner.device
+        self.rows: list[int] = []
+        self.hold, self.fail_rows = hold, fail_rows
+        self.lock = threading.Lock()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.rows.append(len(batch))
+            first = len(self.rows) == 1
+        if len(batch) == self.fail_rows:
+            raise RuntimeError("this pass fails")
+        if self.hold is not None and not first and not self.hold.wait(30):
+            raise TimeoutError("held: the caller never got an earlier output")
+        return self.inner.run(batch)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_stream_gives_every_batch_once_as_one_session_reads_it(rec_path):
+    single = OnnxRuntime(rec_path, threads=1)
+    copies: list[Recording] = []
+
+    def make() -> Recording:
+        copies.append(Recording(rec_path))
+        return copies[-1]
+
+    # Pieces of at most 2 rows of 48 x 128: a batch of 5 rows comes back whole.
+    sharded = ShardedRuntime(make, 2, piece_elements=2 * 3 * 48 * 128)
+    try:
+        work = batches([5, 1, 3])
+        work[0] = work[0][:, :, :, :128]
+        got = dict(sharded.stream(work, prepare=lambda b: b * 0.5))  # on the copies' threads
+        assert sorted(got) == [0, 1, 2]
+        for k, b in enumerate(work):
+            np.testing.assert_allclose(got[k], single.run(b * 0.5), atol=1e-5)
+        assert max(n for c in copies for n in c.rows) <= 2  # the 5 rows went in pieces
+    finally:
+        sharded.close()
+
+
+def test_stream_hands_an_output_back_while_later_passes_wait(rec_path):
+    # Each copy holds its second pass until the caller has an output in hand: a
+    # stream that waited for every pass before yielding would time out here.
+    go = threading.Event()
+    sharded = ShardedRuntime(lambda: Recording(rec_path, hold=go), 2, piece_elements=3 * 48 * 128)
+    try:
+        outputs = sharded.stream(batches([1] * 6, width=128))
+        first = next(outputs)
+        go.set()
+        assert len([first, *outputs]) == 6
+    finally:
+        go.set()
+        sharded.close()
+
+
+def test_stream_raises_a_failed_pass_in_the_caller_and_stays_usable(rec_path):
+    sharded = ShardedRuntime(lambda: Recording(rec_path, fail_rows=2), 2)
+    try:
+        with pytest.raises(RuntimeError, match="this pass fails"):
+            list(sharded.stream(batches([1, 2, 1])))  # a pass of 2 rows fails
+        again = dict(sharded.stream(batches([1, 1, 1])))  # the pool is free again
+        assert [again[k].shape[0] for k in range(3)] == [1, 1, 1]
+        stopped = sharded.stream(batches([1] * 5))
+        next(stopped)
+        stopped.close()  # a caller that stops early: the copies take no more pieces
+        assert len(dict(sharded.stream(batches([1, 1])))) == 2
+    finally:
+        sharded.close()
+
+
 def test_registry_shards_line_models_only(model_root):
     reg = ModelRegistry(ModelRepository(model_root), Settings(model_root=model_root, threads=2))
     assert isinstance(reg.get("str").runtime, ShardedRuntime)

@@ -9,7 +9,8 @@ arithmetic (one multiply, then one add, in float32), so the text is the same.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,3 +69,16 @@ def run_many_images(runtime: object, batches: Sequence[np.ndarray], spec: Spec
     if many is not None:
         return list(many(normalised))
     return [np.asarray(runtime.run(b)) for b in normalised]  # type: ignore[attr-defined]
+
+
+def stream_images(runtime: object, batches: Sequence[np.ndarray], spec: Spec
+                  ) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, output) per uint8 NHWC batch: as each pass finishes on a runtime
+    that streams (runtimes/sharded.py: the caller's thread works on one output
+    while the next runs), else in order once all have run."""
+    stream = getattr(runtime, "stream", None)
+    if stream is not None and getattr(runtime, "run_many_images", None) is None \
+            and getattr(runtime, "run_images", None) is None:
+        yield from stream(batches, functools.partial(normalize, spec=spec))
+        return
+    yield from enumerate(run_many_images(runtime, batches, spec))

@@ -11,27 +11,41 @@ one session with 2 threads (BENCHMARKS.md, "CPU sessions").
 ``threads // n`` intra-op threads. ``run`` splits a batch's rows into up to
 ``n`` contiguous shards and runs them at once; ``run_many`` also spreads whole
 batches over the copies, largest first, so a page's small batches keep every
-copy busy. Safe because every model wrapped here computes each row from that
-row alone (the same reason ``BatchingRuntime`` may merge rows).
+copy busy; ``stream`` hands back each batch's output as soon as it is done, so
+the caller's thread can use one (decode a line) while the copies run the next.
+Rows are also cut into pieces of at most ``piece_elements`` input numbers: a
+pass over more runs slower per row on a CPU (the recognisers' per-column time
+grows ~20% beyond ~512 columns of 48-px crops, the line-direction model's ~60%
+beyond 4 rows: the activations no longer fit a core's cache; BENCHMARKS.md).
 
-ONNX Runtime releases the GIL while it computes, so plain threads suffice.
+Safe because every model wrapped here computes each row from that row alone
+(the same reason ``BatchingRuntime`` may merge rows). ONNX Runtime releases the
+GIL while it computes, so plain threads suffice.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
 from ocrq.models.runtimes.base import Runtime
 
+# 384 columns of a 48-px, 3-channel crop batch (see the module's docstring).
+PIECE_ELEMENTS = 48 * 384 * 3
+
+Piece = tuple[int, int, int]  # (batch index, start row, end row)
+
 
 class ShardedRuntime:
     """A :class:`~ocrq.models.runtimes.base.Runtime` over ``n`` copies of one model."""
 
-    def __init__(self, make: Callable[[], Runtime], copies: int) -> None:
+    def __init__(self, make: Callable[[], Runtime], copies: int,
+                 piece_elements: int = PIECE_ELEMENTS) -> None:
         if copies < 2:
             raise ValueError(f"a sharded runtime needs at least 2 copies, got {copies}")
         self.copies: list[Runtime] = [make() for _ in range(copies)]
@@ -40,6 +54,18 @@ class ShardedRuntime:
         self._pool = ThreadPoolExecutor(copies, thread_name_prefix="ocrq-shard")
         self._lock = threading.Lock()
         self._next = 0  # round robin of the copy a lone row runs on
+        self.piece_elements = piece_elements
+
+    def _pieces(self, batches: Sequence[np.ndarray]) -> tuple[list[Piece], list[int]]:
+        """Every batch cut into pieces of at most ~total/n rows and at most
+        ``piece_elements`` numbers (one row at least), with each piece's cost."""
+        share = max(1, -(-sum(len(b) for b in batches) // len(self.copies)))
+        pieces: list[Piece] = []
+        for i, b in enumerate(batches):
+            per_row = int(np.prod(b.shape[1:]))
+            rows = max(1, min(share, self.piece_elements // max(1, per_row)))
+            pieces += [(i, s, min(len(b), s + rows)) for s in range(0, len(b), rows)]
+        return pieces, [(e - s) * int(np.prod(batches[i].shape[1:])) for i, s, e in pieces]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.run_many([batch])[0]
@@ -50,15 +76,9 @@ class ShardedRuntime:
         total = sum(len(b) for b in batches)
         if total == 0:
             return [self.copies[0].run(b) for b in batches]
-        # Cut every batch into pieces of at most ~total/n rows, then deal the
-        # pieces to the copies largest (by elements) first, each to the least
-        # loaded copy: a greedy schedule that keeps the copies evenly busy.
-        share = max(1, -(-total // n))
-        pieces: list[tuple[int, int, int]] = []  # (batch index, start row, end row)
-        for i, b in enumerate(batches):
-            for start in range(0, len(b), share):
-                pieces.append((i, start, min(len(b), start + share)))
-        cost = [(e - s) * int(np.prod(batches[i].shape[1:])) for i, s, e in pieces]
+        # Deal the pieces to the copies largest (by elements) first, each to the
+        # least loaded copy: a greedy schedule that keeps the copies evenly busy.
+        pieces, cost = self._pieces(batches)
         queues: list[list[int]] = [[] for _ in range(n)]
         load = [0] * n
         with self._lock:
@@ -88,6 +108,64 @@ class ShardedRuntime:
                 parts = [self.copies[0].run(b)]
             out.append(parts[0] if len(parts) == 1 else np.concatenate(parts))
         return out
+
+    def stream(self, batches: Sequence[np.ndarray],
+               prepare: Callable[[np.ndarray], np.ndarray] | None = None
+               ) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, output) of each batch as soon as its pass is done, in the order
+        they finish. The copies pull pieces, largest first, from one queue on the
+        pool's threads, so the caller's thread is free to use each output while
+        the next passes run: its Python would otherwise leave a core idle.
+        ``prepare`` (a batch's normalisation) runs on the copies' threads too."""
+        ready = prepare or (lambda b: b)
+        for i, b in enumerate(batches):
+            if len(b) == 0:  # what the model gives for none
+                yield i, self.copies[0].run(ready(b))
+        pieces, cost = self._pieces([b for b in batches])
+        pieces = [pieces[k] for k in sorted(range(len(pieces)), key=lambda k: -cost[k])]
+        todo: deque[int] = deque(range(len(pieces)))
+        done: queue.SimpleQueue[tuple[int, object] | None] = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def work(copy: int) -> None:
+            try:
+                while not stop.is_set():
+                    try:
+                        p = todo.popleft()  # atomic: the copies share one queue
+                    except IndexError:
+                        break
+                    i, s, e = pieces[p]
+                    done.put((p, self.copies[copy].run(ready(batches[i][s:e]))))
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                done.put((-1, exc))
+            finally:
+                done.put(None)
+
+        workers = [self._pool.submit(work, c) for c in range(min(len(self.copies), len(pieces)))]
+        left = [0] * len(batches)
+        for i, _, _ in pieces:
+            left[i] += 1
+        parts: dict[int, list[tuple[int, np.ndarray]]] = {}
+        running = len(workers)
+        try:
+            while running:
+                item = done.get()
+                if item is None:
+                    running -= 1
+                    continue
+                p, out = item
+                if isinstance(out, BaseException):
+                    raise out
+                i, s, _ = pieces[p]
+                parts.setdefault(i, []).append((s, np.asarray(out)))
+                left[i] -= 1
+                if left[i] == 0:
+                    got = [o for _, o in sorted(parts.pop(i), key=lambda so: so[0])]
+                    yield i, got[0] if len(got) == 1 else np.concatenate(got)
+        finally:
+            stop.set()  # a caller that stops early: the copies take no more pieces
+            for w in workers:
+                w.result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
