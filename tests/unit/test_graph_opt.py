@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from ocrq.models.runtimes.graph_opt import optimize
 
 from ocrq.models.repository import ModelRepository
 from ocrq.models.runtimes.onnxruntime import OnnxRuntime
 
 SHAPES = {"std": (1, 3, 320, 256), "str": (3, 3, 48, 192), "dir": (2, 3, 48, 192),
           "rot": (2, 3, 224, 224)}
-EXPECT = {"std": {"hardswish": 24, "affine": 50}, "str": {"hardswish": 28, "affine": 50},
+EXPECT = {"std": {"hardswish": 24, "affine": 50, "affine_forward": 20},
+          "str": {"hardswish": 28, "affine": 50, "affine_forward": 20},
           "dir": {"hardswish": 18}, "rot": {}}
 
 
@@ -26,6 +32,49 @@ def test_rewrite_keeps_outputs(model_root, name):
     assert a.shape == b.shape
     assert np.abs(a - b).max() < 1e-4
     assert (a.reshape(len(a), -1).argmax(1) == b.reshape(len(b), -1).argmax(1)).all()
+
+
+def _affine_after_relu(graph_nodes: list, inits: dict, tag: str, scale: float, shift: float
+                       ) -> str:
+    """Relu(x) * scale + shift (a learnable affine after an activation)."""
+    inits[f"{tag}_s"], inits[f"{tag}_t"] = np.float32(scale), np.float32(shift)
+    graph_nodes += [helper.make_node("Relu", ["x"], [f"{tag}_r"]),
+                    helper.make_node("Mul", [f"{tag}_r", f"{tag}_s"], [f"{tag}_m"]),
+                    helper.make_node("Add", [f"{tag}_m", f"{tag}_t"], [f"{tag}_a"])]
+    return f"{tag}_a"
+
+
+def test_an_affine_after_an_activation_moves_into_the_next_convolution():
+    rng = np.random.default_rng(5)
+    nodes: list = []
+    inits: dict = {"w1": rng.normal(size=(3, 4, 1, 1)), "b1": rng.normal(size=3),
+                   "w3": rng.normal(size=(4, 1, 3, 3)), "b3": rng.normal(size=4)}
+    # Read by a 1x1 convolution: folded into its weights.
+    a = _affine_after_relu(nodes, inits, "p", 1.7, -0.4)
+    nodes.append(helper.make_node("Conv", [a, "w1", "b1"], ["y1"], kernel_shape=[1, 1]))
+    # Read by a padded 3x3 depthwise convolution: one depthwise 1x1 convolution.
+    b = _affine_after_relu(nodes, inits, "d", 0.6, 0.9)
+    nodes.append(helper.make_node("Conv", [b, "w3", "b3"], ["y2"], kernel_shape=[3, 3],
+                                  pads=[1, 1, 1, 1], group=4))
+    # Read by something else: left alone.
+    c = _affine_after_relu(nodes, inits, "o", 2.0, 1.0)
+    nodes.append(helper.make_node("Sigmoid", [c], ["y3"]))
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y1", "y2", "y3")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 5, 7])], io,
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    plain = model.SerializeToString()
+    fast, stats = optimize(plain)
+    assert stats["affine_forward"] == 2
+    ops = [n.op_type for n in onnx.load_from_string(fast).graph.node]
+    assert ops.count("Mul") == 1 and ops.count("Add") == 1  # only the Sigmoid's affine
+    assert ops.count("Conv") == 3  # the depthwise 1x1 one is new
+    x = rng.uniform(-1, 1, (2, 4, 5, 7)).astype(np.float32)
+    want = ort.InferenceSession(plain, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = ort.InferenceSession(fast, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
 def test_garbage_is_not_a_model(tmp_path):
