@@ -14,9 +14,11 @@ batches over the copies, largest first, so a page's small batches keep every
 copy busy; ``stream`` hands back each batch's output as soon as it is done, so
 the caller's thread can use one (decode a line) while the copies run the next.
 Rows are also cut into pieces of at most ``piece_elements`` input numbers: a
-pass over more runs slower per row on a CPU (the recognisers' per-column time
-grows ~20% beyond ~512 columns of 48-px crops, the line-direction model's ~60%
-beyond 4 rows: the activations no longer fit a core's cache; BENCHMARKS.md).
+larger pass runs slower per row on a CPU where its activations outgrow a core's
+cache (one thread, bench/graph_rewrite.py: the line-direction model 0.50 ms a
+row in passes of 2 rows, 0.73 in passes of 64; the second recogniser ~15% more
+per column at 6,144 columns than at 384; the first, rewritten, about flat), and
+small pieces let the caller start on outputs sooner.
 
 Safe because every model wrapped here computes each row from that row alone
 (the same reason ``BatchingRuntime`` may merge rows). ONNX Runtime releases the
