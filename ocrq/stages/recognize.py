@@ -74,18 +74,15 @@ class RecognizeOptions:
     # Look-alike letters in numbers and a misread '@' before a price or rate,
     # settled among the network's runner-ups (stages/numbers.py).
     numbers: bool = True
-    # The digits of amounts the network nearly read otherwise (a runner-up at least
-    # this share of the chosen digit's probability) are recorded for the page's
-    # sums to settle (stages/sums.py); 1 = none.
+    # Digits of amounts the network nearly read otherwise (a runner-up at least this share
+    # of the chosen digit's probability) go to the page's sums (stages/sums.py); 1 = none.
     amount_doubt: float = 0.1
-    # A lone digit after an amount at a line's end is a tax code's letter where the
-    # network offered one at this share of the digit's probability (amounts.code_letter);
-    # 1 = off.
+    # A lone digit after an amount at a line's end is a tax code's letter where the network
+    # offered one at this share of the digit's probability (amounts.code_letter); 1 = off.
     code_letters: float = 0.2
     fix_zero_o: bool = True  # "R0N" -> "RON", "1O5O" -> "1050" (stages/zero_o.py)
-    # A word whose least probable glyph is below this is read again by the second
-    # recogniser where one is given, and the two readings settled (stages/fusion.py);
-    # 0 = never, 1 = every word a settling rule did not make.
+    # A word whose weakest glyph is below this is read again by the second recogniser (if any)
+    # and the readings settled (stages/fusion.py); 0 = never, 1 = every word no rule made.
     second_below: float = 0.9
     second_context: int = 0  # words either side of a doubtful one read with it
     # wordfreq language codes whose common words guide corrections among the
@@ -176,8 +173,7 @@ def _read_again(second: LoadedModel, again: list[_Window], charset: list[str],
     """The second recogniser's reading of each window, settled into ``results``."""
     other = _charset(second)
     crops = [w.crop for w in again]
-    picks: dict[int, dict[int, str]] = defaultdict(dict)
-    extra: dict[int, list[Doubt]] = defaultdict(list)
+    settled: dict[int, tuple[dict[int, str], list[Doubt]]] = {}  # per window
     planned = passes.chunks(crops, replace(opts, min_width=opts.bucket), crops[0].shape[0])
     for n, _width, probs in passes.forward(second, crops, planned, opts, crops[0].shape[0]):
         win = again[n]
@@ -190,8 +186,12 @@ def _read_again(second: LoadedModel, again: list[_Window], charset: list[str],
             words[win.first : win.end], [s.settled for s in spans[win.first : win.end]],
             fusion.greedy(theirs), fusion.Reading(win.scores, charset), theirs, lexicon,
             fusion.word_offset(words, win.first), opts.second_below)
-        picks[win.line].update({win.first + k: word for k, word in chosen.items()})
-        extra[win.line] += doubts
+        settled[n] = ({win.first + k: word for k, word in chosen.items()}, doubts)
+    picks: dict[int, dict[int, str]] = defaultdict(dict)
+    extra: dict[int, list[Doubt]] = defaultdict(list)
+    for n in sorted(settled):  # in line order, whatever order the passes finished in
+        picks[again[n].line].update(settled[n][0])
+        extra[again[n].line] += settled[n][1]
     for i in set(picks) | set(extra):
         r = results[i]
         text, doubts = fusion.apply(r.text, r.doubts, picks[i], extra[i])

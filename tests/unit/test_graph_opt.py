@@ -8,9 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ocrq.models.runtimes.graph_opt import optimize
-
 from ocrq.models.repository import ModelRepository
+from ocrq.models.runtimes.graph_opt import optimize
 from ocrq.models.runtimes.onnxruntime import OnnxRuntime
 
 SHAPES = {"std": (1, 3, 320, 256), "str": (3, 3, 48, 192), "dir": (2, 3, 48, 192),
@@ -73,6 +72,42 @@ def test_an_affine_after_an_activation_moves_into_the_next_convolution():
     x = rng.uniform(-1, 1, (2, 4, 5, 7)).astype(np.float32)
     want = ort.InferenceSession(plain, providers=["CPUExecutionProvider"]).run(None, {"x": x})
     got = ort.InferenceSession(fast, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_an_affine_before_a_1d_convolution_or_a_computed_bias_reads_the_same():
+    # A Conv1d reader: left alone (the depthwise form is 2-D). A 1x1 reader whose
+    # bias the graph computes: not folded into (its bias is no constant).
+    rng = np.random.default_rng(6)
+    nodes: list = []
+    inits: dict = {"w1d": rng.normal(size=(3, 4, 1)), "w1": rng.normal(size=(3, 4, 1, 1)),
+                   "one": np.float32(1.0)}
+    nodes.append(helper.make_node("Reshape", ["x", "shape3"], ["x3"]))
+    inits["shape3"] = np.asarray([2, 4, 35], np.int64)
+    nodes += [helper.make_node("Relu", ["x3"], ["r3"]),
+              helper.make_node("Mul", ["r3", "s3"], ["m3"]),
+              helper.make_node("Add", ["m3", "t3"], ["a3"]),
+              helper.make_node("Conv", ["a3", "w1d"], ["y1"], kernel_shape=[1])]
+    inits["s3"], inits["t3"] = np.float32(1.5), np.float32(0.25)
+    a = _affine_after_relu(nodes, inits, "b", 0.8, -0.3)
+    nodes += [helper.make_node("Add", ["bias_in", "one"], ["bias"]),
+              helper.make_node("Conv", [a, "w1", "bias"], ["y2"], kernel_shape=[1, 1])]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y1", "y2")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 5, 7]),
+                     helper.make_tensor_value_info("bias_in", TensorProto.FLOAT, [3])], io,
+        [numpy_helper.from_array(np.asarray(v, v.dtype if isinstance(v, np.ndarray)
+                                            and v.dtype == np.int64 else np.float32), k)
+         for k, v in inits.items()])
+    plain = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    fast, stats = optimize(plain.SerializeToString())
+    assert stats["affine_forward"] == 1  # the computed bias's: the depthwise form
+    feed = {"x": rng.uniform(-1, 1, (2, 4, 5, 7)).astype(np.float32),
+            "bias_in": np.asarray([5.0, -2.0, 0.5], np.float32)}
+    want = ort.InferenceSession(plain.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feed)
+    got = ort.InferenceSession(fast, providers=["CPUExecutionProvider"]).run(None, feed)
     for w, g in zip(want, got, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 

@@ -135,9 +135,32 @@ def test_stream_raises_a_failed_pass_in_the_caller_and_stays_usable(rec_path):
         assert [again[k].shape[0] for k in range(3)] == [1, 1, 1]
         stopped = sharded.stream(batches([1] * 5))
         next(stopped)
-        stopped.close()  # a caller that stops early: the copies take no more pieces
+        stopped.close()
         assert len(dict(sharded.stream(batches([1, 1])))) == 2
     finally:
+        sharded.close()
+
+
+def test_a_stream_the_caller_stops_takes_no_more_pieces(rec_path):
+    # Each copy runs its first pass, then holds the next until released; the
+    # caller takes one output and stops: each copy finishes the pass it holds
+    # and takes no other, so 4 of the 8 passes run at most.
+    go = threading.Event()
+    copies: list[Recording] = []
+
+    def make() -> Recording:
+        copies.append(Recording(rec_path, hold=go))
+        return copies[-1]
+
+    sharded = ShardedRuntime(make, 2)
+    try:
+        stream = sharded.stream(batches([1] * 8))
+        next(stream)
+        threading.Timer(0.3, go.set).start()
+        stream.close()  # returns once the copies have stopped
+        assert sum(len(c.rows) for c in copies) <= 4
+    finally:
+        go.set()
         sharded.close()
 
 

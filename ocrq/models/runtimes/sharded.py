@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -129,6 +129,10 @@ class ShardedRuntime:
         done: queue.SimpleQueue[tuple[int, object] | None] = queue.SimpleQueue()
         stop = threading.Event()
 
+        with self._lock:  # concurrent callers start on different copies
+            first = self._next
+            self._next = (self._next + 1) % len(self.copies)
+
         def work(copy: int) -> None:
             try:
                 while not stop.is_set():
@@ -137,16 +141,15 @@ class ShardedRuntime:
                     except IndexError:
                         break
                     i, s, e = pieces[p]
-                    done.put((p, self.copies[copy].run(ready(batches[i][s:e]))))
+                    runtime = self.copies[(first + copy) % len(self.copies)]
+                    done.put((p, runtime.run(ready(batches[i][s:e]))))
             except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
                 done.put((-1, exc))
             finally:
                 done.put(None)
 
         workers = [self._pool.submit(work, c) for c in range(min(len(self.copies), len(pieces)))]
-        left = [0] * len(batches)
-        for i, _, _ in pieces:
-            left[i] += 1
+        left = Counter(i for i, _, _ in pieces)  # pieces still out per batch
         parts: dict[int, list[tuple[int, np.ndarray]]] = {}
         running = len(workers)
         try:
