@@ -65,7 +65,7 @@ def forward(model: LoadedModel, resized: Sequence[np.ndarray],
             for j, i in enumerate(chunk):
                 batch[j, :, : resized[i].shape[1]] = resized[i]
             batches.append(batch)
-        for k, probs in stream_images(model.runtime, batches, model.manifest.input):
+        for k, first, probs in stream_images(model.runtime, batches, model.manifest.input):
             width, chunk = round_[k]
-            for j, i in enumerate(chunk):
-                yield i, width, probs[j]
+            for j, out in enumerate(probs):
+                yield chunk[first + j], width, out

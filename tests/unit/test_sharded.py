@@ -89,7 +89,17 @@ class Recording:
         self.inner.close()
 
 
-def test_stream_gives_every_batch_once_as_one_session_reads_it(rec_path):
+def whole(stream) -> dict[int, np.ndarray]:
+    """A stream's pieces put back together per batch (each row exactly once)."""
+    rows: dict[int, dict[int, np.ndarray]] = {}
+    for i, first, out in stream:
+        for j, row in enumerate(out):
+            assert first + j not in rows.setdefault(i, {})
+            rows[i][first + j] = row
+    return {i: np.stack([r[j] for j in sorted(r)]) for i, r in rows.items()}
+
+
+def test_stream_gives_every_row_once_as_one_session_reads_it(rec_path):
     single = OnnxRuntime(rec_path, threads=1)
     copies: list[Recording] = []
 
@@ -97,12 +107,14 @@ def test_stream_gives_every_batch_once_as_one_session_reads_it(rec_path):
         copies.append(Recording(rec_path))
         return copies[-1]
 
-    # Pieces of at most 2 rows of 48 x 128: a batch of 5 rows comes back whole.
+    # Pieces of at most 2 rows of 48 x 128: a batch of 5 rows comes back in 3.
     sharded = ShardedRuntime(make, 2, piece_elements=2 * 3 * 48 * 128)
     try:
         work = batches([5, 1, 3])
         work[0] = work[0][:, :, :, :128]
-        got = dict(sharded.stream(work, prepare=lambda b: b * 0.5))  # on the copies' threads
+        pieces = list(sharded.stream(work, prepare=lambda b: b * 0.5))  # on the copies' threads
+        assert len(pieces) == 3 + 1 + 3  # 5 rows in pieces of 2, 1 row, 3 rows one by one
+        got = whole(pieces)
         assert sorted(got) == [0, 1, 2]
         for k, b in enumerate(work):
             np.testing.assert_allclose(got[k], single.run(b * 0.5), atol=1e-5)
@@ -131,12 +143,12 @@ def test_stream_raises_a_failed_pass_in_the_caller_and_stays_usable(rec_path):
     try:
         with pytest.raises(RuntimeError, match="this pass fails"):
             list(sharded.stream(batches([1, 2, 1])))  # a pass of 2 rows fails
-        again = dict(sharded.stream(batches([1, 1, 1])))  # the pool is free again
+        again = whole(sharded.stream(batches([1, 1, 1])))  # the pool is free again
         assert [again[k].shape[0] for k in range(3)] == [1, 1, 1]
         stopped = sharded.stream(batches([1] * 5))
         next(stopped)
         stopped.close()
-        assert len(dict(sharded.stream(batches([1, 1])))) == 2
+        assert len(whole(sharded.stream(batches([1, 1])))) == 2
     finally:
         sharded.close()
 

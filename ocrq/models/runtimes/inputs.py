@@ -72,13 +72,15 @@ def run_many_images(runtime: object, batches: Sequence[np.ndarray], spec: Spec
 
 
 def stream_images(runtime: object, batches: Sequence[np.ndarray], spec: Spec
-                  ) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, output) per uint8 NHWC batch: as each pass finishes on a runtime
-    that streams (runtimes/sharded.py: the caller's thread works on one output
-    while the next runs), else in order once all have run."""
+                  ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(batch index, first row, output for those rows) per uint8 NHWC batch or
+    piece of one: as each pass finishes on a runtime that streams
+    (runtimes/sharded.py: the caller's thread works on one output while the next
+    runs), else whole batches in order once all have run."""
     stream = getattr(runtime, "stream", None)
     if stream is not None and getattr(runtime, "run_many_images", None) is None \
             and getattr(runtime, "run_images", None) is None:
         yield from stream(batches, functools.partial(normalize, spec=spec))
         return
-    yield from enumerate(run_many_images(runtime, batches, spec))
+    for k, out in enumerate(run_many_images(runtime, batches, spec)):
+        yield k, 0, out

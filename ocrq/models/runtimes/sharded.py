@@ -11,7 +11,7 @@ one session with 2 threads (BENCHMARKS.md, "CPU sessions").
 ``threads // n`` intra-op threads. ``run`` splits a batch's rows into up to
 ``n`` contiguous shards and runs them at once; ``run_many`` also spreads whole
 batches over the copies, largest first, so a page's small batches keep every
-copy busy; ``stream`` hands back each batch's output as soon as it is done, so
+copy busy; ``stream`` hands back each piece's output as soon as it is done, so
 the caller's thread can use one (decode a line) while the copies run the next.
 Rows are also cut into pieces of at most ``piece_elements`` input numbers: a
 larger pass runs slower per row on a CPU where its activations outgrow a core's
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -113,22 +113,23 @@ class ShardedRuntime:
 
     def stream(self, batches: Sequence[np.ndarray],
                prepare: Callable[[np.ndarray], np.ndarray] | None = None
-               ) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, output) of each batch as soon as its pass is done, in the order
-        they finish. The copies pull pieces, largest first, from one queue on the
-        pool's threads, so the caller's thread is free to use each output while
-        the next passes run: its Python would otherwise leave a core idle.
-        ``prepare`` (a batch's normalisation) runs on the copies' threads too."""
+               ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(batch index, first row, the output for the piece's rows) of each piece
+        as soon as its pass is done, in the order they finish. The copies pull
+        pieces, largest first, from one queue on the pool's threads, so the
+        caller's thread is free to use each output while the next passes run: its
+        Python would otherwise leave a core idle. A piece comes back alone, not
+        when its whole batch is done (a page's short lines make one batch of
+        hundreds of rows). ``prepare`` (normalisation) runs on the copies' threads."""
         ready = prepare or (lambda b: b)
         for i, b in enumerate(batches):
             if len(b) == 0:  # what the model gives for none
-                yield i, self.copies[0].run(ready(b))
-        pieces, cost = self._pieces([b for b in batches])
+                yield i, 0, self.copies[0].run(ready(b))
+        pieces, cost = self._pieces(batches)
         pieces = [pieces[k] for k in sorted(range(len(pieces)), key=lambda k: -cost[k])]
         todo: deque[int] = deque(range(len(pieces)))
         done: queue.SimpleQueue[tuple[int, object] | None] = queue.SimpleQueue()
         stop = threading.Event()
-
         with self._lock:  # concurrent callers start on different copies
             first = self._next
             self._next = (self._next + 1) % len(self.copies)
@@ -149,8 +150,6 @@ class ShardedRuntime:
                 done.put(None)
 
         workers = [self._pool.submit(work, c) for c in range(min(len(self.copies), len(pieces)))]
-        left = Counter(i for i, _, _ in pieces)  # pieces still out per batch
-        parts: dict[int, list[tuple[int, np.ndarray]]] = {}
         running = len(workers)
         try:
             while running:
@@ -161,12 +160,7 @@ class ShardedRuntime:
                 p, out = item
                 if isinstance(out, BaseException):
                     raise out
-                i, s, _ = pieces[p]
-                parts.setdefault(i, []).append((s, np.asarray(out)))
-                left[i] -= 1
-                if left[i] == 0:
-                    got = [o for _, o in sorted(parts.pop(i), key=lambda so: so[0])]
-                    yield i, got[0] if len(got) == 1 else np.concatenate(got)
+                yield pieces[p][0], pieces[p][1], np.asarray(out)
         finally:
             stop.set()  # a caller that stops early: the copies take no more pieces
             for w in workers:
