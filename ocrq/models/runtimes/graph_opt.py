@@ -153,12 +153,7 @@ def _fold_conv_affine(graph: Any) -> int:
             changed = True
             folded += 1
         if changed:
-            wname, bname = f"{conv.name or conv.output[0]}__w", f"{conv.name or conv.output[0]}__b"
-            graph.initializer.append(numpy_helper.from_array(weight.astype(np.float32), wname))
-            graph.initializer.append(numpy_helper.from_array(bias.astype(np.float32), bname))
-            while len(conv.input) < 3:
-                conv.input.append("")
-            conv.input[1], conv.input[2] = wname, bname
+            _set_weights(graph, conv, weight, bias, "")
             conv.output[0] = out
     _rebuild(graph, drop, {})
     _drop_unused_initializers(graph)
@@ -196,7 +191,7 @@ def _fold_affine_forward(graph: Any) -> int:
         if all(_pointwise(c, consts) and b is not None for c, b in zip(convs, biases, strict=True)):
             for conv, bias in zip(convs, biases, strict=True):
                 weight = consts[conv.input[1]].astype(np.float64)
-                _set_weights(graph, conv, weight * s, bias + t * weight.sum(axis=(1, 2, 3)))
+                _set_weights(graph, conv, weight * s, bias + t * weight.sum(axis=(1, 2, 3)), "f")
                 conv.input[0] = xs[0]
             drop |= {id(mul), id(add)}
             moved += 1
@@ -238,9 +233,12 @@ def _pointwise(conv: Any, consts: dict[str, np.ndarray]) -> bool:
             and auto in (b"NOTSET", b"VALID", "NOTSET", "VALID"))
 
 
-def _set_weights(graph: Any, conv: Any, weight: np.ndarray, bias: np.ndarray) -> None:
+def _set_weights(graph: Any, conv: Any, weight: np.ndarray, bias: np.ndarray, tag: str
+                 ) -> None:
+    """New initializers for the convolution's weight and bias (``tag``: which fold,
+    so two folds of one convolution name theirs apart)."""
     base = conv.name or conv.output[0]
-    wname, bname = f"{base}__fw", f"{base}__fb"
+    wname, bname = f"{base}__{tag}w", f"{base}__{tag}b"
     graph.initializer.append(numpy_helper.from_array(weight.astype(np.float32), wname))
     graph.initializer.append(numpy_helper.from_array(bias.astype(np.float32), bname))
     while len(conv.input) < 3:
