@@ -65,7 +65,15 @@ def forward(model: LoadedModel, resized: Sequence[np.ndarray],
             for j, i in enumerate(chunk):
                 batch[j, :, : resized[i].shape[1]] = resized[i]
             batches.append(batch)
+        seen = 0
         for k, first, probs in stream_images(model.runtime, batches, model.manifest.input):
             width, chunk = round_[k]
+            if first + len(probs) > len(chunk):
+                raise RuntimeError(f"{model.manifest.name}: a pass returned rows past its batch "
+                                   f"({first} + {len(probs)} of {len(chunk)})")
+            seen += len(probs)
             for j, out in enumerate(probs):
                 yield chunk[first + j], width, out
+        if seen != sum(len(chunk) for _, chunk in round_):  # a crop without its output
+            raise RuntimeError(f"{model.manifest.name}: the passes returned {seen} rows for "
+                               f"{sum(len(chunk) for _, chunk in round_)} crops")

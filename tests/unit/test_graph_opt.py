@@ -112,6 +112,33 @@ def test_an_affine_before_a_1d_convolution_or_a_computed_bias_reads_the_same():
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
+def test_a_node_named_like_another_convolutions_output_folds_apart():
+    # Conv "ac" (a node name) reads the unnamed convolution whose output is "ac": the
+    # folded weights of the two must not share a name (ONNX Runtime keeps the last).
+    rng = np.random.default_rng(7)
+    nodes, inits = [], {}
+    for p, x, out, name in (("a", "x", "y1", ""), ("b", "y1", "y2", "ac")):
+        inits |= {f"{p}W": rng.normal(size=(4, 4, 1, 1)), f"{p}B": rng.normal(size=4),
+                  f"{p}s": rng.normal(size=(4, 1, 1)), f"{p}t": rng.normal(size=(4, 1, 1))}
+        nodes += [helper.make_node("Conv", [x, f"{p}W", f"{p}B"], [f"{p}c"], name=name),
+                  helper.make_node("Mul", [f"{p}c", f"{p}s"], [f"{p}m"]),
+                  helper.make_node("Add", [f"{p}m", f"{p}t"], [out])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+        [helper.make_tensor_value_info("y2", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    plain = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    fast, stats = optimize(plain.SerializeToString())
+    assert stats["affine"] == 4
+    names = [t.name for t in onnx.load_from_string(fast).graph.initializer]
+    assert len(names) == len(set(names)) == 4
+    x = rng.uniform(-1, 1, (1, 4, 3, 3)).astype(np.float32)
+    want = ort.InferenceSession(plain.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ort.InferenceSession(fast, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_garbage_is_not_a_model(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00garbage" * 100)

@@ -176,6 +176,27 @@ def test_a_stream_the_caller_stops_takes_no_more_pieces(rec_path):
         sharded.close()
 
 
+def test_a_pass_that_returns_too_few_rows_is_an_error_not_a_blank_line(model_root, rec_path):
+    from ocrq.models.states import LoadedModel
+    from ocrq.stages import passes
+    from ocrq.stages.recognize import RecognizeOptions
+
+    class DropsARow(Recording):
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            return super().run(batch)[:-1]  # a runtime that lost a row
+
+    manifest = ModelRepository(model_root).manifest("str", 1)
+    sharded = ShardedRuntime(lambda: DropsARow(rec_path), 2)
+    try:
+        model = LoadedModel("str", 1, manifest, sharded)
+        crops = [np.full((48, 100, 3), 200, np.uint8) for _ in range(6)]
+        opts = RecognizeOptions()
+        with pytest.raises(RuntimeError, match="returned 4 rows for 6 crops"):
+            list(passes.forward(model, crops, passes.chunks(crops, opts, 48), opts, 48))
+    finally:
+        sharded.close()
+
+
 def test_registry_shards_line_models_only(model_root):
     reg = ModelRegistry(ModelRepository(model_root), Settings(model_root=model_root, threads=2))
     assert isinstance(reg.get("str").runtime, ShardedRuntime)

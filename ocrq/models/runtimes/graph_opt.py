@@ -199,13 +199,12 @@ def _fold_affine_forward(graph: Any) -> int:
         first = consts[convs[0].input[1]]
         channels = first.shape[1] * _group(convs[0])
         name = add.output[0]
+        dw_w, dw_b = _fresh(graph, f"{name}__dw_w"), _fresh(graph, f"{name}__dw_b")
         graph.initializer.append(numpy_helper.from_array(
-            np.full((channels, 1, 1, 1), s, np.float32), f"{name}__dw_w"))
-        graph.initializer.append(numpy_helper.from_array(
-            np.full((channels,), t, np.float32), f"{name}__dw_b"))
-        replace[id(add)] = [helper.make_node(
-            "Conv", [xs[0], f"{name}__dw_w", f"{name}__dw_b"], [name],
-            group=channels, kernel_shape=[1, 1])]
+            np.full((channels, 1, 1, 1), s, np.float32), dw_w))
+        graph.initializer.append(numpy_helper.from_array(np.full((channels,), t, np.float32), dw_b))
+        replace[id(add)] = [helper.make_node("Conv", [xs[0], dw_w, dw_b], [name],
+                                             group=channels, kernel_shape=[1, 1])]
         drop.add(id(mul))
         moved += 1
     _rebuild(graph, drop, replace)
@@ -237,13 +236,23 @@ def _set_weights(graph: Any, conv: Any, weight: np.ndarray, bias: np.ndarray, ta
                  ) -> None:
     """New initializers for the convolution's weight and bias (``tag``: which fold,
     so two folds of one convolution name theirs apart)."""
-    base = conv.name or conv.output[0]
-    wname, bname = f"{base}__{tag}w", f"{base}__{tag}b"
+    # The output's name, not the node's: a node may be named like another's output.
+    base = conv.output[0]
+    wname, bname = _fresh(graph, f"{base}__{tag}w"), _fresh(graph, f"{base}__{tag}b")
     graph.initializer.append(numpy_helper.from_array(weight.astype(np.float32), wname))
     graph.initializer.append(numpy_helper.from_array(bias.astype(np.float32), bname))
     while len(conv.input) < 3:
         conv.input.append("")
     conv.input[1], conv.input[2] = wname, bname
+
+
+def _fresh(graph: Any, name: str) -> str:
+    """``name``, made unique among the graph's tensors (an ONNX file may hold any name)."""
+    taken = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output} \
+        | {i.name for i in graph.input}
+    while name in taken:
+        name += "_"
+    return name
 
 
 def _rebuild(graph: Any, drop: set[int], replace: dict[int, list[Any]]) -> None:
