@@ -74,6 +74,7 @@ def forward(model: LoadedModel, resized: Sequence[np.ndarray],
             seen += len(probs)
             for j, out in enumerate(probs):
                 yield chunk[first + j], width, out
-        if seen != sum(len(chunk) for _, chunk in round_):  # a crop without its output
+        crops = sum(len(chunk) for _, chunk in round_)
+        if seen != crops:  # a crop without its output
             raise RuntimeError(f"{model.manifest.name}: the passes returned {seen} rows for "
-                               f"{sum(len(chunk) for _, chunk in round_)} crops")
+                               f"{crops} crops")

@@ -63,11 +63,14 @@ class ShardedRuntime:
         ``piece_elements`` numbers (one row at least), with each piece's cost."""
         share = max(1, -(-sum(len(b) for b in batches) // len(self.copies)))
         pieces: list[Piece] = []
+        cost: list[int] = []
         for i, b in enumerate(batches):
             per_row = int(np.prod(b.shape[1:]))
             rows = max(1, min(share, self.piece_elements // max(1, per_row)))
-            pieces += [(i, s, min(len(b), s + rows)) for s in range(0, len(b), rows)]
-        return pieces, [(e - s) * int(np.prod(batches[i].shape[1:])) for i, s, e in pieces]
+            for s in range(0, len(b), rows):
+                pieces.append((i, s, min(len(b), s + rows)))
+                cost.append((pieces[-1][2] - s) * per_row)
+        return pieces, cost
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.run_many([batch])[0]
